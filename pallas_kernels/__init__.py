@@ -1,0 +1,21 @@
+"""Fused ops for samp-jax, one folder per op.
+
+Each op folder holds its public function and dispatch (`api.py`), its plain-XLA
+reference (`base.py`, the specification and the fallback), Pallas kernels as they
+land, and tests. Model code calls the functions re-exported here, never a kernel.
+"""
+
+from pallas_kernels._dispatch import IMPLEMENTATIONS, Implementation
+from pallas_kernels.attention.api import attention
+from pallas_kernels.embedding.api import embedding_layer_norm
+from pallas_kernels.layer_norm.api import residual_layer_norm
+from pallas_kernels.matmul.api import matmul
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "Implementation",
+    "attention",
+    "embedding_layer_norm",
+    "matmul",
+    "residual_layer_norm",
+]

@@ -1,0 +1,49 @@
+"""`implementation=` dispatch shared by every op.
+
+Each op keeps a registry `{name: callable}` filled by guarded imports of its
+kernels. `implementation=None` tries the registered kernels fastest first and
+falls back to the XLA reference; a kernel that cannot take an input raises
+`NotImplementedError` and the next one is tried. Naming an implementation runs
+that one or fails loudly: a caller who asked for a kernel must not silently get
+another.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Mapping
+
+Implementation = Literal["xla", "triton", "mosaic"]
+# Preference order when the caller does not choose: hand-written kernels first.
+IMPLEMENTATIONS: tuple[str, ...] = ("mosaic", "triton", "xla")
+
+
+def dispatch(
+    op_name: str,
+    registry: Mapping[str, Callable[..., Any]],
+    implementation: str | None,
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """Runs `op_name` through the chosen implementation (or the best available)."""
+    if implementation is not None:
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"{op_name}: unknown {implementation=}; choose one of {IMPLEMENTATIONS} or None"
+            )
+        if implementation not in registry:
+            raise NotImplementedError(
+                f"{op_name}: no {implementation!r} kernel is available here "
+                f"(registered: {sorted(registry)})"
+            )
+        return registry[implementation](*args, **kwargs)
+
+    errors = []
+    for name in IMPLEMENTATIONS:
+        fn = registry.get(name)
+        if fn is None:
+            continue
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError as e:  # this kernel cannot take the input: fall back
+            errors.append(f"{name}: {e}")
+    raise NotImplementedError(f"{op_name}: no implementation accepted the input: {errors}")

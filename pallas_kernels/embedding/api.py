@@ -1,0 +1,43 @@
+"""Public fused-embedding op: validates shapes, then dispatches by `implementation=`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from pallas_kernels._dispatch import dispatch
+from pallas_kernels.embedding.base import embedding_layer_norm_reference
+
+_REGISTRY = {"xla": embedding_layer_norm_reference}
+
+
+def embedding_layer_norm(
+    input_ids: jax.Array,
+    position_ids: jax.Array,
+    token_type_ids: jax.Array | None,
+    word_table: jax.Array,
+    position_table: jax.Array,
+    token_type_table: jax.Array | None,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    eps: float,
+    out_dtype=jnp.float32,
+    implementation: str | None = None,
+) -> jax.Array:
+    """Word + position (+ token type) embedding and LayerNorm in one op."""
+    if position_ids.shape != input_ids.shape:
+        raise ValueError(
+            f"embedding: position_ids.shape={position_ids.shape} != input_ids.shape={input_ids.shape}"
+        )
+    if (token_type_table is None) != (token_type_ids is None):
+        raise ValueError("embedding: token_type_ids and token_type_table must be given together")
+    if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+        raise ValueError(
+            f"embedding: token_type_ids.shape={token_type_ids.shape} != input_ids.shape={input_ids.shape}"
+        )
+    return dispatch(
+        "embedding_layer_norm", _REGISTRY, implementation,
+        input_ids, position_ids, token_type_ids, word_table, position_table, token_type_table,
+        scale, bias, eps=eps, out_dtype=out_dtype,
+    )

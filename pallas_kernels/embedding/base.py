@@ -1,0 +1,42 @@
+"""Reference for the fused embedding: three gathers, their sum, LayerNorm.
+
+Ids are assumed in range: XLA's gather clamps out-of-range indices silently,
+so callers validate ids on the host before they reach this op
+(`samp_jax.validation`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from pallas_kernels.layer_norm.base import residual_layer_norm_reference
+
+
+def embedding_layer_norm_reference(
+    input_ids: jax.Array,
+    position_ids: jax.Array,
+    token_type_ids: jax.Array | None,
+    word_table: jax.Array,
+    position_table: jax.Array,
+    token_type_table: jax.Array | None,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    eps: float,
+    out_dtype=jnp.float32,
+) -> jax.Array:
+    """`LayerNorm(word[ids] + position[pos] + token_type[types])`, sum in float32.
+
+    Args:
+      input_ids, position_ids, token_type_ids: `[B, S]` integer ids
+        (`token_type_ids` and `token_type_table` are None for models without
+        token types, such as MPNet).
+      word_table `[V, H]`, position_table `[P, H]`, token_type_table `[T, H]`.
+      scale, bias: `[H]` LayerNorm parameters.
+    """
+    h = jnp.take(word_table, input_ids, axis=0).astype(jnp.float32)
+    h = h + jnp.take(position_table, position_ids, axis=0).astype(jnp.float32)
+    if token_type_table is not None:
+        h = h + jnp.take(token_type_table, token_type_ids, axis=0).astype(jnp.float32)
+    return residual_layer_norm_reference(h, None, scale, bias, eps=eps, out_dtype=out_dtype)

@@ -1,0 +1,45 @@
+"""Reference for the fused add-bias + residual + LayerNorm.
+
+`y = LayerNorm(x + x_bias + residual) * scale + bias`, statistics in float32.
+Splitting the GEMM's bias off (`x_bias`) lets a GEMM write its raw product and
+this op finish the epilogue, which is how the fused kernels are laid out.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def residual_layer_norm_reference(
+    x: jax.Array,
+    residual: jax.Array | None,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    x_bias: jax.Array | None = None,
+    eps: float,
+    out_dtype=None,
+) -> jax.Array:
+    """LayerNorm over the last axis of `x (+ x_bias) (+ residual)`.
+
+    Args:
+      x: `[..., H]` input (a GEMM output).
+      residual: `[..., H]` or None.
+      scale, bias: `[H]` LayerNorm affine parameters.
+      x_bias: optional `[H]` bias of the GEMM that produced `x`.
+      eps: variance epsilon (Hugging Face's `layer_norm_eps`).
+      out_dtype: default `x.dtype`.
+    """
+    out_dtype = x.dtype if out_dtype is None else out_dtype
+    h = x.astype(jnp.float32)
+    if x_bias is not None:
+        h = h + x_bias.astype(jnp.float32)
+    if residual is not None:
+        h = h + residual.astype(jnp.float32)
+    mean = jnp.mean(h, axis=-1, keepdims=True)
+    centered = h - mean
+    var = jnp.mean(centered * centered, axis=-1, keepdims=True)
+    y = centered * jax.lax.rsqrt(var + eps)
+    y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    return y.astype(out_dtype)

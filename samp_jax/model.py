@@ -1,0 +1,214 @@
+"""`SampModel`: a converted checkpoint built for one precision plan, jit-compiled.
+
+One XLA executable is compiled per (plan, batch bucket, sequence bucket); the
+tokenizer front end pads to those buckets so that executables are reused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from samp_jax.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
+from samp_jax.decoding import Span, decode_entities
+from samp_jax.heads import EncoderWithHead
+from samp_jax.plan import Plan
+from samp_jax.tokenizer import PaddedBatch, TokenizerFrontEnd, normalize_inputs
+from samp_jax.validation import check_inputs
+
+DEFAULT_PLAN = "fp32"
+# Parameters cast to the compute dtype once per plan; LayerNorm and biases stay
+# float32 because the fused epilogues compute in float32.
+_CAST_SUFFIXES = ("kernel", "_embeddings")
+
+
+def cast_params(params: Any, dtype) -> Any:
+    """Casts GEMM kernels and embedding tables to `dtype`, the rest to float32."""
+
+    def cast(path, leaf):
+        name = path[-1].key
+        return jnp.asarray(leaf, dtype if name.endswith(_CAST_SUFFIXES) else jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
+def mean_pool_normalize(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean over real tokens, then L2 normalization (sentence-transformers' recipe)."""
+    m = mask[..., None].astype(jnp.float32)
+    summed = jnp.sum(hidden.astype(jnp.float32) * m, axis=1)
+    mean = summed / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
+    return mean / jnp.maximum(jnp.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+
+
+class SampModel:
+    """A BERT-family encoder with its task head, built for one precision plan.
+
+    Call it on ids (`model(input_ids, attention_mask, token_type_ids)`) for the
+    head's float32 output (the last hidden state for a bare encoder), or on
+    texts (`model.predict(...)`) for decoded predictions.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None):
+        self.config = checkpoint.config
+        self.task = checkpoint.task
+        self.plan = Plan.parse(plan or checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
+        self.source = checkpoint.source
+        self._module = EncoderWithHead(self.config, self.task, self.plan.compute_dtype)
+        self._params = cast_params(checkpoint.params, self.plan.compute_dtype)
+        self._apply = jax.jit(self._module.apply, static_argnames="output")
+        self._embed = jax.jit(self._embed_impl)
+        self.tokenizer = None
+        if checkpoint.tokenizer_json is not None:
+            self.tokenizer = TokenizerFrontEnd.from_str(
+                checkpoint.tokenizer_json, max_seq_len=self.config.max_seq_len, pad_id=self.config.pad_token_id
+            )
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"SampModel({c.model_type}, layers={c.num_layers}, hidden={c.hidden_size}, "
+                f"task={self.task.kind}, plan={self.plan.to_string()!r})")
+
+    # ---- ids in, arrays out -------------------------------------------------
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
+        """The head's output for `[batch, seq]` ids: logits, or the last hidden state."""
+        ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        return self._apply({"params": self._params}, ids, mask, types)
+
+    def hidden_states(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
+        """The encoder's last hidden state `[batch, seq, hidden]` in float32, whatever the head."""
+        ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        return self._apply({"params": self._params}, ids, mask, types, output="hidden")
+
+    def _embed_impl(self, params, ids, mask, types):
+        hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
+        return mean_pool_normalize(hidden, mask)
+
+    # ---- texts in, predictions out ------------------------------------------
+    def _batches(
+        self, items: Sequence, *, batch_size: int, truncation: bool, max_length: int | None, progress: bool | None
+    ) -> Iterator[tuple[np.ndarray, list, PaddedBatch]]:
+        if self.tokenizer is None:
+            raise ValueError(f"{self.source} has no tokenizer; call the model on token ids instead")
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        encodings = self.tokenizer.encode(items, truncation=truncation, max_length=max_length)
+        # Sorting by length keeps padding, and so wasted compute, small.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        show = len(chunks) > 4 if progress is None else progress
+        for idx in tqdm(chunks, desc="predict", unit="batch", disable=not show):
+            encs = [encodings[i] for i in idx]
+            yield idx, encs, self.tokenizer.pad(encs)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32, truncation: bool = False,
+              max_length: int | None = None, progress: bool | None = None) -> np.ndarray:
+        """Bi-encoder embeddings: mean-pooled, L2-normalized, `[N, hidden]` float32."""
+        items, is_pair = normalize_inputs(texts)
+        if is_pair:
+            raise ValueError("embed takes single texts; use similarity() for pairs")
+        out = np.zeros((len(items), self.config.hidden_size), np.float32)
+        for idx, _, b in self._batches(items, batch_size=batch_size, truncation=truncation,
+                                       max_length=max_length, progress=progress):
+            emb = self._embed(self._params, b.input_ids, b.attention_mask, b.token_type_ids)
+            out[idx] = np.asarray(emb)[: b.num_examples]
+        return out
+
+    def similarity(self, pairs: Sequence[tuple[str, str]], **kwargs) -> np.ndarray:
+        """Bi-encoder matching: cosine similarity of each pair's embeddings, `[N]`."""
+        items, is_pair = normalize_inputs(pairs)
+        if not is_pair:
+            raise ValueError("similarity takes (text_a, text_b) pairs")
+        emb = self.embed([a for a, _ in items] + [b for _, b in items], **kwargs)
+        n = len(items)
+        return np.sum(emb[:n] * emb[n:], axis=-1)
+
+    def predict(self, inputs, *, batch_size: int = 32, truncation: bool = False,
+                max_length: int | None = None, progress: bool | None = None) -> Any:
+        """Tokenizes, runs and decodes.
+
+        Returns, by task:
+          encoder: texts -> `[N, hidden]` normalized embeddings; pairs -> `[N]` cosine similarities.
+          sequence_classification (texts or cross-encoder pairs): `{"label", "score", "scores"}` each
+            (`{"score"}` alone for a single-output regression head).
+          multi_label_classification: `{"labels", "scores"}` each, labels over their thresholds.
+          token_classification (texts): a list of entity spans each (`Span.to_dict()`).
+        """
+        items, is_pair = normalize_inputs(inputs)
+        kw = dict(batch_size=batch_size, truncation=truncation, max_length=max_length, progress=progress)
+        kind = self.task.kind
+        if kind == "encoder":
+            return self.similarity(items, **kw) if is_pair else self.embed(items, **kw)
+        if kind == "token_classification" and is_pair:
+            raise ValueError("token classification takes single texts, not pairs")
+        results: list[Any] = [None] * len(items)
+        for idx, encs, b in self._batches(items, **kw):
+            logits = np.asarray(self._apply({"params": self._params}, b.input_ids, b.attention_mask, b.token_type_ids))
+            for row, (i, enc) in enumerate(zip(idx, encs)):
+                if kind == "token_classification":
+                    results[i] = [s.to_dict() for s in self._decode_tokens(logits[row], enc, items[i])]
+                else:
+                    results[i] = self._decode_sequence(logits[row])
+        return results
+
+    def _decode_sequence(self, logits: np.ndarray) -> dict:
+        labels = self.task.labels
+        if self.task.kind == "multi_label_classification":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            chosen = [lab for lab, p, t in zip(labels, probs, self.task.thresholds) if p >= t]
+            return {"labels": chosen, "scores": {lab: float(p) for lab, p in zip(labels, probs)}}
+        if len(labels) == 1:
+            return {"score": float(logits[0])}
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        return {"label": labels[best], "score": float(probs[best]),
+                "scores": {lab: float(p) for lab, p in zip(labels, probs)}}
+
+    def _decode_tokens(self, logits: np.ndarray, enc, text: str) -> list[Span]:
+        """Tags each word by its first sub-token, then groups words into spans."""
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        first: dict[int, int] = {}
+        spans: dict[int, list[int]] = {}
+        for t, w in enumerate(enc.word_ids):
+            if w is None:
+                continue
+            first.setdefault(w, t)
+            start, end = enc.offsets[t]
+            lo, hi = spans.get(w, (start, end))
+            spans[w] = [min(lo, start), max(hi, end)]
+        words = sorted(first)
+        tags = [self.task.labels[int(np.argmax(probs[first[w]]))] for w in words]
+        scores = [float(np.max(probs[first[w]])) for w in words]
+        offsets = [tuple(spans[w]) for w in words]
+        return decode_entities(tags, offsets, scores, text)
+
+
+def load(path: str | Path, plan: str | Plan | None = None) -> SampModel:
+    """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
+
+    Args:
+      path: a folder written by `samp-jax convert`, or a Hugging Face model
+        folder (`config.json` + safetensors or `pytorch_model.bin`).
+      plan: precision plan ("fp32", "bf16", "fp16", or a `Plan`); default: the
+        checkpoint's stored plan, else "fp32".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    if is_checkpoint(path):
+        ckpt = load_checkpoint(path)
+    elif (path / "config.json").is_file():
+        from convert import convert_hf_checkpoint
+
+        ckpt = convert_hf_checkpoint(path)
+    else:
+        raise FileNotFoundError(
+            f"{path} is neither a samp-jax checkpoint (no samp_jax.json) nor a Hugging Face folder (no config.json)"
+        )
+    return SampModel(ckpt, plan=plan)

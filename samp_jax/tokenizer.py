@@ -1,0 +1,123 @@
+"""Tokenizer front end on Hugging Face `tokenizers`: batched, explicit truncation, bucketed padding.
+
+Padding goes to a sequence-length bucket and a batch-size bucket so that the
+compiled executables (one per shape) are reused across calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
+DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+Text = str
+Pair = tuple[str, str]
+
+
+def normalize_inputs(inputs: str | Sequence[str] | Sequence[Sequence[str]]) -> tuple[list, bool]:
+    """Returns `(items, is_pair)`; a bare string is one text. Mixed or odd items raise."""
+    if isinstance(inputs, str):
+        return [inputs], False
+    items = list(inputs)
+    if not items:
+        raise ValueError("empty batch: no texts given")
+    is_pair = not isinstance(items[0], str)
+    for i, item in enumerate(items):
+        if is_pair:
+            if isinstance(item, str) or len(item) != 2 or not all(isinstance(t, str) for t in item):
+                raise ValueError(f"item {i} is {item!r}; with pairs every item must be two strings")
+        elif not isinstance(item, str):
+            raise ValueError(f"item {i} is {type(item).__name__} {item!r}; expected a string")
+    return ([tuple(p) for p in items] if is_pair else items), is_pair
+
+
+@dataclasses.dataclass
+class PaddedBatch:
+    """Padded model inputs; rows past `num_examples` are batch padding."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    num_examples: int
+
+
+class TokenizerFrontEnd:
+    """Tokenizes texts or pairs and pads them to shape buckets."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        *,
+        max_seq_len: int,
+        pad_id: int,
+        seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS,
+        batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
+    ):
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.max_seq_len = max_seq_len
+        self.pad_id = pad_id
+        self.seq_buckets = tuple(sorted({b for b in seq_buckets if b < max_seq_len} | {max_seq_len}))
+        self.batch_buckets = tuple(sorted(batch_buckets))
+
+    @classmethod
+    def from_str(cls, text: str, **kwargs) -> "TokenizerFrontEnd":
+        return cls(Tokenizer.from_str(text), **kwargs)
+
+    def seq_bucket(self, length: int) -> int:
+        """Smallest sequence bucket that holds `length` tokens."""
+        for b in self.seq_buckets:
+            if length <= b:
+                return b
+        raise ValueError(f"sequence of {length} tokens exceeds max_seq_len={self.max_seq_len}")
+
+    def batch_bucket(self, n: int) -> int:
+        """Smallest batch bucket that holds `n` rows (n itself past the largest)."""
+        for b in self.batch_buckets:
+            if n <= b:
+                return b
+        return n
+
+    def encode(
+        self, items: Sequence[Text] | Sequence[Pair], *, truncation: bool = False, max_length: int | None = None
+    ) -> list[Encoding]:
+        """Tokenizes (with special tokens). Without `truncation`, too long inputs raise."""
+        limit = self.max_seq_len if max_length is None else int(max_length)
+        if not 0 < limit <= self.max_seq_len:
+            raise ValueError(f"max_length={max_length} must be in [1, {self.max_seq_len}] (the model's limit)")
+        if not items:
+            raise ValueError("empty batch: no texts given")
+        if truncation:
+            self.tokenizer.enable_truncation(limit, strategy="longest_first")
+        try:
+            encodings = self.tokenizer.encode_batch(list(items))
+        finally:
+            self.tokenizer.no_truncation()
+        for i, enc in enumerate(encodings):
+            if len(enc.ids) > limit:
+                raise ValueError(
+                    f"input {i} is {len(enc.ids)} tokens long, more than max_length={limit}; "
+                    "shorten it or pass truncation=True"
+                )
+        return encodings
+
+    def pad(self, encodings: Sequence[Encoding], *, pad_batch: bool = True) -> PaddedBatch:
+        """Pads to the sequence bucket of the longest encoding and to a batch bucket."""
+        n = len(encodings)
+        seq = self.seq_bucket(max(len(e.ids) for e in encodings))
+        rows = self.batch_bucket(n) if pad_batch else n
+        ids = np.full((rows, seq), self.pad_id, dtype=np.int32)
+        mask = np.zeros((rows, seq), dtype=np.int32)
+        types = np.zeros((rows, seq), dtype=np.int32)
+        for i, e in enumerate(encodings):
+            length = len(e.ids)
+            ids[i, :length] = e.ids
+            mask[i, :length] = 1
+            types[i, :length] = e.type_ids
+        return PaddedBatch(ids, mask, types, n)

@@ -1,0 +1,74 @@
+"""Host-side checks of model inputs, before they reach XLA.
+
+XLA's gather clamps out-of-range indices silently, so ids are range-checked
+here; every message names the offending value and where it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from samp_jax.config import EncoderConfig
+
+
+def _as_int_array(name: str, x) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype == bool and name == "attention_mask":
+        return arr.astype(np.int32)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype={arr.dtype}")
+    return arr
+
+
+def _check_range(name: str, arr: np.ndarray, low: int, high: int, what: str) -> None:
+    bad = np.argwhere((arr < low) | (arr >= high))
+    if bad.size:
+        idx = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"{name}{list(idx)}={int(arr[idx])} is outside [{low}, {high}) ({what}); "
+            f"{len(bad)} value(s) out of range"
+        )
+
+
+def check_inputs(
+    config: EncoderConfig, input_ids, attention_mask=None, token_type_ids=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validates and normalizes `(input_ids, attention_mask, token_type_ids)` to int32 `[B, S]`."""
+    ids = _as_int_array("input_ids", input_ids)
+    if ids.ndim != 2:
+        raise ValueError(f"input_ids must be 2-D [batch, seq], got shape {ids.shape}")
+    batch, seq = ids.shape
+    if batch == 0:
+        raise ValueError(f"empty batch: input_ids.shape={ids.shape}")
+    if seq == 0:
+        raise ValueError(f"empty sequences: input_ids.shape={ids.shape}")
+    if seq > config.max_seq_len:
+        raise ValueError(
+            f"sequence length {seq} exceeds the model's maximum {config.max_seq_len} "
+            f"(max_position_embeddings={config.max_position_embeddings})"
+        )
+    _check_range("input_ids", ids, 0, config.vocab_size, f"vocab_size={config.vocab_size}")
+
+    if attention_mask is None:
+        mask = np.ones_like(ids, dtype=np.int32)
+    else:
+        mask = _as_int_array("attention_mask", attention_mask)
+        if mask.shape != ids.shape:
+            raise ValueError(f"attention_mask.shape={mask.shape} != input_ids.shape={ids.shape}")
+        _check_range("attention_mask", mask, 0, 2, "a mask holds 0 or 1")
+        empty = np.flatnonzero(mask.sum(axis=1) == 0)
+        if empty.size:
+            raise ValueError(f"attention_mask row {int(empty[0])} has no real token (all zeros)")
+
+    if token_type_ids is None:
+        types = np.zeros_like(ids, dtype=np.int32)
+    else:
+        types = _as_int_array("token_type_ids", token_type_ids)
+        if types.shape != ids.shape:
+            raise ValueError(f"token_type_ids.shape={types.shape} != input_ids.shape={ids.shape}")
+        if config.has_token_types:
+            _check_range("token_type_ids", types, 0, config.type_vocab_size,
+                         f"type_vocab_size={config.type_vocab_size}")
+        elif types.any():
+            raise ValueError(f"this {config.model_type} model has no token types; token_type_ids must be 0")
+    return ids.astype(np.int32), mask.astype(np.int32), types.astype(np.int32)
