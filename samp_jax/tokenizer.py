@@ -26,10 +26,10 @@ def normalize_inputs(inputs: str | Sequence[str] | Sequence[Sequence[str]]) -> t
     items = list(inputs)
     if not items:
         raise ValueError("empty batch: no texts given")
-    is_pair = not isinstance(items[0], str)
+    is_pair = isinstance(items[0], (tuple, list))
     for i, item in enumerate(items):
         if is_pair:
-            if isinstance(item, str) or len(item) != 2 or not all(isinstance(t, str) for t in item):
+            if not isinstance(item, (tuple, list)) or len(item) != 2 or not all(isinstance(t, str) for t in item):
                 raise ValueError(f"item {i} is {item!r}; with pairs every item must be two strings")
         elif not isinstance(item, str):
             raise ValueError(f"item {i} is {type(item).__name__} {item!r}; expected a string")

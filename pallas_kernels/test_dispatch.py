@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import jax.numpy as jnp
+import pytest
+
+from pallas_kernels import matmul
+from pallas_kernels._dispatch import dispatch
+
+
+def test_named_implementation_that_is_absent_fails_loudly():
+    with pytest.raises(NotImplementedError, match=r"matmul: no 'triton' kernel is available here \(registered: \['xla'\]\)"):
+        matmul(jnp.ones((2, 4)), jnp.ones((4, 3)), implementation="triton")
+    with pytest.raises(ValueError, match="unknown implementation='cuda'"):
+        matmul(jnp.ones((2, 4)), jnp.ones((4, 3)), implementation="cuda")
+
+
+def test_none_prefers_kernels_and_falls_back_on_not_implemented():
+    calls = []
+
+    def mosaic(x):
+        calls.append("mosaic")
+        raise NotImplementedError("odd shape")
+
+    def xla(x):
+        calls.append("xla")
+        return x + 1
+
+    assert dispatch("op", {"xla": xla, "mosaic": mosaic}, None, 1) == 2
+    assert calls == ["mosaic", "xla"]
+    with pytest.raises(NotImplementedError, match="no implementation accepted the input"):
+        dispatch("op", {"mosaic": mosaic}, None, 1)

@@ -1,0 +1,105 @@
+"""Shared fixtures: the real all-MiniLM-L6-v2, real sentences, tiny random Hugging Face models."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SAMP_DATA", REPO.parent / "shared" / "data"))
+
+# Used only when ../shared/data is absent: real sentences of the same kind.
+FALLBACK_SENTENCES = [
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "allows us to hope that nolan is poised to embark a major career as a commercial yet inventive filmmaker .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's austere locales .",
+    "it 's slow -- very , very slow .",
+    "a sometimes tedious film .",
+]
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    from samp_jax.default_model import default_model_dir
+
+    try:
+        return default_model_dir()
+    except FileNotFoundError as e:
+        pytest.skip(f"real all-MiniLM-L6-v2 weights absent: {e}")
+
+
+@pytest.fixture(scope="session")
+def real_sentences() -> list[str]:
+    """Twelve SST-2 dev sentences of varied length (padding in every batch)."""
+    path = DATA_DIR / "sst2" / "dev.tsv"
+    if not path.is_file():
+        return FALLBACK_SENTENCES
+    with path.open(encoding="utf-8") as f:
+        rows = [r["sentence"] for r in csv.DictReader(f, delimiter="\t")]
+    rows = sorted(rows[:200], key=len)
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, 12).astype(int)]
+
+
+def _perturb(model, seed: int) -> None:
+    """Random init leaves biases 0 and LayerNorm at 1/0: shift every parameter so all are tested."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def make_hf_model(
+    folder: Path,
+    arch: str,
+    *,
+    labels: tuple[str, ...] = ("neg", "pos", "neutral"),
+    problem_type: str | None = None,
+    tokenizer_from: Path | None = None,
+    seed: int = 0,
+    safe: bool = True,
+):
+    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    if problem_type:
+        common["problem_type"] = problem_type
+    if arch.startswith("MPNet"):
+        cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
+    else:
+        cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
+    model = getattr(transformers, arch)(cfg).eval()
+    _perturb(model, seed)
+    model.save_pretrained(folder)
+    if not safe:  # transformers 5 writes only safetensors: write the legacy pickle by hand
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
+    if tokenizer_from is not None:
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_from / name).is_file():
+                shutil.copy(tokenizer_from / name, folder / name)
+    return model
+
+
+def random_batch(vocab: int, lengths: list[int], seq: int, pad_id: int, seed: int = 0):
+    """ids/mask/types with padding after each row's length; ids avoid the pad id."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(len(lengths), seq)).astype(np.int32)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        types[i, n // 2 : n] = 1
+        ids[i, n:] = pad_id
+    return ids, mask, types
