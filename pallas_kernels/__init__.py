@@ -10,6 +10,8 @@ from pallas_kernels.attention.api import attention
 from pallas_kernels.embedding.api import embedding_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.matmul.api import matmul
+from pallas_kernels.quantized_attention.api import quantized_attention
+from pallas_kernels.quantized_matmul.api import quantized_matmul
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -17,5 +19,7 @@ __all__ = [
     "attention",
     "embedding_layer_norm",
     "matmul",
+    "quantized_attention",
+    "quantized_matmul",
     "residual_layer_norm",
 ]

@@ -4,6 +4,7 @@ Layout of a checkpoint folder:
   samp_jax.json    format version, EncoderConfig, TaskSpec, default plan, source
   params/          orbax-checkpoint tree (float32 numpy leaves)
   tokenizer.json   Hugging Face `tokenizers` file (absent if the source had none)
+  scales.safetensors  calibrated activation amax (after `samp-jax calibrate`)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from samp_jax.config import EncoderConfig, read_json
 from samp_jax.heads import EncoderWithHead, TaskSpec
+from samp_jax.quant.scales import SCALES_FILE, Scales
 
 CHECKPOINT_FILE = "samp_jax.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -38,6 +40,7 @@ class Checkpoint:
     tokenizer_json: str | None = None
     plan: str | None = None
     source: str | None = None
+    scales: Scales | None = None
 
 
 def expected_param_shapes(config: EncoderConfig, task: TaskSpec) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -80,6 +83,8 @@ def save_checkpoint(ckpt: Checkpoint, out_dir: str | Path, *, overwrite: bool = 
     checkpointer.wait_until_finished()
     if ckpt.tokenizer_json is not None:
         (out / TOKENIZER_FILE).write_text(ckpt.tokenizer_json, encoding="utf-8")
+    if ckpt.scales is not None:
+        ckpt.scales.save(out / SCALES_FILE)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -122,11 +127,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     check_params(params, config, task)
     tok_path = root / TOKENIZER_FILE
     tokenizer_json = tok_path.read_text(encoding="utf-8") if tok_path.is_file() else None
-    return Checkpoint(config, task, params, tokenizer_json, meta.get("plan"), meta.get("source"))
+    scales = Scales.load(root / SCALES_FILE) if (root / SCALES_FILE).is_file() else None
+    return Checkpoint(config, task, params, tokenizer_json, meta.get("plan"), meta.get("source"), scales)
+
+
+def save_scales(path: str | Path, scales: Scales) -> None:
+    """Stores calibrated or imported scales in an existing checkpoint."""
+    root = Path(path)
+    if not is_checkpoint(root):
+        raise FileNotFoundError(f"{root} is not a samp-jax checkpoint (no {CHECKPOINT_FILE}); convert it first")
+    scales.save(root / SCALES_FILE)
 
 
 def set_default_plan(path: str | Path, plan: str | None) -> None:
-    """Stores `plan` as the checkpoint's default (used by `samp_jax.load`)."""
+    """Stores `plan` (its string form) as the checkpoint's default, used by `samp_jax.load`."""
     file = Path(path) / CHECKPOINT_FILE
     meta = read_json(file)
     meta["plan"] = plan

@@ -16,11 +16,14 @@ import numpy as np
 
 import pallas_kernels as ops
 from samp_jax.config import EncoderConfig
-from samp_jax.layers import Dense, LayerNorm, _init
+from pallas_kernels.quant_types import quantize_values
+from samp_jax.layers import Dense, LayerNorm, QuantDense, _built_only, _init, dequantize_values
+from samp_jax.plan import Plan, mode_qtype
 
 
 class Embeddings(nn.Module):
     config: EncoderConfig
+    out_qtype: str | None = None  # 8-bit embedding output (plan.embedding)
 
     @nn.compact
     def __call__(self, input_ids, position_ids, token_type_ids, *, out_dtype) -> jax.Array:
@@ -37,48 +40,127 @@ class Embeddings(nn.Module):
         else:
             token_type_ids = None
         ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
-        return ops.embedding_layer_norm(
+        h = ops.embedding_layer_norm(
             input_ids, position_ids, token_type_ids, word, position, token_type, ln.scale, ln.bias,
             eps=cfg.layer_norm_eps, out_dtype=out_dtype,
         )
+        if self.out_qtype is not None:
+            scale = self.param("output_scale", _built_only)
+            h = dequantize_values(quantize_values(h, scale, self.out_qtype), scale, out_dtype)
+        return h
+
+
+def _observing(module: nn.Module) -> bool:
+    """True while calibration collects activations (`mutable=["intermediates"]`)."""
+    return module.is_mutable_collection("intermediates")
 
 
 class SelfAttention(nn.Module):
-    """Fused-QKV self-attention, output projection, residual LayerNorm."""
+    """Fused-QKV self-attention, output projection, residual LayerNorm.
+
+    With `qtype` set (full_* modes) the input is quantized once and serves as
+    both the QKV GEMM input and the residual; the QKV epilogue requantizes Q, K
+    and V for the 8-bit attention products.
+    """
 
     config: EncoderConfig
+    qtype: str | None = None
+    probs: str = "uint8"
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
         cfg = self.config
         b, s, h = x.shape
-        qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        ctx = ops.attention(q, k, v, key_mask, position_bias, scale=cfg.head_dim**-0.5)
-        out, out_bias = Dense(h, name="output")(ctx.reshape(b, s, h), defer_bias=True)
-        return LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")(out, x, x_bias=out_bias)
+        heads = (b, s, cfg.num_heads, cfg.head_dim)
+        ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
+        if self.qtype is None:
+            qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            ctx = ops.attention(q, k, v, key_mask, position_bias, scale=cfg.head_dim**-0.5)
+            if _observing(self):
+                for name, t in (("q", q), ("k", k), ("v", v), ("context", ctx)):
+                    self.sow("intermediates", name, t)
+                self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
+            out, out_bias = Dense(h, name="output")(ctx.reshape(b, s, h), defer_bias=True)
+            return ln(out, x, x_bias=out_bias)
+
+        qt = self.qtype
+        in_scale = self.param("input_scale", _built_only)
+        q_scale, k_scale, v_scale = (self.param(f"{n}_scale", _built_only) for n in "qkv")
+        probs_scale = self.param("probs_scale", _built_only) if self.probs == "int8" else None
+        x_q = quantize_values(x, in_scale, qt)
+        residual = dequantize_values(x_q, in_scale, x.dtype)
+        qkv_out_scale = jnp.repeat(jnp.stack([q_scale, k_scale, v_scale]), h)
+        qkv = QuantDense(3 * h, qt, name="qkv")(x_q, x_scale=in_scale, out_scale=qkv_out_scale)
+        qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+        ctx = ops.quantized_attention(
+            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], q_scale, k_scale, v_scale, key_mask, position_bias,
+            scale=cfg.head_dim**-0.5, qtype=qt, probs=self.probs, probs_scale=probs_scale, out_dtype=x.dtype,
+        )
+        out, out_bias = QuantDense(h, qt, name="output")(ctx.reshape(b, s, h), defer_bias=True)
+        return ln(out, residual, x_bias=out_bias, out_dtype=x.dtype)
+
+
+def _probs(q, k, key_mask, bias, scale):
+    """Softmax probabilities `[B, N, S, S]`, for calibration only."""
+    logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        logits = logits + bias
+    return jax.nn.softmax(jnp.where(key_mask[:, None, None, :], logits, -jnp.inf), axis=-1)
 
 
 class FeedForward(nn.Module):
-    """Intermediate GEMM with fused activation, output GEMM, residual LayerNorm."""
+    """Intermediate GEMM with fused activation, output GEMM, residual LayerNorm.
+
+    With `qtype` set the input is quantized on its way in, the first GEMM's
+    epilogue requantizes the activation for the second, and with
+    `quantize_residual` (full_* modes) the residual is the 8-bit input too.
+    """
 
     config: EncoderConfig
+    qtype: str | None = None
+    quantize_residual: bool = False
 
     @nn.compact
     def __call__(self, x) -> jax.Array:
         cfg = self.config
-        inner = Dense(cfg.intermediate_size, activation=cfg.hidden_act, name="intermediate")(x)
-        out, out_bias = Dense(cfg.hidden_size, name="output")(inner, defer_bias=True)
-        return LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")(out, x, x_bias=out_bias)
+        ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
+        if self.qtype is None:
+            inner = Dense(cfg.intermediate_size, activation=cfg.hidden_act, name="intermediate")(x)
+            if _observing(self):
+                self.sow("intermediates", "activation", inner)
+            out, out_bias = Dense(cfg.hidden_size, name="output")(inner, defer_bias=True)
+            return ln(out, x, x_bias=out_bias)
+
+        qt = self.qtype
+        in_scale = self.param("input_scale", _built_only)
+        act_scale = self.param("activation_scale", _built_only)
+        x_q = quantize_values(x, in_scale, qt)
+        residual = dequantize_values(x_q, in_scale, x.dtype) if self.quantize_residual else x
+        inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(
+            x_q, x_scale=in_scale, out_scale=act_scale
+        )
+        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, x_scale=act_scale, defer_bias=True)
+        return ln(out, residual, x_bias=out_bias, out_dtype=x.dtype)
 
 
 class TransformerLayer(nn.Module):
     config: EncoderConfig
+    mode: str = "fp16"
+    probs: str = "uint8"
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
-        x = SelfAttention(self.config, name="attention")(x, key_mask, position_bias)
-        return FeedForward(self.config, name="ffn")(x)
+        qtype = mode_qtype(self.mode)
+        full = self.mode.startswith("full_")
+        if _observing(self):
+            self.sow("intermediates", "input", x)
+        x = SelfAttention(self.config, qtype if full else None, self.probs, name="attention")(
+            x, key_mask, position_bias
+        )
+        if _observing(self):
+            self.sow("intermediates", "attention_output", x)
+        return FeedForward(self.config, qtype, full, name="ffn")(x)
 
 
 def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:
@@ -112,17 +194,23 @@ def relative_position_buckets(seq_len: int, num_buckets: int, max_distance: int 
 
 
 class Encoder(nn.Module):
-    """Embeddings and `num_layers` Transformer layers; returns the last hidden state."""
+    """Embeddings and `num_layers` Transformer layers, each in its plan mode; returns the last hidden state."""
 
     config: EncoderConfig
-    compute_dtype: jnp.dtype = jnp.float32
+    plan: Plan | None = None  # None: float32 everywhere
+
+    @property
+    def _plan(self) -> Plan:
+        return self.plan or Plan.uniform("fp16", self.config.num_layers, dtype="fp32")
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids) -> jax.Array:
         cfg = self.config
         position_ids = position_ids_for(cfg, input_ids)
-        h = Embeddings(cfg, name="embeddings")(
-            input_ids, position_ids, token_type_ids, out_dtype=self.compute_dtype
+        plan = self._plan
+        emb_qtype = None if plan.embedding == "float" else plan.embedding
+        h = Embeddings(cfg, emb_qtype, name="embeddings")(
+            input_ids, position_ids, token_type_ids, out_dtype=plan.compute_dtype
         )
         key_mask = attention_mask.astype(bool)
         position_bias = None
@@ -134,5 +222,5 @@ class Encoder(nn.Module):
             buckets = relative_position_buckets(input_ids.shape[1], cfg.relative_attention_num_buckets)
             position_bias = jnp.transpose(table[buckets], (2, 0, 1))[None]  # [1, N, S, S]
         for i in range(cfg.num_layers):
-            h = TransformerLayer(cfg, name=f"layer_{i}")(h, key_mask, position_bias)
+            h = TransformerLayer(cfg, plan.layers[i], plan.probs, name=f"layer_{i}")(h, key_mask, position_bias)
         return h

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from samp_jax.config import EncoderConfig
 from samp_jax.encoder import Encoder
 from samp_jax.layers import Dense
+from samp_jax.plan import Plan
 
 TASKS = ("encoder", "sequence_classification", "multi_label_classification", "token_classification")
 
@@ -95,11 +96,11 @@ class EncoderWithHead(nn.Module):
 
     config: EncoderConfig
     task: TaskSpec
-    compute_dtype: Any = jnp.float32
+    plan: Plan | None = None  # None: float32 everywhere
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, output: str = "head") -> jax.Array:
-        h = Encoder(self.config, self.compute_dtype, name="encoder")(
+        h = Encoder(self.config, self.plan, name="encoder")(
             input_ids, attention_mask, token_type_ids
         )
         if output == "hidden" or self.task.kind == "encoder":

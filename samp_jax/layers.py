@@ -1,8 +1,9 @@
 """Parameter-holding Flax building blocks that compute through `pallas_kernels` ops.
 
-They declare parameters and call ops; they never pick a kernel. Parameters are
-used in the dtype they arrive in (the runtime casts them once per plan), and
-activations keep the compute dtype of the input.
+They declare parameters and call ops; they never pick a kernel. Float
+parameters are used in the dtype they arrive in (the runtime casts them once
+per plan); quantized GEMMs take `QArray` kernels built by
+`samp_jax.quant.build`, never initialized here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import jax
 import jax.numpy as jnp
 
 import pallas_kernels as ops
+from pallas_kernels.quant_types import quantize_values
 
 _init = nn.initializers.normal(stddev=0.02)
+
+
+def _built_only(*_args):
+    raise ValueError("quantized parameters are built from a float checkpoint (samp_jax.quant.build), not initialized")
 
 
 class Dense(nn.Module):
@@ -40,6 +46,34 @@ class Dense(nn.Module):
         )
 
 
+class QuantDense(nn.Module):
+    """8-bit GEMM: `act((x_q @ w_q) * x_scale * w_scale + bias)`.
+
+    A float `x` is quantized with this GEMM's own `input_scale`; an 8-bit `x`
+    comes with the `x_scale` it was quantized with. `out_scale` makes the
+    epilogue requantize its result for the next 8-bit consumer.
+    """
+
+    features: int
+    qtype: str
+    activation: str | None = None
+    implementation: str | None = None
+
+    @nn.compact
+    def __call__(self, x, *, x_scale=None, defer_bias: bool = False, out_scale=None, out_dtype=jnp.float32):
+        kernel = self.param("kernel", _built_only)
+        bias = self.param("bias", _built_only)
+        if x_scale is None:
+            x_scale = self.param("input_scale", _built_only)
+            x = quantize_values(x, x_scale, self.qtype)
+        y = ops.quantized_matmul(
+            x, x_scale, kernel.values, kernel.scale, None if defer_bias else bias, qtype=self.qtype,
+            activation=self.activation, out_dtype=out_dtype, out_scale=out_scale,
+            implementation=self.implementation,
+        )
+        return (y, bias) if defer_bias else y
+
+
 class LayerNorm(nn.Module):
     """Residual LayerNorm: `LayerNorm(x + x_bias + residual)` through the fused op."""
 
@@ -56,3 +90,7 @@ class LayerNorm(nn.Module):
             x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps,
             out_dtype=out_dtype, implementation=self.implementation,
         )
+
+
+def dequantize_values(x_q: jax.Array, scale: jax.Array, dtype) -> jax.Array:
+    return (x_q.astype(jnp.float32) * scale).astype(dtype)

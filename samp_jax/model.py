@@ -6,6 +6,7 @@ tokenizer front end pads to those buckets so that executables are reused.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -18,23 +19,11 @@ from samp_jax.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
 from samp_jax.plan import Plan
+from samp_jax.quant.build import build_params
 from samp_jax.tokenizer import PaddedBatch, TokenizerFrontEnd, normalize_inputs
 from samp_jax.validation import check_inputs
 
 DEFAULT_PLAN = "fp32"
-# Parameters cast to the compute dtype once per plan; LayerNorm and biases stay
-# float32 because the fused epilogues compute in float32.
-_CAST_SUFFIXES = ("kernel", "_embeddings")
-
-
-def cast_params(params: Any, dtype) -> Any:
-    """Casts GEMM kernels and embedding tables to `dtype`, the rest to float32."""
-
-    def cast(path, leaf):
-        name = path[-1].key
-        return jnp.asarray(leaf, dtype if name.endswith(_CAST_SUFFIXES) else jnp.float32)
-
-    return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def mean_pool_normalize(hidden: jax.Array, mask: jax.Array) -> jax.Array:
@@ -57,11 +46,12 @@ class SampModel:
         self.config = checkpoint.config
         self.task = checkpoint.task
         self.plan = Plan.parse(plan or checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
+        self.scales = checkpoint.scales
         self.source = checkpoint.source
-        self._module = EncoderWithHead(self.config, self.task, self.plan.compute_dtype)
-        self._params = cast_params(checkpoint.params, self.plan.compute_dtype)
-        self._apply = jax.jit(self._module.apply, static_argnames="output")
-        self._embed = jax.jit(self._embed_impl)
+        self._module = EncoderWithHead(self.config, self.task, self.plan)
+        self._params = build_params(checkpoint.params, self.config, self.plan, self.scales)
+        # One compiled executable per (output kind, batch, seq), built ahead of time.
+        self._executables: dict[tuple[str, int, int], Any] = {}
         self.tokenizer = None
         if checkpoint.tokenizer_json is not None:
             self.tokenizer = TokenizerFrontEnd.from_str(
@@ -77,16 +67,30 @@ class SampModel:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
         """The head's output for `[batch, seq]` ids: logits, or the last hidden state."""
         ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-        return self._apply({"params": self._params}, ids, mask, types)
+        return self._run("head", ids, mask, types)
 
     def hidden_states(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
         """The encoder's last hidden state `[batch, seq, hidden]` in float32, whatever the head."""
         ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-        return self._apply({"params": self._params}, ids, mask, types, output="hidden")
+        return self._run("hidden", ids, mask, types)
 
-    def _embed_impl(self, params, ids, mask, types):
-        hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
-        return mean_pool_normalize(hidden, mask)
+    def _forward(self, kind: str, params, ids, mask, types):
+        if kind == "embed":
+            hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
+            return mean_pool_normalize(hidden, mask)
+        return self._module.apply({"params": params}, ids, mask, types, output=kind)
+
+    def executable(self, kind: str, batch: int, seq: int):
+        """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once."""
+        key = (kind, batch, seq)
+        if key not in self._executables:
+            ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
+            fn = jax.jit(lambda p, i, m, t: self._forward(kind, p, i, m, t))
+            self._executables[key] = fn.lower(self._params, ids, ids, ids).compile()
+        return self._executables[key]
+
+    def _run(self, kind: str, ids, mask, types) -> jax.Array:
+        return self.executable(kind, *ids.shape)(self._params, ids, mask, types)
 
     # ---- texts in, predictions out ------------------------------------------
     def _batches(
@@ -114,7 +118,7 @@ class SampModel:
         out = np.zeros((len(items), self.config.hidden_size), np.float32)
         for idx, _, b in self._batches(items, batch_size=batch_size, truncation=truncation,
                                        max_length=max_length, progress=progress):
-            emb = self._embed(self._params, b.input_ids, b.attention_mask, b.token_type_ids)
+            emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
             out[idx] = np.asarray(emb)[: b.num_examples]
         return out
 
@@ -147,7 +151,7 @@ class SampModel:
             raise ValueError("token classification takes single texts, not pairs")
         results: list[Any] = [None] * len(items)
         for idx, encs, b in self._batches(items, **kw):
-            logits = np.asarray(self._apply({"params": self._params}, b.input_ids, b.attention_mask, b.token_type_ids))
+            logits = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
             for row, (i, enc) in enumerate(zip(idx, encs)):
                 if kind == "token_classification":
                     results[i] = [s.to_dict() for s in self._decode_tokens(logits[row], enc, items[i])]
@@ -189,15 +193,22 @@ class SampModel:
         return decode_entities(tags, offsets, scores, text)
 
 
-def load(path: str | Path, plan: str | Plan | None = None) -> SampModel:
+def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache: str | Path | None = None) -> SampModel:
     """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
 
     Args:
       path: a folder written by `samp-jax convert`, or a Hugging Face model
         folder (`config.json` + safetensors or `pytorch_model.bin`).
-      plan: precision plan ("fp32", "bf16", "fp16", or a `Plan`); default: the
-        checkpoint's stored plan, else "fp32".
+      plan: a precision plan: a `Plan`, its string form ("fp32", "bf16",
+        "ffn_int8:0-7,fp16:8-11", ...), or a path to its JSON; default: the
+        checkpoint's stored plan, else "fp32". Quantized plans need the
+        checkpoint's scales (`samp-jax calibrate`).
+      compilation_cache: a folder for JAX's persistent compilation cache, so
+        executables survive the process (also `$SAMP_JAX_COMPILATION_CACHE`).
     """
+    cache = compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE")
+    if cache:
+        enable_compilation_cache(cache)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint: {path}")
@@ -212,3 +223,10 @@ def load(path: str | Path, plan: str | Plan | None = None) -> SampModel:
             f"{path} is neither a samp-jax checkpoint (no samp_jax.json) nor a Hugging Face folder (no config.json)"
         )
     return SampModel(ckpt, plan=plan)
+
+
+def enable_compilation_cache(folder: str | Path) -> None:
+    """Keeps compiled executables in `folder` across processes (JAX's persistent cache)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

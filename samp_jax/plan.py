@@ -1,68 +1,180 @@
-"""Precision plans: one mode per Transformer layer.
+"""Precision plans: one mode per Transformer layer, plus plan-wide settings.
 
-This version knows the floating-point modes; the quantized modes (`ffn_int8`,
-`full_int8`, `ffn_fp8`, `full_fp8`) arrive with the quantization core and
-slot into the same per-layer tuple.
+Layer modes (SAMP's names):
+  fp16       every GEMM in the plan's float dtype (no quantization)
+  ffn_int8   SAMP's Quant-FFN-Only: the two FFN GEMMs in INT8
+  full_int8  SAMP's Fully-Quant: QKV, attention-output and FFN GEMMs and both
+             attention products in INT8, 8-bit data between the fused ops
+  ffn_fp8, full_fp8   the same with FP8 e4m3 operands
+Plan-wide settings:
+  dtype      float type of everything not quantized: fp16 (default), bf16, fp32
+  embedding  the embedding output's precision: float, int8 or fp8 (default:
+             8-bit when layer 0 is full_*, since its input is then 8-bit)
+  probs      softmax-probability treatment in full_* layers: uint8 (default,
+             whole 8-bit range), int8 (naive symmetric, SAMP's), float
+
+String form: comma-separated terms, e.g. "ffn_int8:0-7,fp16:8-11",
+"full_int8:0-5,probs:int8", "full_fp8,dtype:bf16". `MODE` alone applies to
+every layer; `MODE:0-3+6` to layers 0..3 and 6; layers no term names are fp16.
+"fp32", "bf16" and "fp16" alone are float plans of that dtype.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import json
+from pathlib import Path
+from typing import Any, Mapping
 
 import jax.numpy as jnp
 
-FLOAT_MODES = {"fp32": jnp.float32, "fp16": jnp.float16, "bf16": jnp.bfloat16}
-MODES = tuple(FLOAT_MODES)
+from pallas_kernels.quantized_attention.base import PROBS_MODES
+
+LAYER_MODES = ("fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8")
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
+EMBEDDING_MODES = ("float", "int8", "fp8")
+
+
+def mode_qtype(mode: str) -> str | None:
+    """"ffn_int8" -> "int8", "full_fp8" -> "fp8", "fp16" -> None."""
+    return None if mode == "fp16" else mode.split("_", 1)[1]
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Per-layer precision modes plus the embedding's output mode."""
+    """An ordered, validated, JSON-serializable precision plan."""
 
     layers: tuple[str, ...]
-    embedding: str
+    dtype: str = "fp16"
+    embedding: str = ""  # "" -> derived from layer 0
+    probs: str = "uint8"
 
     def __post_init__(self) -> None:
-        for i, mode in enumerate((*self.layers, self.embedding)):
-            if mode not in FLOAT_MODES:
-                where = f"layer {i}" if i < len(self.layers) else "embedding"
-                raise ValueError(f"unknown precision mode {mode!r} for {where}; known: {MODES}")
-        if len(set(self.layers) | {self.embedding}) > 1:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise ValueError("a plan needs at least one layer")
+        for i, mode in enumerate(self.layers):
+            if mode not in LAYER_MODES:
+                raise ValueError(f"unknown precision mode {mode!r} for layer {i}; known: {LAYER_MODES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; known: {tuple(DTYPES)}")
+        if self.probs not in PROBS_MODES:
+            raise ValueError(f"unknown probs treatment {self.probs!r}; known: {PROBS_MODES}")
+        first = mode_qtype(self.layers[0]) if self.layers[0].startswith("full_") else None
+        if not self.embedding:
+            object.__setattr__(self, "embedding", first or "float")
+        if self.embedding not in EMBEDDING_MODES:
+            raise ValueError(f"unknown embedding precision {self.embedding!r}; known: {EMBEDDING_MODES}")
+        if first and self.embedding != first:
             raise ValueError(
-                f"mixed floating-point plans are not supported yet: {self.to_string()!r}"
+                f"layer 0 is {self.layers[0]}, which takes {first} input: embedding precision must be "
+                f"{first!r}, not {self.embedding!r}"
             )
 
+    # ---- construction --------------------------------------------------------
     @classmethod
-    def uniform(cls, mode: str, num_layers: int) -> "Plan":
-        return cls(layers=(mode,) * num_layers, embedding=mode)
+    def uniform(cls, mode: str, num_layers: int, **kwargs: Any) -> "Plan":
+        return cls(layers=(mode,) * num_layers, **kwargs)
 
     @classmethod
-    def parse(cls, plan: "str | Plan", num_layers: int) -> "Plan":
-        """Accepts a Plan or a mode name applied to every layer ("fp32", "fp16", "bf16")."""
+    def parse(cls, plan: "str | Path | Mapping | Plan", num_layers: int) -> "Plan":
+        """A Plan from a Plan, its string form, its JSON dict, or a path to a JSON file."""
         if isinstance(plan, Plan):
             result = plan
+        elif isinstance(plan, Mapping):
+            result = cls.from_dict(plan)
+        elif isinstance(plan, Path) or (isinstance(plan, str) and plan.strip().endswith(".json")):
+            path = Path(plan)
+            if not path.is_file():
+                raise FileNotFoundError(f"plan file {path} not found")
+            try:
+                result = cls.from_dict(json.loads(path.read_text()))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"corrupt plan JSON {path}: {e}") from None
         elif isinstance(plan, str):
-            result = cls.uniform(plan.strip(), num_layers)
+            result = cls._from_string(plan, num_layers)
         else:
-            raise ValueError(f"plan must be a Plan or a string, got {type(plan).__name__}: {plan!r}")
-        result.validate(num_layers)
+            raise ValueError(f"plan must be a Plan, a string, a dict or a JSON path, got {type(plan).__name__}")
+        if len(result.layers) != num_layers:
+            raise ValueError(f"plan has {len(result.layers)} layer modes, the model has {num_layers} layers")
         return result
 
-    def validate(self, num_layers: int) -> None:
-        if len(self.layers) != num_layers:
-            raise ValueError(f"plan has {len(self.layers)} layer modes, the model has {num_layers} layers")
-
-    @property
-    def compute_dtype(self):
-        return FLOAT_MODES[self.embedding]
-
-    def to_string(self) -> str:
-        modes = set(self.layers)
-        if len(modes) == 1 and self.embedding in modes:
-            return self.embedding
-        return ",".join(self.layers)
+    @classmethod
+    def _from_string(cls, text: str, num_layers: int) -> "Plan":
+        text = text.strip()
+        if text in DTYPES:
+            return cls.uniform("fp16", num_layers, dtype=text)
+        modes: list[str | None] = [None] * num_layers
+        settings: dict[str, str] = {}
+        for term in filter(None, (t.strip() for t in text.split(","))):
+            name, _, spec = term.partition(":")
+            if name in ("dtype", "embedding", "probs"):
+                if not spec:
+                    raise ValueError(f"plan term {term!r} needs a value, e.g. '{name}:...'")
+                settings[name] = spec
+                continue
+            if name not in LAYER_MODES:
+                raise ValueError(f"unknown precision mode {name!r} in plan term {term!r}; known: {LAYER_MODES}")
+            for layer in _parse_layers(spec, num_layers, term):
+                if modes[layer] is not None:
+                    raise ValueError(f"layer {layer} is given two modes ({modes[layer]} and {name}) in {text!r}")
+                modes[layer] = name
+        return cls(layers=tuple(m or "fp16" for m in modes), **settings)
 
     @classmethod
-    def from_modes(cls, modes: Sequence[str]) -> "Plan":
-        return cls(layers=tuple(modes), embedding=modes[0])
+    def from_dict(cls, d: Mapping[str, Any]) -> "Plan":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown or "layers" not in d:
+            raise ValueError(f"plan JSON needs 'layers' and allows dtype/embedding/probs; got keys {sorted(d)}")
+        return cls(**d)
+
+    # ---- output ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "dtype": self.dtype, "embedding": self.embedding, "probs": self.probs}
+
+    def to_string(self) -> str:
+        if set(self.layers) == {"fp16"} and self.embedding == "float":
+            return self.dtype
+        runs: dict[str, list[str]] = {}
+        start = 0
+        for i in range(1, len(self.layers) + 1):
+            if i == len(self.layers) or self.layers[i] != self.layers[start]:
+                runs.setdefault(self.layers[start], []).append(
+                    str(start) if i - 1 == start else f"{start}-{i - 1}")
+                start = i
+        terms = [m if len(runs) == 1 else f"{m}:{'+'.join(r)}" for m, r in runs.items()]
+        default = Plan(self.layers)
+        terms += [f"{k}:{getattr(self, k)}" for k in ("dtype", "embedding", "probs")
+                  if getattr(self, k) != getattr(default, k)]
+        return ",".join(terms)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    # ---- properties ------------------------------------------------------------
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def is_quantized(self) -> bool:
+        return any(m != "fp16" for m in self.layers) or self.embedding != "float"
+
+    def num_quantized(self) -> int:
+        return sum(m != "fp16" for m in self.layers)
+
+
+def _parse_layers(spec: str, num_layers: int, term: str) -> list[int]:
+    if not spec:
+        return list(range(num_layers))
+    layers: list[int] = []
+    for part in spec.split("+"):
+        lo, _, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"bad layer range {part!r} in plan term {term!r}") from None
+        if not 0 <= first <= last < num_layers:
+            raise ValueError(f"layer range {part!r} in {term!r} is outside the model's layers 0-{num_layers - 1}")
+        layers += range(first, last + 1)
+    return layers

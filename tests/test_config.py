@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from samp_jax.config import EncoderConfig, bert_base, minilm_l6
-from samp_jax.plan import Plan
 
 
 def test_minilm_config_from_hf(minilm_dir):
@@ -53,12 +52,3 @@ def test_config_round_trip():
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown EncoderConfig fields"):
         EncoderConfig.from_dict({**cfg.to_dict(), "rotary": True})
-
-
-def test_plan_accepts_float_modes_and_names_bad_ones():
-    assert Plan.parse("fp16", 6).layers == ("fp16",) * 6
-    assert Plan.parse("bf16", 2).to_string() == "bf16"
-    with pytest.raises(ValueError, match="unknown precision mode 'int4'"):
-        Plan.parse("int4", 6)
-    with pytest.raises(ValueError, match="plan has 3 layer modes, the model has 6"):
-        Plan.parse(Plan.uniform("fp32", 3), 6)

@@ -1,0 +1,68 @@
+"""Reference for attention on 8-bit Q, K, V (the `full_*` modes).
+
+    logits = (q_q . k_q) * q_scale * k_scale * scale     (exact int32 for int8)
+    p      = softmax(logits + bias, masked)              (float32)
+    out    = (P_q . v_q) * p_scale * v_scale             (P quantized per `probs`)
+
+`probs` picks the treatment of the probabilities, which SAMP's appendix names
+the main source of Fully-Quant's accuracy loss:
+  "int8"  naive: symmetric int8 with a calibrated scale; P >= 0 uses codes
+          0..127 only, half the format.
+  "uint8" the whole 8-bit range: P in [0, 1] maps onto 0..255 with the fixed
+          scale 1/255 (no calibration); for fp8, onto e4m3's 0..448.
+  "float" P stays in float32 and V is dequantized for the second product.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from pallas_kernels.attention.base import MASK_VALUE
+from pallas_kernels.quant_types import accumulator_dtype, qmax, quantize_values
+
+PROBS_MODES = ("int8", "uint8", "float")
+
+
+def fixed_probs_scale(qtype: str) -> float:
+    """Scale that maps P's full range [0, 1] onto the format's largest code."""
+    return 1.0 / (qmax("uint8") if qtype == "int8" else qmax("fp8"))
+
+
+def quantized_attention_reference(
+    q_q: jax.Array,
+    k_q: jax.Array,
+    v_q: jax.Array,
+    q_scale: jax.Array,
+    k_scale: jax.Array,
+    v_scale: jax.Array,
+    key_mask: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    scale: float,
+    qtype: str,
+    probs: str = "uint8",
+    probs_scale: jax.Array | None = None,
+    out_dtype=jnp.float32,
+) -> jax.Array:
+    """Multi-head attention on quantized `[B, S, N, D]` Q, K, V; returns `[B, S, N, D]`."""
+    acc = accumulator_dtype(qtype)
+    logits = jnp.einsum("bqnd,bknd->bnqk", q_q, k_q, preferred_element_type=acc).astype(jnp.float32)
+    logits = logits * (q_scale * k_scale * scale).astype(jnp.float32)
+    if bias is not None:
+        logits = logits + bias.astype(jnp.float32)
+    logits = jnp.where(key_mask[:, None, None, :], logits, MASK_VALUE)
+    p = jax.nn.softmax(logits, axis=-1)
+    if probs == "float":
+        v = v_q.astype(jnp.float32) * v_scale.astype(jnp.float32)
+        out = jnp.einsum("bnqk,bknd->bqnd", p, v, precision=jax.lax.Precision.HIGHEST)
+        return out.astype(out_dtype)
+    if probs == "uint8":
+        p_qtype = "uint8" if qtype == "int8" else "fp8"
+        p_scale = jnp.float32(fixed_probs_scale(qtype))
+    else:  # naive
+        p_qtype = qtype
+        p_scale = probs_scale.astype(jnp.float32)
+    p_q = quantize_values(p, p_scale, p_qtype)
+    out = jnp.einsum("bnqk,bknd->bqnd", p_q, v_q, preferred_element_type=acc).astype(jnp.float32)
+    return (out * (p_scale * v_scale).astype(jnp.float32)).astype(out_dtype)

@@ -1,0 +1,1 @@
+"""Quantization core: quantized tensors, scales, calibration and plan building."""
