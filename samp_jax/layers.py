@@ -18,8 +18,15 @@ from pallas_kernels.quant_types import quantize_values
 _init = nn.initializers.normal(stddev=0.02)
 
 
-def _built_only(*_args):
-    raise ValueError("quantized parameters are built from a float checkpoint (samp_jax.quant.build), not initialized")
+def built_param(module: nn.Module, name: str):
+    """A parameter that `samp_jax.quant.build` made (quantized kernels, scales); never initialized."""
+    value = module.get_variable("params", name)
+    if value is None:
+        raise ValueError(
+            f"missing parameter {'/'.join(module.path)}/{name}: quantized parameters are built from a float "
+            "checkpoint by samp_jax.quant.build, not initialized"
+        )
+    return value
 
 
 class Dense(nn.Module):
@@ -61,10 +68,10 @@ class QuantDense(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, x_scale=None, defer_bias: bool = False, out_scale=None, out_dtype=jnp.float32):
-        kernel = self.param("kernel", _built_only)
-        bias = self.param("bias", _built_only)
+        kernel = built_param(self, "kernel")
+        bias = built_param(self, "bias")
         if x_scale is None:
-            x_scale = self.param("input_scale", _built_only)
+            x_scale = built_param(self, "input_scale")
             x = quantize_values(x, x_scale, self.qtype)
         y = ops.quantized_matmul(
             x, x_scale, kernel.values, kernel.scale, None if defer_bias else bias, qtype=self.qtype,

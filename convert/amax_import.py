@@ -1,0 +1,144 @@
+"""Calibrated PyTorch quantizer ranges -> `Scales`.
+
+Reads the `_amax` entries of a state dict in either layout users have:
+  NVIDIA pytorch-quantization  `...self.query._input_quantizer._amax`,
+                               `..._weight_quantizer._amax`,
+                               attention BMMs `...self.matmul_{q,k,v,a}_input_quantizer._amax`
+  NVIDIA ModelOpt              `...self.query.input_quantizer._amax`,
+                               `...weight_quantizer._amax`,
+                               attention BMMs `...self.{q,k,v,p}_bmm_quantizer._amax`
+Quantizers samp-jax has no use for (ModelOpt's LayerNorm-input quantizers,
+embeddings, pooler, classifier) are returned as ignored; anything else with
+an amax, a missing partner (key without query) or a wrong shape is an error
+naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from samp_jax.config import EncoderConfig
+from samp_jax.quant.scales import Scales
+
+# (module suffix inside encoder.layer.N) -> (activation point or None, weight GEMM, q/k/v slot)
+_BERT_LINEARS = {
+    "attention.self.query": ("input", "attention/qkv", 0),
+    "attention.self.key": ("input", "attention/qkv", 1),
+    "attention.self.value": ("input", "attention/qkv", 2),
+    "attention.output.dense": ("attention/context", "attention/output", None),
+    "intermediate.dense": ("attention_output", "ffn/intermediate", None),
+    "output.dense": ("ffn/activation", "ffn/output", None),
+}
+_MPNET_LINEARS = {
+    "attention.attn.q": _BERT_LINEARS["attention.self.query"],
+    "attention.attn.k": _BERT_LINEARS["attention.self.key"],
+    "attention.attn.v": _BERT_LINEARS["attention.self.value"],
+    "attention.attn.o": _BERT_LINEARS["attention.output.dense"],
+    "intermediate.dense": _BERT_LINEARS["intermediate.dense"],
+    "output.dense": _BERT_LINEARS["output.dense"],
+}
+_BMM = {"q_bmm_quantizer": "attention/q", "k_bmm_quantizer": "attention/k", "v_bmm_quantizer": "attention/v",
+        "p_bmm_quantizer": "attention/probs", "matmul_q_input_quantizer": "attention/q",
+        "matmul_k_input_quantizer": "attention/k", "matmul_v_input_quantizer": "attention/v",
+        "matmul_a_input_quantizer": "attention/probs"}
+_IGNORED = re.compile(r"(^|\.)(embeddings|pooler|classifier|lm_head|cls)\.|LayerNorm\.(_?input|_?output)_quantizer\.")
+_LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(_?input_quantizer|_?weight_quantizer)\._amax$")
+_BMM_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(attention\.self|attention\.attn)\.(\w+)\._amax$")
+
+
+def read_amax_state(path: str | Path) -> dict[str, np.ndarray]:
+    """The `_amax` entries of a safetensors file or a PyTorch state dict (`weights_only=True`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"amax file {path} not found")
+    if path.suffix == ".safetensors":
+        from convert.hf_weights import _read_safetensors
+
+        state = _read_safetensors(path)
+    else:
+        from convert.hf_weights import _read_pytorch_bin
+
+        state = _read_pytorch_bin(path)
+    amax = {k: v for k, v in state.items() if k.endswith("._amax")}
+    if not amax:
+        raise ValueError(f"{path} holds no quantizer `._amax` entries")
+    return amax
+
+
+def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales, list[str]]:
+    """Maps amax entries onto our quantization points; returns the scales and the ignored keys."""
+    entries = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, np.float32)
+               for k, v in state.items() if k.endswith("._amax")}
+    if not entries:
+        raise ValueError("no `._amax` entries to import")
+    legacy = [k for k in entries if "._input_quantizer." in k or "._weight_quantizer." in k or "matmul_" in k]
+    modern = [k for k in entries if k not in legacy and not _IGNORED.search(k)]
+    if legacy and modern:
+        raise ValueError(f"mixed pytorch-quantization ({legacy[0]!r}) and ModelOpt ({modern[0]!r}) keys")
+    layout = "pytorch-quantization" if legacy else "modelopt"
+    linears = _MPNET_LINEARS if config.model_type == "mpnet" else _BERT_LINEARS
+    base = f"{config.model_type}."
+
+    acts: dict[str, float] = {}
+    qkv_w: dict[int, dict[int, np.ndarray]] = {}
+    weights: dict[str, np.ndarray] = {}
+    seen: dict[int, set[str]] = {}
+    ignored, unknown = [], []
+    for key, value in sorted(entries.items()):
+        local = key.removeprefix(base)
+        if _IGNORED.search(local):
+            ignored.append(key)
+            continue
+        m, b = _LAYER_KEY.match(local), _BMM_KEY.match(local)
+        layer = int((m or b).group(1)) if (m or b) else -1
+        if layer >= config.num_layers or not (m and m.group(2) in linears) and not (b and b.group(3) in _BMM):
+            unknown.append(key)
+            continue
+        if b:
+            _put(acts, f"layer_{layer}/{_BMM[b.group(3)]}", _scalar(key, value))
+            continue
+        module, kind = m.group(2), m.group(3).lstrip("_")
+        point, gemm, slot = linears[module]
+        seen.setdefault(layer, set()).add(f"{module}.{kind}")
+        if kind == "input_quantizer":
+            _put(acts, f"layer_{layer}/{point}", _scalar(key, value))
+            continue
+        out_features = config.intermediate_size if gemm == "ffn/intermediate" else config.hidden_size
+        vec = value.reshape(-1)
+        if vec.size == 1:
+            vec = np.full(out_features, vec[0], np.float32)  # per-tensor weight amax
+        if vec.size != out_features:
+            raise ValueError(f"{key}: amax has shape {value.shape}; expected {out_features} per-channel values or 1")
+        if slot is None:
+            weights[f"layer_{layer}/{gemm}"] = vec
+        else:
+            qkv_w.setdefault(layer, {})[slot] = vec
+    if unknown:
+        raise ValueError(f"amax entries that map to no quantization point of this "
+                         f"{config.num_layers}-layer {config.model_type} model: {unknown}")
+    prefix = base if any(k.startswith(base) for k in entries) else ""
+    sep = "_" if layout == "pytorch-quantization" else ""
+    for layer, names in seen.items():
+        for kind in {n.rsplit(".", 1)[1] for n in names}:
+            absent = [f"{prefix}encoder.layer.{layer}.{mod}.{sep}{kind}._amax" for mod in linears
+                      if f"{mod}.{kind}" not in names]
+            if absent:
+                raise ValueError(f"layer {layer} has some {kind} amax entries but lacks {absent}")
+    for layer, parts in qkv_w.items():
+        weights[f"layer_{layer}/attention/qkv"] = np.concatenate([parts[0], parts[1], parts[2]])
+    return Scales(acts, weights, method=f"imported:{layout}"), ignored
+
+
+def _scalar(key: str, value: np.ndarray) -> float:
+    if value.size != 1:
+        raise ValueError(f"{key}: activation amax has shape {value.shape}; a per-tensor scalar is expected")
+    return float(value.reshape(()))
+
+
+def _put(acts: dict[str, float], name: str, amax: float) -> None:
+    """Q, K and V GEMMs read one tensor: their input amax agree; keep the largest if not."""
+    acts[name] = max(acts.get(name, 0.0), amax)

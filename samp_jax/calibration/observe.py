@@ -1,0 +1,120 @@
+"""Runs the float32 model over calibration texts and feeds each quantization point's calibrator.
+
+Activations are observed through Flax's `sow` (collection "intermediates") in
+the float path of the modules; only real tokens count (padding is masked out,
+and for the softmax probabilities only real query/key pairs).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from samp_jax.calibration.calibrators import METHODS, make_calibrator
+from samp_jax.quant.scales import Scales
+
+
+def read_texts(path: str | Path, text_field: str | None = None, limit: int | None = None) -> list:
+    """Calibration inputs from plain text (one per line), JSONL or TSV (`text_field` names the
+    column; "a,b" reads sentence pairs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration data {path} not found")
+    fields = text_field.split(",") if text_field else None
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        if not fields:
+            raise ValueError(f"{path} is JSON lines: pass --text-field (e.g. sentence, or sentence1,sentence2)")
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n} is not JSON: {e}") from None
+    elif suffix in (".tsv", ".csv"):
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", quoting=csv.QUOTE_NONE))
+        fields = fields or ["sentence"]
+    else:
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return texts[:limit]
+    out = []
+    for n, row in enumerate(rows[:limit]):
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise ValueError(f"{path} row {n} lacks field(s) {missing}; it has {sorted(row)}")
+        values = tuple(str(row[f]) for f in fields)
+        out.append(values[0] if len(values) == 1 else values)
+    if not out:
+        raise ValueError(f"{path} holds no calibration texts")
+    return out
+
+
+def _point_name(path) -> str:
+    """("encoder", "layer_3", "attention", "q") -> "layer_3/attention/q"."""
+    keys = [k.key for k in path if hasattr(k, "key")]
+    return "/".join(keys[1:])
+
+
+def _real_values(name: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if name.endswith("/probs"):  # [B, N, S, S]: real query rows x real key columns
+        pair = mask[:, :, None] & mask[:, None, :]
+        return np.transpose(x, (0, 2, 3, 1))[pair]
+    return x[mask]
+
+
+def calibrate(
+    model,
+    texts: Sequence,
+    method: str = "max",
+    *,
+    percentile: float = 99.99,
+    batch_size: int = 32,
+    max_length: int | None = 128,
+    progress: bool = True,
+) -> Scales:
+    """Activation amax for every quantization point, from the float32 model on `texts`.
+
+    Args:
+      model: a `SampModel` (any plan: calibration always runs its float32 weights)
+        or a checkpoint path.
+      texts: single texts or (a, b) pairs, as the model's task takes them.
+      method: "max", "percentile", "mse" or "entropy".
+      percentile: for method="percentile" (99.9, 99.99, 99.999 are usual).
+      max_length: longer inputs are truncated to this many tokens.
+    """
+    from samp_jax.checkpoint import Checkpoint
+    from samp_jax.model import SampModel, load
+
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; known: {METHODS}")
+    if not isinstance(model, SampModel):
+        model = load(model, plan="fp32")
+    if model.plan.to_string() != "fp32":
+        ckpt = Checkpoint(model.config, model.task, model._float_params, model.tokenizer_json, source=model.source)
+        model = SampModel(ckpt, plan="fp32")
+    observe = jax.jit(lambda p, i, m, t: model._module.apply({"params": p}, i, m, t, output="hidden",
+                                                             mutable=["intermediates"])[1])
+    calibrators: dict[str, object] = {}
+    batches = model._batches(list(texts), batch_size=batch_size, truncation=max_length is not None,
+                             max_length=max_length, progress=False)
+    n_batches = -(-len(texts) // batch_size)
+    for _, _, b in tqdm(batches, total=n_batches, desc=f"calibrate ({method})", unit="batch", disable=not progress):
+        inter = observe(model._params, b.input_ids, b.attention_mask, b.token_type_ids)
+        mask = b.attention_mask.astype(bool)
+        for path, value in jax.tree_util.tree_leaves_with_path(inter["intermediates"]):
+            name = _point_name(path[:-1])  # drop sow's tuple index
+            calibrators.setdefault(name, make_calibrator(method)).collect(_real_values(name, np.asarray(value), mask))
+    label = f"percentile-{percentile:g}" if method == "percentile" else method
+    amax = {}
+    for name, cal in calibrators.items():
+        amax[name] = cal.compute_amax() if method == "max" else cal.compute_amax(method, percentile=percentile)
+    return Scales(amax, method=label, source=f"{len(texts)} calibration texts")
