@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import samp_jax
+from samp_jax.config import minilm_l6
+from samp_jax.plan import Plan
+from samp_jax.quant.build import check_plan
+from samp_jax.quant.points import required_points
+from samp_jax.quant.scales import Scales
+
+
+def test_string_forms():
+    p = Plan.parse("ffn_int8:0-7,fp16:8-11", 12)
+    assert p.layers == ("ffn_int8",) * 8 + ("fp16",) * 4
+    assert (p.dtype, p.embedding, p.probs) == ("fp16", "float", "uint8")
+    assert p.to_string() == "ffn_int8:0-7,fp16:8-11"
+    q = Plan.parse("full_int8:0-5", 6)
+    assert q.embedding == "int8" and q.to_string() == "full_int8"
+    r = Plan.parse("full_fp8:0+2,ffn_int8:4-5,dtype:bf16,probs:int8", 6)
+    assert r.layers == ("full_fp8", "fp16", "full_fp8", "fp16", "ffn_int8", "ffn_int8")
+    assert r.embedding == "fp8" and r.dtype == "bf16" and r.probs == "int8"
+    assert Plan.parse(r.to_string(), 6) == r
+    assert Plan.parse("ffn_int8:2", 4).layers == ("fp16", "fp16", "ffn_int8", "fp16")  # unnamed layers: fp16
+    for dtype in ("fp32", "bf16", "fp16"):
+        f = Plan.parse(dtype, 3)
+        assert f.layers == ("fp16",) * 3 and f.dtype == dtype and f.to_string() == dtype
+    assert Plan.parse("fp16,embedding:int8", 2).embedding == "int8"
+
+
+def test_json_forms(tmp_path):
+    p = Plan.parse("full_int8:0-1,ffn_fp8:2-3,probs:float", 4)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(p.to_dict()))
+    assert Plan.parse(str(path), 4) == p
+    assert Plan.parse(p.to_dict(), 4) == p
+
+
+@pytest.mark.parametrize(
+    "text, layers, message",
+    [
+        ("int4", 6, "unknown precision mode 'int4'"),
+        ("ffn_int8:0-3,full_int8:3-5", 6, "layer 3 is given two modes"),
+        ("ffn_int8:0-6", 6, "layer range '0-6' .* outside the model's layers 0-5"),
+        ("ffn_int8:a-b", 6, "bad layer range 'a-b'"),
+        ("full_int8,embedding:float", 2, "embedding precision must be 'int8', not 'float'"),
+        ("fp16,dtype:fp64", 2, "unknown dtype 'fp64'"),
+        ("full_int8,probs:int4", 2, "unknown probs treatment 'int4'"),
+        ("ffn_int8,dtype", 2, "needs a value"),
+    ],
+)
+def test_parse_errors_name_the_value(text, layers, message):
+    with pytest.raises(ValueError, match=message):
+        Plan.parse(text, layers)
+
+
+def test_plan_must_fit_the_model(tmp_path):
+    with pytest.raises(ValueError, match="plan has 4 layer modes, the model has 6 layers"):
+        Plan.parse(Plan.uniform("fp16", 4), 6)
+    (tmp_path / "bad.json").write_text('{"layers": ["fp16"], "speed": "max"}')
+    with pytest.raises(ValueError, match="allows dtype/embedding/probs; got keys"):
+        Plan.parse(str(tmp_path / "bad.json"), 1)
+    with pytest.raises(FileNotFoundError, match="plan file .*missing.json not found"):
+        Plan.parse(str(tmp_path / "missing.json"), 1)
+
+
+def test_missing_scales_are_named_by_layer_and_point():
+    cfg = minilm_l6()
+    plan = Plan.parse("ffn_int8:0-1,full_int8:2,probs:int8", 6)
+    have = {p: 1.0 for p in required_points(0, "ffn_int8", "uint8") + required_points(1, "ffn_int8", "uint8")}
+    have.update({p: 1.0 for p in required_points(2, "full_int8", "uint8")})  # no probs scale
+    with pytest.raises(ValueError, match=r"layer 2 \(full_int8\): layer_2/attention/probs") as e:
+        check_plan(plan, cfg, Scales(have))
+    assert "layer_2/attention/q" not in str(e.value)
+    with pytest.raises(ValueError, match=r"(?s)no scales at all.*layer 0 \(ffn_int8\): layer_0/attention_output"):
+        check_plan(plan, cfg, None)
+    check_plan(Plan.parse("fp16", 6), cfg, None)  # float plans need no scales
+
+
+def test_load_takes_plan_string_json_and_stored_default(tmp_path, minilm_dir):
+    from samp_jax.checkpoint import set_default_plan
+    from samp_jax.cli import main
+
+    out = tmp_path / "ckpt"
+    main(["convert", str(minilm_dir), str(out)])
+    with pytest.raises(ValueError, match="needs activation scales the checkpoint lacks"):
+        samp_jax.load(out, plan="ffn_int8:0-2")
+    (tmp_path / "calib.txt").write_text("a first calibration sentence .\nand another , longer one for the ranges .\n")
+    assert main(["calibrate", str(out), "--data", str(tmp_path / "calib.txt"), "--quiet"]) == 0
+    ids = np.array([[101, 7592, 2088, 102]])
+    by_string = samp_jax.load(out, plan="ffn_int8:0-2")
+    (tmp_path / "p.json").write_text(json.dumps(by_string.plan.to_dict()))
+    by_json = samp_jax.load(out, plan=str(tmp_path / "p.json"))
+    set_default_plan(out, by_string.plan.to_string())
+    by_default = samp_jax.load(out)
+    assert by_default.plan == by_string.plan == by_json.plan
+    np.testing.assert_array_equal(np.asarray(by_default(ids)), np.asarray(by_string(ids)))
