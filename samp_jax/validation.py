@@ -31,9 +31,12 @@ def _check_range(name: str, arr: np.ndarray, low: int, high: int, what: str) -> 
 
 
 def check_inputs(
-    config: EncoderConfig, input_ids, attention_mask=None, token_type_ids=None
+    config: EncoderConfig, input_ids, attention_mask=None, token_type_ids=None, *, allow_padding_rows: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validates and normalizes `(input_ids, attention_mask, token_type_ids)` to int32 `[B, S]`."""
+    """Validates and normalizes `(input_ids, attention_mask, token_type_ids)` to int32 `[B, S]`.
+
+    `allow_padding_rows` accepts all-zero mask rows (batch padding whose output nobody reads).
+    """
     ids = _as_int_array("input_ids", input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be 2-D [batch, seq], got shape {ids.shape}")
@@ -57,7 +60,7 @@ def check_inputs(
             raise ValueError(f"attention_mask.shape={mask.shape} != input_ids.shape={ids.shape}")
         _check_range("attention_mask", mask, 0, 2, "a mask holds 0 or 1")
         empty = np.flatnonzero(mask.sum(axis=1) == 0)
-        if empty.size:
+        if empty.size and not allow_padding_rows:
             raise ValueError(f"attention_mask row {int(empty[0])} has no real token (all zeros)")
 
     if token_type_ids is None:

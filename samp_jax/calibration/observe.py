@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import jax
 import numpy as np
@@ -91,30 +91,62 @@ def calibrate(
       percentile: for method="percentile" (99.9, 99.99, 99.999 are usual).
       max_length: longer inputs are truncated to this many tokens.
     """
+    model = _float_model(model)
+    batches = (
+        (b.input_ids, b.attention_mask, b.token_type_ids)
+        for _, _, b in model._batches(list(texts), batch_size=batch_size, truncation=max_length is not None,
+                                      max_length=max_length, progress=False)
+    )
+    scales = calibrate_batches(model, batches, method, percentile=percentile, progress=progress,
+                               total=-(-len(texts) // batch_size))
+    scales.source = f"{len(texts)} calibration texts"
+    return scales
+
+
+def _float_model(model):
     from samp_jax.checkpoint import Checkpoint
     from samp_jax.model import SampModel, load
 
+    if not isinstance(model, SampModel):
+        return load(model, plan="fp32")
+    if model.plan.to_string() == "fp32":
+        return model
+    ckpt = Checkpoint(model.config, model.task, model._float_params, model.tokenizer_json, source=model.source)
+    return SampModel(ckpt, plan="fp32")
+
+
+def calibrate_batches(
+    model,
+    batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    method: str = "max",
+    *,
+    percentile: float = 99.99,
+    progress: bool = True,
+    total: int | None = None,
+) -> Scales:
+    """Like `calibrate`, over already tokenized `(input_ids, attention_mask, token_type_ids)` batches."""
+    from samp_jax.validation import check_inputs
+
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; known: {METHODS}")
-    if not isinstance(model, SampModel):
-        model = load(model, plan="fp32")
-    if model.plan.to_string() != "fp32":
-        ckpt = Checkpoint(model.config, model.task, model._float_params, model.tokenizer_json, source=model.source)
-        model = SampModel(ckpt, plan="fp32")
+    model = _float_model(model)
     observe = jax.jit(lambda p, i, m, t: model._module.apply({"params": p}, i, m, t, output="hidden",
                                                              mutable=["intermediates"])[1])
     calibrators: dict[str, object] = {}
-    batches = model._batches(list(texts), batch_size=batch_size, truncation=max_length is not None,
-                             max_length=max_length, progress=False)
-    n_batches = -(-len(texts) // batch_size)
-    for _, _, b in tqdm(batches, total=n_batches, desc=f"calibrate ({method})", unit="batch", disable=not progress):
-        inter = observe(model._params, b.input_ids, b.attention_mask, b.token_type_ids)
-        mask = b.attention_mask.astype(bool)
+    n = 0
+    for ids, mask, types in tqdm(batches, total=total, desc=f"calibrate ({method})", unit="batch",
+                                 disable=not progress):
+        ids, mask, types = check_inputs(model.config, ids, mask, types, allow_padding_rows=True)
+        inter = observe(model._params, ids, mask, types)
+        real = np.asarray(mask).astype(bool)
         for path, value in jax.tree_util.tree_leaves_with_path(inter["intermediates"]):
             name = _point_name(path[:-1])  # drop sow's tuple index
-            calibrators.setdefault(name, make_calibrator(method)).collect(_real_values(name, np.asarray(value), mask))
+            calibrators.setdefault(name, make_calibrator(method)).collect(_real_values(name, np.asarray(value), real))
+        n += 1
+    if not calibrators:
+        raise ValueError("no calibration batches")
     label = f"percentile-{percentile:g}" if method == "percentile" else method
     amax = {}
     for name, cal in calibrators.items():
         amax[name] = cal.compute_amax() if method == "max" else cal.compute_amax(method, percentile=percentile)
-    return Scales(amax, method=label, source=f"{len(texts)} calibration texts")
+    return Scales(amax, method=label, source=f"{n} calibration batches")

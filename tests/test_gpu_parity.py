@@ -1,0 +1,62 @@
+"""Every plan on the GPU against the same plan on the CPU (run on the GPU machine)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from convert import convert_hf_checkpoint
+from samp_jax.calibration import calibrate_batches
+from samp_jax.model import SampModel
+from tests.conftest import make_hf_model, random_batch
+
+
+def _gpu():
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        return None
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(_gpu() is None, reason="needs an NVIDIA GPU (run through the device tool, see bench/RESULTS.md)"),
+]
+
+PLANS = ["fp32", "bf16", "fp16", "ffn_int8,dtype:fp32", "full_int8,dtype:fp32", "full_int8,probs:int8,dtype:fp32",
+         "full_int8,probs:float,dtype:fp32", "ffn_fp8,dtype:fp32", "full_fp8,dtype:fp32", "full_int8",
+         "ffn_int8:0,full_fp8:1,dtype:bf16"]
+# Relative Frobenius error GPU vs CPU. fp32 plans: the same arithmetic up to
+# float32 rounding of reductions and transcendentals (cuDNN/XLA GPU vs Eigen),
+# 1e-5. 8-bit plans: integer products are exact on both, but a value within
+# rounding of a quantization tie may take the neighbouring code on one side;
+# each such flip moves an output by one step, so 1e-3 for int8, fp8's coarser
+# steps 3e-3. Half-precision plans: 2e-2 (bf16 unit roundoff 2^-9, compounded).
+TOL = {"fp32": 1e-5, "bf16": 2e-2, "fp16": 3e-3, "full_int8": 2e-2, "ffn_int8:0,full_fp8:1,dtype:bf16": 3e-2}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gpu_bert")
+    make_hf_model(folder, "BertForSequenceClassification", seed=11)
+    ckpt = convert_hf_checkpoint(folder)
+    batch = random_batch(30522, [16, 9, 3, 16, 12, 7, 16, 1], 16, pad_id=0, seed=2)
+    with jax.default_device(jax.devices("cpu")[0]):
+        ckpt.scales = calibrate_batches(SampModel(ckpt, "fp32"), [batch], "max", progress=False)
+    return ckpt, batch
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_plan_on_gpu_matches_cpu(setup, plan):
+    ckpt, (ids, mask, types) = setup
+    outs = {}
+    for name, device in (("cpu", jax.devices("cpu")[0]), ("gpu", _gpu())):
+        with jax.default_device(device):
+            out = SampModel(ckpt, plan).hidden_states(ids, mask, types)
+            assert out.devices() == {device}
+            outs[name] = np.asarray(out)[mask.astype(bool)]
+    tol = TOL.get(plan, 3e-3 if "fp8" in plan else 1e-3)
+    err = np.linalg.norm(outs["gpu"] - outs["cpu"]) / np.linalg.norm(outs["cpu"])
+    print(f"{plan}: relative error GPU vs CPU {err:.2e} (tolerance {tol:g})")
+    assert err < tol
