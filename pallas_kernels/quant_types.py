@@ -34,3 +34,20 @@ def quantize_values(x: jax.Array, scale: jax.Array, qtype: str) -> jax.Array:
 def accumulator_dtype(qtype: str):
     """Exact integer accumulation for int8/uint8, float32 for fp8."""
     return jnp.float32 if qtype == "fp8" else jnp.int32
+
+
+def dot_8bit(spec: str, a: jax.Array, b: jax.Array, contract: tuple[int, int], qtype: str) -> jax.Array:
+    """`jnp.einsum(spec, a, b)` on 8-bit operands with an int32 (int8) or float32 (fp8) accumulator.
+
+    XLA on the GPU (jax 0.11.2, H100; bench/gpu_dot_checks.py) returns exactly
+    twice the true int8 x int8 -> int32 product when the contraction length is
+    not a multiple of 4. Integer operands are therefore zero-padded along the
+    contracted axes (`contract`: that axis in `a` and in `b`) to a multiple of 4,
+    which leaves the sum unchanged.
+    """
+    (ax_a, ax_b), k = contract, a.shape[contract[0]]
+    if qtype != "fp8" and k % 4:
+        pad = 4 - k % 4
+        a = jnp.pad(a, [(0, pad) if i == ax_a else (0, 0) for i in range(a.ndim)])
+        b = jnp.pad(b, [(0, pad) if i == ax_b else (0, 0) for i in range(b.ndim)])
+    return jnp.einsum(spec, a, b, preferred_element_type=accumulator_dtype(qtype))

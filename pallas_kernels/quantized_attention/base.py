@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.attention.base import MASK_VALUE
-from pallas_kernels.quant_types import accumulator_dtype, qmax, quantize_values
+from pallas_kernels.quant_types import dot_8bit, qmax, quantize_values
 
 PROBS_MODES = ("int8", "uint8", "float")
 
@@ -46,8 +46,7 @@ def quantized_attention_reference(
     out_dtype=jnp.float32,
 ) -> jax.Array:
     """Multi-head attention on quantized `[B, S, N, D]` Q, K, V; returns `[B, S, N, D]`."""
-    acc = accumulator_dtype(qtype)
-    logits = jnp.einsum("bqnd,bknd->bnqk", q_q, k_q, preferred_element_type=acc).astype(jnp.float32)
+    logits = dot_8bit("bqnd,bknd->bnqk", q_q, k_q, (3, 3), qtype).astype(jnp.float32)
     logits = logits * (q_scale * k_scale * scale).astype(jnp.float32)
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
@@ -64,5 +63,5 @@ def quantized_attention_reference(
         p_qtype = qtype
         p_scale = probs_scale.astype(jnp.float32)
     p_q = quantize_values(p, p_scale, p_qtype)
-    out = jnp.einsum("bnqk,bknd->bqnd", p_q, v_q, preferred_element_type=acc).astype(jnp.float32)
+    out = dot_8bit("bnqk,bknd->bqnd", p_q, v_q, (3, 1), qtype).astype(jnp.float32)
     return (out * (p_scale * v_scale).astype(jnp.float32)).astype(out_dtype)

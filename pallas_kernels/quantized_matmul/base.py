@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.matmul.base import ACTIVATIONS
-from pallas_kernels.quant_types import accumulator_dtype, quantize_values
+from pallas_kernels.quant_types import dot_8bit, quantize_values
 
 
 def quantized_matmul_reference(
@@ -42,9 +42,7 @@ def quantized_matmul_reference(
       qtype: "int8" or "fp8".
       out_scale, out_qtype: when given, the result is requantized to 8 bits.
     """
-    acc = jax.lax.dot_general(
-        x_q, w_q, (((x_q.ndim - 1,), (0,)), ((), ())), preferred_element_type=accumulator_dtype(qtype)
-    )
+    acc = dot_8bit("...k,kn->...n", x_q, w_q, (x_q.ndim - 1, 0), qtype)
     y = acc.astype(jnp.float32) * (x_scale.astype(jnp.float32) * w_scale.reshape(-1).astype(jnp.float32))
     if bias is not None:
         y = y + bias.astype(jnp.float32)
