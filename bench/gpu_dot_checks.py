@@ -61,5 +61,38 @@ def main() -> None:
     print(f"{'ok ' if diff == 0 else 'BAD'} f32->e4m3 conversion: {diff} of {x.size} values differ from the CPU's")
 
 
+def op_checks() -> None:
+    """The 8-bit ops on the default backend against the same ops on the CPU."""
+    from pallas_kernels import quantized_attention, quantized_matmul
+    from pallas_kernels.quant_types import dequantize_values
+
+    cpu = jax.devices("cpu")[0]
+    rng = np.random.default_rng(1)
+
+    def both(fn, *args):
+        out = np.asarray(jax.jit(fn)(*args), np.float64)
+        with jax.default_device(cpu):
+            ref = np.asarray(jax.jit(fn)(*[jax.device_put(a, cpu) for a in args]), np.float64)
+        return rel(out, ref)
+
+    for qtype, dt in (("int8", jnp.int8), ("fp8", jnp.float8_e4m3fn)):
+        x = jnp.asarray(np.clip(rng.standard_normal((64, 96)) * 40, -127, 127), dt)
+        w = jnp.asarray(np.clip(rng.standard_normal((96, 288)) * 40, -127, 127), dt)
+        xs, ws, b = jnp.float32(0.02), jnp.asarray(rng.uniform(1e-3, 1e-2, (1, 288)), jnp.float32), jnp.zeros(288)
+        out_scale = jnp.repeat(jnp.asarray([0.05, 0.08, 0.11], jnp.float32), 96)
+        e1 = both(lambda x, w: quantized_matmul(x, xs, w, ws, b, qtype=qtype), x, w)
+        e2 = both(lambda x, w: dequantize_values(quantized_matmul(x, xs, w, ws, b, qtype=qtype, out_scale=out_scale),
+                                                 jnp.float32(1)), x, w)
+        print(f"quantized_matmul {qtype}: float out {e1:.2e}, requantized out (per-column scale) {e2:.2e}")
+        q, k, v = (jnp.asarray(np.clip(rng.standard_normal((2, 32, 4, 16)) * 40, -127, 127), dt) for _ in range(3))
+        mask = jnp.ones((2, 32), bool)
+        for probs in ("uint8", "int8", "float"):
+            e = both(lambda q, k, v: quantized_attention(q, k, v, jnp.float32(0.01), jnp.float32(0.01), jnp.float32(0.05),
+                                                        mask, scale=0.25, qtype=qtype, probs=probs,
+                                                        probs_scale=jnp.float32(1 / 127)), q, k, v)
+            print(f"quantized_attention {qtype} probs={probs}: {e:.2e}")
+
+
 if __name__ == "__main__":
     main()
+    op_checks()

@@ -31,6 +31,35 @@ def quantize_values(x: jax.Array, scale: jax.Array, qtype: str) -> jax.Array:
     return jnp.clip(jnp.round(y), low, top).astype(dtype)
 
 
+def dequantize_values(x_q: jax.Array, scale: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """`x_q * scale` in `dtype`.
+
+    XLA's excess-precision simplification (on by default on the GPU) deletes an
+    f32 -> fp8 -> f32 conversion pair, silently skipping the quantization
+    (measured on the H100: every code of a requantized tensor differed from
+    the CPU's). The barrier between the 8-bit value and its up-cast keeps it.
+    """
+    if x_q.dtype == jnp.float8_e4m3fn:
+        x_q = jax.lax.optimization_barrier(x_q)
+    return (x_q.astype(jnp.float32) * scale.astype(jnp.float32)).astype(dtype)
+
+
+def exact_int_einsum(spec: str, a: jax.Array, b: jax.Array, contract_len: int, max_code_product: float) -> jax.Array:
+    """`einsum` of integer codes, exactly, through float32 at full precision.
+
+    Every partial sum of `contract_len` products, each at most
+    `max_code_product` in magnitude, is an integer below 2^24, so float32
+    represents it exactly. Used for the attention products: XLA's batched
+    int8 dots on the GPU returned wrong values for some layouts
+    (bench/gpu_dot_checks.py), and exact integers are the specification.
+    """
+    if contract_len * max_code_product >= 2**24:
+        raise NotImplementedError(
+            f"{contract_len} products of up to {max_code_product:g} can exceed 2^24: not exact in float32"
+        )
+    return jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+
+
 def accumulator_dtype(qtype: str):
     """Exact integer accumulation for int8/uint8, float32 for fp8."""
     return jnp.float32 if qtype == "fp8" else jnp.int32

@@ -16,8 +16,8 @@ import numpy as np
 
 import pallas_kernels as ops
 from samp_jax.config import EncoderConfig
-from pallas_kernels.quant_types import quantize_values
-from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param, dequantize_values
+from pallas_kernels.quant_types import dequantize_values, quantize_values
+from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import Plan, mode_qtype
 
 

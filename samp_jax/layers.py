@@ -98,6 +98,3 @@ class LayerNorm(nn.Module):
             out_dtype=out_dtype, implementation=self.implementation,
         )
 
-
-def dequantize_values(x_q: jax.Array, scale: jax.Array, dtype) -> jax.Array:
-    return (x_q.astype(jnp.float32) * scale).astype(dtype)

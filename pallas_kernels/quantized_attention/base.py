@@ -1,6 +1,6 @@
 """Reference for attention on 8-bit Q, K, V (the `full_*` modes).
 
-    logits = (q_q . k_q) * q_scale * k_scale * scale     (exact int32 for int8)
+    logits = (q_q . k_q) * q_scale * k_scale * scale     (exact integer sums for int8)
     p      = softmax(logits + bias, masked)              (float32)
     out    = (P_q . v_q) * p_scale * v_scale             (P quantized per `probs`)
 
@@ -19,9 +19,16 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.attention.base import MASK_VALUE
-from pallas_kernels.quant_types import dot_8bit, qmax, quantize_values
+from pallas_kernels.quant_types import exact_int_einsum, qmax, quantize_values
 
 PROBS_MODES = ("int8", "uint8", "float")
+
+
+def _product(spec: str, a: jax.Array, b: jax.Array, contract_len: int, max_code_product: float, qtype: str):
+    """Float32 result of an attention product of 8-bit codes: exact integers for int8, fp8 dot otherwise."""
+    if qtype == "fp8":
+        return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+    return exact_int_einsum(spec, a, b, contract_len, max_code_product)
 
 
 def fixed_probs_scale(qtype: str) -> float:
@@ -46,7 +53,7 @@ def quantized_attention_reference(
     out_dtype=jnp.float32,
 ) -> jax.Array:
     """Multi-head attention on quantized `[B, S, N, D]` Q, K, V; returns `[B, S, N, D]`."""
-    logits = dot_8bit("bqnd,bknd->bnqk", q_q, k_q, (3, 3), qtype).astype(jnp.float32)
+    logits = _product("bqnd,bknd->bnqk", q_q, k_q, q_q.shape[3], qmax("int8") ** 2, qtype)
     logits = logits * (q_scale * k_scale * scale).astype(jnp.float32)
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
@@ -63,5 +70,5 @@ def quantized_attention_reference(
         p_qtype = qtype
         p_scale = probs_scale.astype(jnp.float32)
     p_q = quantize_values(p, p_scale, p_qtype)
-    out = dot_8bit("bnqk,bknd->bqnd", p_q, v_q, (3, 1), qtype).astype(jnp.float32)
+    out = _product("bnqk,bknd->bqnd", p_q, v_q, v_q.shape[1], qmax(p_qtype) * qmax("int8"), qtype)
     return (out * (p_scale * v_scale).astype(jnp.float32)).astype(out_dtype)

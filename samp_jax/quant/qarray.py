@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels.quant_types import QTYPES, qmax, quantize_values
+from pallas_kernels.quant_types import QTYPES, dequantize_values, qmax, quantize_values
 
 
 @jax.tree_util.register_dataclass
@@ -53,7 +53,7 @@ class QArray:
         return tuple(self.values.shape)
 
     def dequantize(self, dtype=jnp.float32) -> jax.Array:
-        return (self.values.astype(jnp.float32) * self.scale).astype(dtype)
+        return dequantize_values(self.values, self.scale, dtype)
 
 
 def scale_from_amax(amax, qtype: str) -> np.ndarray:
@@ -87,4 +87,4 @@ def quantize_weight(kernel, qtype: str, amax=None) -> QArray:
 
 def fake_quant(x: jax.Array, scale: jax.Array, qtype: str) -> jax.Array:
     """Quantize then dequantize (same dtype as `x`): what a tensor looks like after an 8-bit hop."""
-    return (quantize_values(x, scale, qtype).astype(jnp.float32) * scale).astype(x.dtype)
+    return dequantize_values(quantize_values(x, scale, qtype), scale, x.dtype)
