@@ -38,10 +38,15 @@ TOL = {"fp32": 1e-5, "bf16": 2e-2, "fp16": 3e-3, "full_int8": 2e-2}
 # fp8: Hopper's tensor cores accumulate fp8 products with reduced precision
 # (bench/gpu_dot_checks.py: ~1e-4 relative for K >= 64 where the CPU is exact),
 # and an e4m3 step is 6-12% of a value, so each flipped code downstream moves
-# its output far more than in int8. Both backends are then valid quantizations
-# of the float model; the bound is that they differ by less than either differs
-# from the float model.
-FP8_MAX_RATIO = 1.0
+# its output far more than in int8. The bound compares the two backends'
+# difference with the quantization error itself: with a float32 dtype only
+# accumulation-order flips remain (measured ratio 0.002 for full_fp8), so 0.1;
+# with a half dtype, bf16 rounding of the values being requantized differs too
+# (measured 0.57 for a bf16 mixed plan), so less than the error itself, 1.0.
+# A skipped quantization (XLA's excess-precision rewrite, fixed in
+# pallas_kernels.quant_types.dequantize_values) measured 0.99 here.
+def fp8_max_ratio(plan: str) -> float:
+    return 0.1 if "dtype:fp32" in plan else 1.0
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,7 @@ def test_plan_on_gpu_matches_cpu(setup, plan):
             ref = np.asarray(SampModel(ckpt, "fp32").hidden_states(ids, mask, types))[mask.astype(bool)]
         quant_err = np.linalg.norm(outs["cpu"] - ref) / np.linalg.norm(ref)
         print(f"{plan}: relative error GPU vs CPU {err:.2e}, quantization error {quant_err:.2e}")
-        assert err < FP8_MAX_RATIO * quant_err
+        assert err < fp8_max_ratio(plan) * quant_err
         return
     tol = TOL.get(plan, 1e-3)
     print(f"{plan}: relative error GPU vs CPU {err:.2e} (tolerance {tol:g})")
