@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import shutil
 from pathlib import Path
@@ -35,9 +34,11 @@ def read_tsv(path: Path, fields, label_field):
 
 
 def main() -> None:
+    from samp_jax.default_model import default_data_dir
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=sorted(TASKS), default="sst2")
-    ap.add_argument("--data-dir", default=os.environ.get("SAMP_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--data-dir", default=str(default_data_dir()), help="datasets (default: $SAMP_DATA, then ../shared/data)")
     ap.add_argument("--model-dir", help="pre-trained Hugging Face folder (default: the embedded all-MiniLM-L6-v2)")
     ap.add_argument("--train-limit", type=int, default=20000)
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -68,7 +69,7 @@ def main() -> None:
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = BertForSequenceClassification.from_pretrained(
-        model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}
+        model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)}
     )
 
     def encode(xs):

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 
 def main() -> None:
+    from samp_jax.default_model import default_data_dir
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=os.environ.get("SAMP_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--data-dir", default=str(default_data_dir()), help="datasets (default: $SAMP_DATA, then ../shared/data)")
     ap.add_argument("--n", type=int, default=64, help="sentences from SST-2 dev")
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -27,8 +26,10 @@ PLANS = ["ffn_int8", "full_int8,probs:int8", "full_int8", "full_int8,probs:float
 
 
 def main() -> None:
+    from samp_jax.default_model import default_data_dir
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=os.environ.get("SAMP_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--data-dir", default=str(default_data_dir()), help="datasets (default: $SAMP_DATA, then ../shared/data)")
     ap.add_argument("--calib", type=int, default=512, help="SST-2 train sentences for calibration")
     ap.add_argument("--eval", type=int, default=872, help="SST-2 dev sentences for evaluation")
     ap.add_argument("--out", default="bench/results/quant_accuracy.json")

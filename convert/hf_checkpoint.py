@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from convert.hf_to_flax import convert_state_dict
 from convert.hf_weights import read_state_dict

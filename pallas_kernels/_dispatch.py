@@ -10,7 +10,8 @@ another.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 Implementation = Literal["xla", "triton", "mosaic"]
 # Preference order when the caller does not choose: hand-written kernels first.

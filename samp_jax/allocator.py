@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def _check(accuracies: Sequence[float], latencies: Sequence[float]) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pallas_kernels.matmul.base import ACTIVATIONS
 
@@ -66,7 +67,7 @@ class EncoderConfig:
         return self.type_vocab_size > 0
 
     @classmethod
-    def from_hf_config(cls, hf: Mapping[str, Any] | str | Path) -> "EncoderConfig":
+    def from_hf_config(cls, hf: Mapping[str, Any] | str | Path) -> EncoderConfig:
         """Builds the config from a Hugging Face `config.json` (a dict or its path)."""
         if not isinstance(hf, Mapping):
             path = Path(hf)
@@ -115,7 +116,7 @@ class EncoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EncoderConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:

@@ -8,7 +8,7 @@ Accepts BIO (IOB2), IOB1 (CoNLL-2003's raw tags: `I-X` may open an entity,
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 _BEGIN = {"B", "S", "U"}
 _SINGLE = {"S", "U"}

@@ -23,6 +23,14 @@ def default_model_dir() -> Path:
     return folder
 
 
+def default_data_dir() -> Path:
+    """Datasets for benchmarks: $SAMP_DATA, else `shared/data` beside the repository checkout."""
+    if os.environ.get("SAMP_DATA"):
+        return Path(os.environ["SAMP_DATA"])
+    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside_repo if beside_repo.is_dir() else Path("../shared/data")
+
+
 def cache_dir() -> Path:
     """Where converted checkpoints are kept: $SAMP_JAX_HOME, else ~/.cache/samp-jax."""
     return Path(os.environ.get("SAMP_JAX_HOME", Path.home() / ".cache" / "samp-jax"))

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import pallas_kernels as ops
-from samp_jax.config import EncoderConfig
 from pallas_kernels.quant_types import dequantize_values, quantize_values
+from samp_jax.config import EncoderConfig
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import Plan, mode_qtype
 
@@ -71,7 +71,6 @@ class SelfAttention(nn.Module):
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
         cfg = self.config
         b, s, h = x.shape
-        heads = (b, s, cfg.num_heads, cfg.head_dim)
         ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
         if self.qtype is None:
             qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)

@@ -12,7 +12,8 @@ bi-encoder is the bare encoder with mean pooling (`samp_jax.model`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -53,10 +54,10 @@ class TaskSpec:
         return {"kind": self.kind, "labels": list(self.labels), "thresholds": list(self.thresholds)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
         return cls(d["kind"], tuple(d.get("labels", ())), tuple(float(t) for t in d.get("thresholds", ())))
 
-    def with_thresholds(self, thresholds: float | list[float]) -> "TaskSpec":
+    def with_thresholds(self, thresholds: float | list[float]) -> TaskSpec:
         """Multi-label only: a copy with new per-label thresholds (one float for all)."""
         if self.kind != "multi_label_classification":
             raise ValueError(f"thresholds apply to multi-label models, this one is {self.kind!r}")

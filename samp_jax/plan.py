@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -73,11 +74,11 @@ class Plan:
 
     # ---- construction --------------------------------------------------------
     @classmethod
-    def uniform(cls, mode: str, num_layers: int, **kwargs: Any) -> "Plan":
+    def uniform(cls, mode: str, num_layers: int, **kwargs: Any) -> Plan:
         return cls(layers=(mode,) * num_layers, **kwargs)
 
     @classmethod
-    def parse(cls, plan: "str | Path | Mapping | Plan", num_layers: int) -> "Plan":
+    def parse(cls, plan: str | Path | Mapping | Plan, num_layers: int) -> Plan:
         """A Plan from a Plan, its string form, its JSON dict, or a path to a JSON file."""
         if isinstance(plan, Plan):
             result = plan
@@ -100,7 +101,7 @@ class Plan:
         return result
 
     @classmethod
-    def _from_string(cls, text: str, num_layers: int) -> "Plan":
+    def _from_string(cls, text: str, num_layers: int) -> Plan:
         text = text.strip()
         if text in DTYPES:
             return cls.uniform("fp16", num_layers, dtype=text)
@@ -122,7 +123,7 @@ class Plan:
         return cls(layers=tuple(m or "fp16" for m in modes), **settings)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Plan":
+    def from_dict(cls, d: Mapping[str, Any]) -> Plan:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown or "layers" not in d:
             raise ValueError(f"plan JSON needs 'layers' and allows dtype/embedding/probs; got keys {sorted(d)}")

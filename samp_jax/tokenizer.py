@@ -7,7 +7,7 @@ compiled executables (one per shape) are reused across calls.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -67,7 +67,7 @@ class TokenizerFrontEnd:
         self.batch_buckets = tuple(sorted(batch_buckets))
 
     @classmethod
-    def from_str(cls, text: str, **kwargs) -> "TokenizerFrontEnd":
+    def from_str(cls, text: str, **kwargs) -> TokenizerFrontEnd:
         return cls(Tokenizer.from_str(text), **kwargs)
 
     def seq_bucket(self, length: int) -> int:

@@ -18,15 +18,23 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from samp_jax.allocator import (DEFAULT_RULE, RULES, Measured, NoFeasiblePlan, fastest_above,
-                                most_accurate_under, pareto_front, top_by_ratio)
+from samp_jax.allocator import (
+    DEFAULT_RULE,
+    RULES,
+    Measured,
+    NoFeasiblePlan,
+    fastest_above,
+    most_accurate_under,
+    top_by_ratio,
+)
 from samp_jax.checkpoint import Checkpoint, load_checkpoint, set_default_plan
 from samp_jax.evaluation import DevSet, evaluate, headline
 from samp_jax.model import SampModel

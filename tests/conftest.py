@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("SAMP_DATA", REPO.parent / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("SAMP_DATA", REPO.parent / "shared" / "data"))  # as default_data_dir()
 
 # Used only when ../shared/data is absent: real sentences of the same kind.
 FALLBACK_SENTENCES = [
@@ -72,7 +72,7 @@ def make_hf_model(
 
     torch.manual_seed(seed)
     common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                  id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     if problem_type:
         common["problem_type"] = problem_type
     if arch.startswith("MPNet"):

@@ -71,8 +71,8 @@ def test_multi_label_head_uses_sigmoid_and_thresholds(tmp_path):
     model.task = model.task.with_thresholds(thresholds)
     assert isinstance(model, SampModel)
     decoded = model._decode_sequence(logits[0])
-    assert decoded["labels"] == [l for l, p in zip(labels, probs) if p >= thresholds[0]]
-    np.testing.assert_allclose([decoded["scores"][l] for l in labels], probs, rtol=1e-6)
+    assert decoded["labels"] == [name for name, p in zip(labels, probs) if p >= thresholds[0]]
+    np.testing.assert_allclose([decoded["scores"][name] for name in labels], probs, rtol=1e-6)
 
 
 def test_cross_encoder_on_pairs_matches_hf(tmp_path, minilm_dir):

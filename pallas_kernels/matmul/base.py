@@ -8,7 +8,7 @@ epilogue (bias, activation) in float32, and one cast to the output dtype.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -7,7 +7,8 @@ are cast to the plan's dtype; LayerNorm parameters and biases stay float32.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -78,8 +79,12 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             continue
         src = params["encoder"][f"layer_{i}"]
         layer = enc[f"layer_{i}"]
-        w = lambda gemm: scales.weights.get(f"layer_{i}/{gemm}")  # noqa: E731  (imported amax, if any)
-        s = lambda name: _scale(scales, point(i, name), qt)  # noqa: E731
+
+        def w(gemm: str, i: int = i):  # imported weight amax, if any
+            return scales.weights.get(f"layer_{i}/{gemm}")
+
+        def s(name: str, i: int = i, qt: str = qt):
+            return _scale(scales, point(i, name), qt)
         layer["ffn"] = {
             "input_scale": s("attention_output"),
             "activation_scale": s("ffn/activation"),

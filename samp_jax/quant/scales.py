@@ -40,7 +40,7 @@ class Scales:
         save_file(tensors, str(path), metadata={"method": self.method, "source": self.source})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Scales":
+    def load(cls, path: str | Path) -> Scales:
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
