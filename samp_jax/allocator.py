@@ -61,13 +61,14 @@ def accuracy_decay_aware_vs_fp16(accuracies: Sequence[float], latencies: Sequenc
     A plan that gains both accuracy and speed over fp16 is taken without
     lowering `dr_min`; otherwise the plan with the smallest accuracy lost per
     unit of latency gained over fp16 so far is taken. The walk keeps the last
-    plan taken.
+    plan taken. Plans no faster than fp16 are never taken (a slower, more
+    accurate plan would otherwise show a positive rate and qualify).
     """
     _check(accuracies, latencies)
     dr_min = math.inf
     best = 0
     for i in range(1, len(accuracies)):
-        if latencies[i] == latencies[0]:
+        if latencies[i] >= latencies[0]:
             continue
         dr = (accuracies[i] - accuracies[0]) / (latencies[i] - latencies[0])
         if dr < 0:

@@ -78,6 +78,14 @@ def test_no_rule_judging_plans_alone_fits_all_four_picks():
     assert loss_tnews < loss_afqmc / 4 and gain_tnews > gain_afqmc - 0.005
 
 
+def test_slower_plans_are_never_recommended_by_the_fp16_reference_rule():
+    # quantized plans slower than fp16 (the XLA path on an H100): stay at fp16
+    assert accuracy_decay_aware_vs_fp16([0.84, 0.845, 0.838, 0.85], [1.04, 1.14, 1.37, 1.62]) == 0
+    assert accuracy_decay_aware_vs_fp16([0.84, 0.845, 0.838], [1.04, 1.14, 0.9]) == 2
+    # the printed rule has no such guard: a slower, more accurate plan has dr > 0 and qualifies
+    assert accuracy_decay_aware([0.84, 0.845], [1.04, 1.14]) == 1
+
+
 def test_ties_keep_the_earlier_plan():
     # equal loss rates: the strict comparison keeps the first
     assert accuracy_decay_aware_vs_fp16([0.9, 0.89, 0.88], [10, 9, 8]) == 1
