@@ -58,7 +58,7 @@ def accuracy_decay_aware(accuracies: Sequence[float], latencies: Sequence[float]
 def accuracy_decay_aware_vs_fp16(accuracies: Sequence[float], latencies: Sequence[float]) -> int:
     """Algorithm 1 with each plan measured against the fp16 plan (index 0).
 
-    A plan that gains both accuracy and speed over fp16 is taken without
+    A faster plan that loses no accuracy against fp16 is taken without
     lowering `dr_min`; otherwise the plan with the smallest accuracy lost per
     unit of latency gained over fp16 so far is taken. The walk keeps the last
     plan taken. Plans no faster than fp16 are never taken (a slower, more
@@ -71,7 +71,7 @@ def accuracy_decay_aware_vs_fp16(accuracies: Sequence[float], latencies: Sequenc
         if latencies[i] >= latencies[0]:
             continue
         dr = (accuracies[i] - accuracies[0]) / (latencies[i] - latencies[0])
-        if dr < 0:
+        if dr <= 0:  # no accuracy lost, latency gained
             best = i
         elif dr < dr_min:
             dr_min = dr

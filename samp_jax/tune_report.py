@@ -80,7 +80,7 @@ def plot(report: TuneReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = report.meta
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
     colors = {"ffn_int8": "tab:blue", "full_int8": "tab:red", "ffn_fp8": "tab:green", "full_fp8": "tab:purple"}
     markers = {"sensitivity": "o", "first": "^", "last": "v"}
     for fam in dict.fromkeys(r.family for r in report.results):
@@ -100,7 +100,7 @@ def plot(report: TuneReport, path: Path) -> None:
     ax.set_ylabel(f"dev {m['metric']}")
     ax.set_title(f"samp-jax tune: {Path(m['checkpoint']).name}, {m['task']}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

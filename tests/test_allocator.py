@@ -86,6 +86,14 @@ def test_slower_plans_are_never_recommended_by_the_fp16_reference_rule():
     assert accuracy_decay_aware([0.84, 0.845], [1.04, 1.14]) == 1
 
 
+def test_faster_plans_losing_nothing_always_qualify():
+    # measured on the fine-tuned MiniLM (CPU): 4/6 layers gains accuracy, 6/6 matches fp16 and is fastest
+    acc = [0.8417, 0.8452, 0.8452, 0.8417, 0.8429, 0.8406, 0.8417]
+    lat = [389.1, 372.5, 420.2, 379.1, 333.0, 323.8, 301.9]
+    assert accuracy_decay_aware_vs_fp16(acc, lat) == 6
+    assert accuracy_decay_aware(acc, lat) == 4  # the printed rule stops where dr_min went negative
+
+
 def test_ties_keep_the_earlier_plan():
     # equal loss rates: the strict comparison keeps the first
     assert accuracy_decay_aware_vs_fp16([0.9, 0.89, 0.88], [10, 9, 8]) == 1
