@@ -50,8 +50,7 @@ class SampModel:
         self.scales = checkpoint.scales
         self.source = checkpoint.source
         self._module = EncoderWithHead(self.config, self.task, self.plan)
-        self._float_params = checkpoint.params
-        self.tokenizer_json = checkpoint.tokenizer_json
+        self.checkpoint = checkpoint  # the float parameters and metadata this plan was built from
         self._params = build_params(checkpoint.params, self.config, self.plan, self.scales)
         # One compiled executable per (output kind, batch, seq), built ahead of time.
         self._executables: dict[tuple[str, int, int], Any] = {}

@@ -104,15 +104,11 @@ def calibrate(
 
 
 def _float_model(model):
-    from samp_jax.checkpoint import Checkpoint
     from samp_jax.model import SampModel, load
 
     if not isinstance(model, SampModel):
         return load(model, plan="fp32")
-    if model.plan.to_string() == "fp32":
-        return model
-    ckpt = Checkpoint(model.config, model.task, model._float_params, model.tokenizer_json, source=model.source)
-    return SampModel(ckpt, plan="fp32")
+    return model if model.plan.to_string() == "fp32" else SampModel(model.checkpoint, plan="fp32")
 
 
 def calibrate_batches(
