@@ -87,8 +87,12 @@ class SampModel:
         key = (kind, batch, seq)
         if key not in self._executables:
             ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
-            fn = jax.jit(lambda p, i, m, t: self._forward(kind, p, i, m, t))
-            self._executables[key] = fn.lower(self._params, ids, ids, ids).compile()
+
+            def forward(p, i, m, t):
+                return self._forward(kind, p, i, m, t)
+
+            forward.__name__ = f"samp_jax_{kind}"  # names the executable (and its persistent-cache entry)
+            self._executables[key] = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
         return self._executables[key]
 
     def _run(self, kind: str, ids, mask, types) -> jax.Array:

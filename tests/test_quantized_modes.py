@@ -86,3 +86,19 @@ def test_one_executable_per_shape(minilm):
     model(np.full((1, 6), 2000, np.int32))
     assert sorted(model._executables) == [("head", 1, 6), ("head", 2, 6)]
     assert isinstance(model.executable("head", 2, 6), jax.stages.Compiled)
+
+
+def test_persistent_compilation_cache_keeps_executables(tmp_path, minilm_dir):
+    """`load(..., compilation_cache=DIR)` writes each plan's executables to DIR (in a fresh process,
+    so that the global JAX setting does not leak into other tests)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, samp_jax, sys\n"
+        f"m = samp_jax.load({str(minilm_dir)!r}, plan='bf16', compilation_cache={str(tmp_path)!r})\n"
+        "m(np.ones((2, 8), np.int32))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    entries = [p.name for p in tmp_path.iterdir()]
+    assert any(name.startswith("samp_jax_head") for name in entries), entries
