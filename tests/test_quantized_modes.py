@@ -101,4 +101,4 @@ def test_persistent_compilation_cache_keeps_executables(tmp_path, minilm_dir):
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
     entries = [p.name for p in tmp_path.iterdir()]
-    assert any(name.startswith("samp_jax_head") for name in entries), entries
+    assert any(name.startswith("jit_samp_jax_head") for name in entries), entries
