@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import statistics
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ from samp_jax.checkpoint import Checkpoint, load_checkpoint, set_default_plan
 from samp_jax.evaluation import DevSet, evaluate, headline
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("ffn_int8", "full_int8", "ffn_fp8", "full_fp8")
 ORDERS = ("sensitivity", "first", "last")
@@ -110,8 +113,8 @@ class Tuner:
         if self.cache_path.is_file():
             try:
                 self.cache = json.loads(self.cache_path.read_text())
-            except json.JSONDecodeError:
-                pass  # a damaged cache is only lost time: start afresh
+            except json.JSONDecodeError as e:  # a damaged cache costs only time: say so, start afresh
+                log.warning("ignoring damaged measurement cache %s (%s); measuring again", self.cache_path, e)
         self.hits = 0
 
     def plan(self, layers: Sequence[str]) -> Plan:

@@ -102,3 +102,18 @@ def test_dev_set_readers_and_metrics(tmp_path):
     assert pairs.inputs == [("a", "b")] and pairs.labels == ["1"]
     with pytest.raises(ValueError, match=r"row 0 lacks field\(s\) \['sentence'\]"):
         read_dev_set(tmp_path / "pairs.jsonl", "classification", label_field="y")
+
+
+def test_damaged_cache_is_reported_and_rebuilt(tuned, caplog):
+    from samp_jax.evaluation import read_dev_set
+    from samp_jax.tune import Tuner
+
+    _, ckpt, dev = tuned
+    saved = (ckpt / "tune_cache.json").read_text()
+    (ckpt / "tune_cache.json").write_text("{not json")
+    try:
+        with caplog.at_level("WARNING"):
+            tuner = Tuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, dtype="fp32", progress=False)
+        assert "ignoring damaged measurement cache" in caplog.text and tuner.cache == {"accuracy": {}, "latency": {}}
+    finally:
+        (ckpt / "tune_cache.json").write_text(saved)
