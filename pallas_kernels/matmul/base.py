@@ -21,7 +21,9 @@ def _gelu_tanh(x: jax.Array) -> jax.Array:
 
 
 def _gelu_erf(x: jax.Array) -> jax.Array:
-    return jax.nn.gelu(x, approximate=False)
+    # erf rather than jax.nn.gelu's erfc form: Mosaic GPU lowers erf but not erfc,
+    # and kernels and reference must run the same formula.
+    return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _quick_gelu(x: jax.Array) -> jax.Array:

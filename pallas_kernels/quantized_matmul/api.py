@@ -11,6 +11,12 @@ from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.quantized_matmul.base import quantized_matmul_reference
 
 _REGISTRY = {"xla": quantized_matmul_reference}
+try:  # Mosaic GPU needs a jaxlib with its dialects; the XLA reference always works
+    from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic
+
+    _REGISTRY["mosaic"] = quantized_matmul_mosaic
+except ImportError:  # pragma: no cover
+    pass
 
 
 def quantized_matmul(

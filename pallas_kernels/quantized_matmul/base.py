@@ -43,11 +43,28 @@ def quantized_matmul_reference(
       out_scale, out_qtype: when given, the result is requantized to 8 bits.
     """
     acc = dot_8bit("...k,kn->...n", x_q, w_q, (x_q.ndim - 1, 0), qtype)
-    y = acc.astype(jnp.float32) * (x_scale.astype(jnp.float32) * w_scale.reshape(-1).astype(jnp.float32))
+    col_scale = column_scale(x_scale, w_scale)
+    out_scale = None if out_scale is None else jnp.broadcast_to(out_scale, col_scale.shape)
+    return epilogue(acc, col_scale, bias, activation=activation, out_scale=out_scale,
+                    out_qtype=out_qtype or qtype, out_dtype=out_dtype)
+
+
+def column_scale(x_scale: jax.Array, w_scale: jax.Array) -> jax.Array:
+    """`[N]` float32 dequantization factor: per-tensor activation scale times per-column weight scale."""
+    return x_scale.astype(jnp.float32) * w_scale.reshape(-1).astype(jnp.float32)
+
+
+def epilogue(acc, col_scale, bias, *, activation, out_scale, out_qtype, out_dtype):
+    """The fused epilogue on an accumulator tile, in float32; every kernel runs this same function.
+
+    `col_scale`, `bias` and `out_scale` are `[N]` (or a tile of it) and broadcast
+    over rows; `out_scale` set means requantize to `out_qtype`.
+    """
+    y = acc.astype(jnp.float32) * col_scale
     if bias is not None:
         y = y + bias.astype(jnp.float32)
     if activation is not None:
         y = ACTIVATIONS[activation](y)
     if out_scale is not None:
-        return quantize_values(y, out_scale, out_qtype or qtype)
+        return quantize_values(y, out_scale, out_qtype)
     return y.astype(out_dtype)

@@ -1,0 +1,173 @@
+"""Each kernel against XLA and cuBLAS on BERT-base shapes (run on the GPU machine).
+
+    python bench/kernels.py [--sections gemm,copy,layer_norm,embedding,attention] [--sweep] [--out DIR]
+
+Writes one JSON record per measurement to `DIR/kernels.json` (default
+bench/results): implementation, kernel, shape, median ms, derived TOPS or GB/s,
+device, date, commit. Every kernel output is checked against its XLA
+reference in the same run before it is timed. Prints a short table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._timing import commit, device_name, time_jax, time_torch, today, write_records  # noqa: E402
+from pallas_kernels.quantized_matmul.base import quantized_matmul_reference  # noqa: E402
+from pallas_kernels.testing import rel_error  # noqa: E402
+
+GEMM_SHAPES = [  # (M, K, N, activation): 128 x 128 tokens through BERT-base's FFN1, FFN2, QKV
+    (16384, 768, 3072, "gelu"),
+    (16384, 3072, 768, None),
+    (16384, 768, 2304, None),
+]
+RECORDS: list[dict] = []
+
+
+def record(kernel: str, implementation: str, shape, ms: float, **extra) -> dict:
+    rec = dict(kernel=kernel, implementation=implementation, shape=list(shape), median_ms=round(ms, 5),
+               device=device_name(), date=today(), commit=commit(), **extra)
+    RECORDS.append(rec)
+    print(f"  {kernel:<12} {implementation:<34} {str(tuple(shape)):<22} {ms:8.4f} ms "
+          + " ".join(f"{k}={v}" for k, v in extra.items() if k in ("tops", "gbps", "rel_err")), flush=True)
+    return rec
+
+
+def _gemm_operands(m, k, n, seed=0):
+    rng = np.random.default_rng(seed)
+    x8 = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
+    w8 = jnp.asarray(rng.integers(-127, 128, (k, n)), jnp.int8)
+    xf = jnp.asarray(rng.standard_normal((m, k)), jnp.bfloat16)
+    wf = jnp.asarray(rng.standard_normal((k, n)) / np.sqrt(k), jnp.bfloat16)
+    ws = jnp.asarray(rng.uniform(0.5, 2, (1, n)) / 127, jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(n), jnp.float32)
+    return x8, w8, xf, wf, jnp.float32(1 / (127 * np.sqrt(k))), ws, bias
+
+
+def bench_gemm(sweep: bool) -> None:
+    from pallas_kernels.quantized_matmul import mosaic
+
+    for m, k, n, act in GEMM_SHAPES:
+        ops = 2 * m * n * k
+        tops = lambda ms: round(ops / (ms * 1e-3) / 1e12, 1)
+        x8, w8, xf, wf, xs, ws, bias = _gemm_operands(m, k, n)
+        xq8, wq8 = x8.astype(jnp.float32).astype(jnp.float8_e4m3fn), w8.astype(jnp.float32).astype(jnp.float8_e4m3fn)
+        shape = (m, k, n)
+        f = jax.jit(lambda a, b: jnp.dot(a, b))
+        record("gemm", "xla bf16 dot", shape, ms := time_jax(f, xf, wf), tops=tops(ms))
+        f = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.int32))
+        record("gemm", "xla int8 dot -> int32", shape, ms := time_jax(f, x8, w8), tops=tops(ms))
+        f = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.bfloat16))
+        record("gemm", "xla fp8 dot -> bf16", shape, ms := time_jax(f, xq8, wq8), tops=tops(ms))
+        for qt, (xa, wa) in (("int8", (x8, w8)), ("fp8", (xq8, wq8))):
+            ref_fn = jax.jit(lambda a, b, qt=qt: quantized_matmul_reference(
+                a, xs, b, ws, bias, qtype=qt, activation=act, out_dtype=jnp.bfloat16))
+            ref = ref_fn(xa, wa)
+            record("gemm", f"xla {qt} + epilogue -> bf16", shape, ms := time_jax(ref_fn, xa, wa), tops=tops(ms))
+            wt = jnp.asarray(wa.T)  # the encoder keeps 8-bit weights K-major
+            for label, kw in (("-> bf16", dict(out_dtype=jnp.bfloat16)),
+                              (f"-> {qt} (requantized)", dict(out_scale=jnp.float32(0.05)))):
+                fn = jax.jit(lambda a, b, bt, kw=kw, qt=qt: mosaic.quantized_matmul_mosaic(
+                    a, xs, b, ws, bias, qtype=qt, activation=act, w_transposed=bt, **kw))
+                out = fn(xa, wa, wt)
+                want = ref if "out_dtype" in kw else quantized_matmul_reference(
+                    xa, xs, wa, ws, bias, qtype=qt, activation=act, **kw)
+                err = rel_error(np.asarray(out, np.float32), np.asarray(want, np.float32))
+                cfg = mosaic.pick_config(m, n, k, jnp.dtype(out.dtype).itemsize)
+                record("gemm", f"mosaic {qt} + epilogue {label}", shape, ms := time_jax(fn, xa, wa, wt),
+                       tops=tops(ms), rel_err=f"{err:.1e}", config=dataclasses.asdict(cfg))
+        if sweep and n != 2304:
+            _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops)
+        try:
+            import torch
+        except ImportError:
+            continue
+        a8 = torch.randint(-127, 128, (m, k), dtype=torch.int8, device="cuda")
+        b8 = torch.randint(-127, 128, (k, n), dtype=torch.int8, device="cuda")
+        record("gemm", "torch._int_mm (cuBLASLt int8 -> int32)", shape,
+               ms := time_torch(lambda: torch._int_mm(a8, b8)), tops=tops(ms))
+        ah, bh = a8.to(torch.bfloat16), b8.to(torch.bfloat16)
+        record("gemm", "torch bf16 matmul (cuBLAS)", shape, ms := time_torch(lambda: ah @ bh), tops=tops(ms))
+
+
+def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
+    from pallas_kernels.quantized_matmul import mosaic
+
+    wt = jnp.asarray(w8.T)
+    ref = quantized_matmul_reference(x8, xs, w8, ws, bias, qtype="int8", activation=act, out_dtype=jnp.bfloat16)
+    for tm, tn, wg in ((128, 128, "n"), (64, 128, "m"), (64, 256, "m"), (128, 64, "n"), (64, 64, "m"), (128, 128, "m")):
+        for tk in (64, 128):
+            for stages in (2, 4, 6):
+                for width in (4,):
+                    cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
+                                                  wg_axis=wg, grid_tile_width=width)
+                    cm, cn = cfg.cta_tile
+                    if m % cm or n % cn or k % tk or mosaic.smem_bytes(cfg, 2) > mosaic.SMEM_BYTES:
+                        continue
+                    fn = jax.jit(lambda a, b, bt, cfg=cfg: mosaic.quantized_matmul_mosaic(
+                        a, xs, b, ws, bias, qtype="int8", activation=act, out_dtype=jnp.bfloat16, w_transposed=bt,
+                        config=cfg))
+                    try:
+                        out = fn(x8, w8, wt)
+                        ms = time_jax(fn, x8, w8, wt, iterations=10)
+                    except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
+                        print(f"  sweep {cfg}: {type(e).__name__}: {str(e)[:120]}")
+                        continue
+                    err = rel_error(np.asarray(out, np.float32), np.asarray(ref, np.float32))
+                    record("gemm-sweep", "mosaic int8 + epilogue -> bf16", (m, k, n), ms, tops=tops(ms),
+                           rel_err=f"{err:.1e}", config=dataclasses.asdict(cfg))
+
+
+def bench_copy() -> float:
+    """Device-to-device copy bandwidth (bytes read + written): the ceiling for the memory-bound kernels."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((16384, 8192)), jnp.bfloat16)
+    f = jax.jit(lambda a: a + jnp.bfloat16(1))
+    ms = time_jax(f, x)
+    gbps = round(2 * x.size * 2 / (ms * 1e-3) / 1e9, 1)
+    record("copy", "xla elementwise (read + write)", x.shape, ms, gbps=gbps)
+    return gbps
+
+
+SECTIONS = {"gemm": None, "copy": None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--sweep", action="store_true", help="also sweep the Mosaic GEMM's tile configurations")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    print(f"device: {device_name()}, commit {commit()}, {today()}")
+    sections = args.sections.split(",")
+    if "copy" in sections:
+        bench_copy()
+    if "gemm" in sections:
+        bench_gemm(args.sweep)
+    for extra in sections:
+        if extra not in ("copy", "gemm"):
+            EXTRA[extra]()
+    write_records(RECORDS, args.out / "kernels.json")
+    print(f"\n{'kernel':<12} {'implementation':<42} {'shape':<22} {'ms':>8} {'TOPS/GBps':>9}")
+    for r in RECORDS:
+        if r["kernel"] != "gemm-sweep":
+            print(f"{r['kernel']:<12} {r['implementation']:<42} {str(tuple(r['shape'])):<22} {r['median_ms']:8.4f} "
+                  f"{r.get('tops', r.get('gbps', '')):>9}")
+    sweep = [r for r in RECORDS if r["kernel"] == "gemm-sweep"]
+    for shape in {tuple(r["shape"]) for r in sweep}:
+        best = min((r for r in sweep if tuple(r["shape"]) == shape), key=lambda r: r["median_ms"])
+        print(f"best sweep {shape}: {best['median_ms']:.4f} ms {best['tops']} TOPS {best['config']}")
+
+
+EXTRA: dict = {}
+
+if __name__ == "__main__":
+    main()

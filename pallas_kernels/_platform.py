@@ -1,0 +1,21 @@
+"""What the default device can run: kernels raise NotImplementedError elsewhere, so dispatch falls back."""
+
+from __future__ import annotations
+
+import jax
+
+
+def on_gpu() -> bool:
+    return jax.devices()[0].platform == "gpu"
+
+
+def on_hopper() -> bool:
+    """True on an sm_90 GPU (H100/H200): Mosaic GPU's `wgmma` kernels need it."""
+    dev = jax.devices()[0]
+    return dev.platform == "gpu" and str(getattr(dev, "compute_capability", "")).startswith("9.0")
+
+
+def num_sms(default: int = 4) -> int:
+    """Streaming multiprocessors of the default device (`default` for the CPU interpreter)."""
+    dev = jax.devices()[0]
+    return getattr(dev, "core_count", None) or default if dev.platform == "gpu" else default

@@ -1,0 +1,276 @@
+"""Mosaic GPU (Hopper `wgmma`) 8-bit GEMM with the epilogue fused.
+
+    out = epilogue(x_q @ w_q)      (base.epilogue: column scale, bias, activation,
+                                    cast or requantize)
+
+Structure (a persistent, warp-specialized kernel):
+  * one CTA per SM walks the (M/tile, N/tile) output tiles in a planar snake;
+  * a memory warpgroup streams `[tile_m, tile_k]` activation and
+    `[tile_n, tile_k]` weight tiles through `max_concurrent_steps` shared-memory
+    slots with TMA; two compute warpgroups each own half the CTA tile and issue
+    `wgmma` with an int32 (int8) or float32 (fp8) accumulator in registers;
+  * the epilogue runs on the accumulator registers and leaves through shared
+    memory in `epi_tile` pieces, double buffered, so only the final bf16/fp16 or
+    8-bit values ever reach device memory (an int32 output would double the
+    bytes written, which on K = 768 costs as much as the math: ../shared/GPU.md).
+
+8-bit `wgmma` takes B K-major only, so the weight arrives as `w_t = w_q.T`,
+`[N, K]`, and is handed over as a transposed view of its shared-memory tile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from pallas_kernels._platform import num_sms, on_hopper
+from pallas_kernels.quant_types import QTYPES
+from pallas_kernels.quantized_matmul.base import column_scale, epilogue
+
+
+@dataclasses.dataclass(frozen=True)
+class MosaicGemmConfig:
+    """Tiles of the 8-bit GEMM. `tile_n` is per compute warpgroup; `wg_axis` says
+    whether the two compute warpgroups split the CTA tile along M or N."""
+
+    tile_m: int = 128
+    tile_n: int = 128
+    tile_k: int = 128
+    max_concurrent_steps: int = 4
+    epi_tile_m: int = 64
+    epi_tile_n: int = 64
+    wg_axis: str = "n"
+    grid_minor: str = "n"
+    grid_tile_width: int = 4
+
+    @property
+    def cta_tile(self) -> tuple[int, int]:
+        return (self.tile_m * (2 if self.wg_axis == "m" else 1), self.tile_n * (2 if self.wg_axis == "n" else 1))
+
+
+DEFAULT_CONFIG = MosaicGemmConfig()
+
+
+SMEM_BYTES = 232448  # H100 shared memory per block (the limit Mosaic GPU reports)
+
+
+def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
+    """Shared memory the kernel allocates: pipeline slots, epilogue tiles, the per-column vectors."""
+    cm, cn = cfg.cta_tile
+    slots = min(2, (cfg.tile_m * cfg.tile_n) // (cfg.epi_tile_m * cfg.epi_tile_n))
+    pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
+    return pipeline + 2 * slots * cfg.epi_tile_m * cfg.epi_tile_n * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
+
+
+def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
+    """The first tuned configuration that divides the problem and fits in shared memory."""
+    for cfg in CANDIDATES:
+        cm, cn = cfg.cta_tile
+        if m % cm or n % cn or k % cfg.tile_k:
+            continue
+        while smem_bytes(cfg, out_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
+            cfg = dataclasses.replace(cfg, max_concurrent_steps=cfg.max_concurrent_steps - 1)
+        return cfg
+    raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
+
+
+# Preference order; bench/kernels.py --sweep measures the alternatives on the H100.
+CANDIDATES = (
+    DEFAULT_CONFIG,
+    MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),
+    MosaicGemmConfig(tile_m=64, tile_n=64, wg_axis="m"),
+)
+
+
+def _column(vec_smem, interpret: bool) -> jax.Array:
+    """A `[tile_n]` per-column vector from shared memory, laid out to broadcast over the accumulator's rows.
+
+    The CPU interpreter has no layouts and reads the ref directly.
+    """
+    if interpret:
+        return vec_smem[...]
+    return plgpu.load(vec_smem, (), layout=plgpu.Layout.WGMMA.reduce(0))
+
+
+def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, has_bias, quantize_out, interpret):
+    m, k = x_gmem.shape
+    n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
+    in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
+    tile_m, tile_n, tile_k = cfg.tile_m, cfg.tile_n, cfg.tile_k
+    cta_m, cta_n = cfg.cta_tile
+    m_iters, n_iters, k_iters = m // cta_m, n // cta_n, k // tile_k
+    acc_dtype = jnp.float32 if in_dtype == jnp.float8_e4m3fn else jnp.int32
+
+    swizzle = plgpu.find_swizzle(tile_k * jnp.dtype(in_dtype).itemsize * 8)
+    in_transforms = (
+        plgpu.TilingTransform((8, swizzle // jnp.dtype(in_dtype).itemsize)),
+        plgpu.SwizzleTransform(swizzle),
+    )
+    epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
+    out_swizzle = plgpu.find_swizzle(epi_n * jnp.dtype(out_dtype).itemsize * 8)
+    out_transforms = (
+        plgpu.TilingTransform((8, out_swizzle // jnp.dtype(out_dtype).itemsize)),
+        plgpu.SwizzleTransform(out_swizzle),
+    )
+    slots = min(2, (tile_m * tile_n) // (epi_m * epi_n))
+
+    def pipeline(body, compute_context):
+        return plgpu.emit_pipeline_warp_specialized(
+            body,
+            grid=(k_iters,),
+            memory_registers=40,
+            in_specs=[
+                plgpu.BlockSpec((cta_m, tile_k), lambda kk: (0, kk), transforms=in_transforms),
+                # the interpreter cannot transpose a shared-memory view: it streams `[K, N]` tiles instead
+                plgpu.BlockSpec((tile_k, cta_n), lambda kk: (kk, 0))
+                if interpret
+                else plgpu.BlockSpec((cta_n, tile_k), lambda kk: (0, kk), transforms=in_transforms),
+            ],
+            wg_axis="wg",
+            num_compute_wgs=2,
+            max_concurrent_steps=cfg.max_concurrent_steps,
+            compute_context=compute_context,
+        )
+
+    ignore = lambda *_, **__: None
+
+    @functools.partial(
+        pl.run_scoped,
+        allocs=pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
+        out_smem=plgpu.SMEM((2, slots, epi_m, epi_n), out_dtype, transforms=out_transforms),
+        # column scale, bias, output scale of this tile; two slots so the next tile's copy never
+        # overwrites values the previous epilogue may still be reading
+        vec_smem=plgpu.SMEM((2, 2, 3, tile_n), jnp.float32),
+        vec_barrier=plgpu.Barrier(num_barriers=4),
+        collective_axes="wg",
+    )
+    def _scope(allocs, out_smem, vec_smem, vec_barrier):
+        wg = lax.axis_index("wg")
+
+        @plgpu.nd_loop((m_iters * n_iters,), collective_axes="sm")
+        def _tiles(info):
+            (lin,) = info.index
+            minor = 1 if cfg.grid_minor == "n" else 0
+            mi, ni = plgpu.planar_snake(lin, (m_iters, n_iters), minor, cfg.grid_tile_width)
+            cta_rows = pl.ds(mi * cta_m, cta_m)
+            if cfg.wg_axis == "m":
+                wg_rows, wg_cols = pl.ds(mi * cta_m + wg * tile_m, tile_m), pl.ds(ni * cta_n, tile_n)
+                a_rows, b_rows = pl.ds(wg * tile_m, tile_m), slice(None)
+            else:
+                wg_rows, wg_cols = pl.ds(mi * cta_m, tile_m), pl.ds(ni * cta_n + wg * tile_n, tile_n)
+                a_rows, b_rows = slice(None), pl.ds(wg * tile_n, tile_n)
+
+            def compute_context(run_pipeline):
+                vslot = lax.rem(info.local_index, 2)
+                vecs, vbar = vec_smem.at[wg, vslot], vec_barrier.at[wg * 2 + vslot]
+                plgpu.copy_gmem_to_smem(vec_gmem.at[:, wg_cols], vecs, vbar)  # lands during the main loop
+
+                @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), acc_dtype))
+                def _acc(acc_ref):
+                    run_pipeline(acc_ref)
+                    acc = acc_ref[...]
+                    plgpu.barrier_wait(vbar)
+                    col = _column(vecs.at[0], interpret)
+                    bias = _column(vecs.at[1], interpret) if has_bias else None
+                    oscale = _column(vecs.at[2], interpret) if quantize_out else None
+                    bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
+                    y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_scale=bcast(oscale),
+                                 out_qtype=out_qtype, out_dtype=out_dtype)
+                    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+                    for ei in range(tile_m // epi_m):
+                        for ej in range(tile_n // epi_n):
+                            slot = (ei * (tile_n // epi_n) + ej) % slots
+                            rows, cols = slice(ei * epi_m, (ei + 1) * epi_m), slice(ej * epi_n, (ej + 1) * epi_n)
+                            plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
+                            out_smem[wg, slot] = y[rows, cols]
+                            plgpu.commit_smem()
+                            plgpu.copy_smem_to_gmem(out_smem.at[wg, slot], out_gmem.at[wg_rows, wg_cols].at[rows, cols])
+
+            def mma(_, a_smem, b_smem, acc_ref):
+                b = b_smem.at[:, b_rows] if interpret else b_smem.at[b_rows].T
+                plgpu.wgmma(acc_ref, a_smem.at[a_rows], b)
+                plgpu.wgmma_wait(0)
+                return acc_ref
+
+            pipeline(mma, compute_context)(
+                x_gmem.at[cta_rows, :],
+                w_gmem.at[:, pl.ds(ni * cta_n, cta_n)] if interpret else w_gmem.at[pl.ds(ni * cta_n, cta_n), :],
+                allocations=allocs,
+            )
+
+    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+
+def quantized_matmul_mosaic(
+    x_q: jax.Array,
+    x_scale: jax.Array,
+    w_q: jax.Array,
+    w_scale: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    qtype: str,
+    activation: str | None = None,
+    out_dtype=jnp.float32,
+    out_scale: jax.Array | None = None,
+    out_qtype: str | None = None,
+    config: MosaicGemmConfig | None = None,
+    interpret: bool = False,
+    w_transposed: jax.Array | None = None,
+) -> jax.Array:
+    """`quantized_matmul_reference`, as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
+
+    `w_transposed` (`[N, K]`) skips the per-call transpose when the caller keeps
+    the weight K-major.
+    """
+    if not interpret and not on_hopper():
+        raise NotImplementedError("mosaic 8-bit GEMM runs on a Hopper GPU (or with interpret=True)")
+    lead, k = x_q.shape[:-1], x_q.shape[-1]
+    x2 = x_q.reshape(-1, k)
+    m, n = x2.shape[0], w_q.shape[1]
+    quantize_out = out_scale is not None
+    out_qtype = out_qtype or qtype
+    result_dtype = jnp.dtype(QTYPES[out_qtype][0] if quantize_out else out_dtype)
+    # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
+    cfg = config or pick_config(_round_up(m, 128), n, k, result_dtype.itemsize)
+    cta_m = cfg.cta_tile[0]
+    if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % cfg.tile_k:
+        raise NotImplementedError(f"mosaic 8-bit GEMM: {cfg} does not divide (N, K)=({n}, {k})")
+    m_pad = _round_up(m, cta_m)
+    if m_pad != m:
+        x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))
+    vecs = jnp.stack([
+        column_scale(x_scale, w_scale),
+        jnp.zeros((n,), jnp.float32) if bias is None else bias.astype(jnp.float32),
+        jnp.broadcast_to(jnp.asarray(out_scale if quantize_out else 1.0, jnp.float32), (n,)),
+    ])
+    w_t = w_q if interpret else (w_transposed if w_transposed is not None else w_q.T)
+    kernel = functools.partial(
+        _kernel, cfg=cfg, activation=activation, out_qtype=out_qtype, has_bias=bias is not None,
+        quantize_out=quantize_out, interpret=interpret,
+    )
+    extra = {}
+    if interpret:
+        from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
+
+        extra["interpret"] = InterpretGPUParams()
+    call = plgpu.kernel(
+        kernel,
+        out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
+        grid=(num_sms(),),
+        grid_names=("sm",),
+        num_threads=3,
+        thread_name="wg",
+        **extra,
+    )
+    out = call(x2, w_t, vecs)
+    return (out[:m] if m_pad != m else out).reshape(*lead, n)
+
+
+def _round_up(x: int, to: int) -> int:
+    return -(-x // to) * to

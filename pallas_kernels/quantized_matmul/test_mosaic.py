@@ -1,0 +1,91 @@
+"""The Mosaic GPU 8-bit GEMM against the XLA reference: interpreted on a CPU, compiled on a Hopper GPU."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels.quantized_matmul.base import quantized_matmul_reference
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, pick_config, quantized_matmul_mosaic, smem_bytes
+from pallas_kernels.testing import needs_hopper, rel_error
+
+# (qtype, activation, output): output is a float dtype or the qtype the epilogue requantizes to.
+VARIANTS = [
+    ("int8", None, "float32"),
+    ("int8", "gelu", "bfloat16"),
+    ("int8", "gelu", "int8"),
+    ("fp8", None, "float16"),
+    ("fp8", "gelu", "fp8"),
+]
+
+
+def _operands(m, k, n, qtype, seed):
+    rng = np.random.default_rng(seed)
+    if qtype == "int8":
+        x = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
+        w = jnp.asarray(rng.integers(-127, 128, (k, n)), jnp.int8)
+        xs = np.float32(1.0 / (127 * np.sqrt(k)))
+    else:
+        x = jnp.asarray(rng.standard_normal((m, k)) * 40, jnp.float8_e4m3fn)
+        w = jnp.asarray(rng.standard_normal((k, n)) * 40, jnp.float8_e4m3fn)
+        xs = np.float32(1.0 / (40 * np.sqrt(k)))
+    ws = jnp.asarray(rng.uniform(0.5, 2.0, (1, n)) / (127 if qtype == "int8" else 40), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(n), jnp.float32)
+    return x, jnp.float32(xs), w, ws, bias
+
+
+def _check(m, k, n, qtype, activation, output, **kw):
+    x, xs, w, ws, b = _operands(m, k, n, qtype, m + 7 * n + k)
+    requant = output in ("int8", "fp8")
+    args = dict(qtype=qtype, activation=activation)
+    if requant:
+        args.update(out_scale=jnp.float32(0.02), out_qtype=output)
+    else:
+        args.update(out_dtype=jnp.dtype(output))
+    out = quantized_matmul_mosaic(x, xs, w, ws, b, **args, **kw)
+    ref = quantized_matmul_reference(x, xs, w, ws, b, **args)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    out32, ref32 = np.asarray(out, np.float32), np.asarray(ref, np.float32)
+    assert np.isfinite(out32).all()
+    if output == "int8":
+        # same float32 epilogue; a value within rounding of a .5 tie may take either neighbour
+        assert np.abs(out32 - ref32).max() <= 1 and np.mean(out32 == ref32) > 0.999
+    elif output == "fp8":
+        assert np.mean(out32 == ref32) > 0.99 and rel_error(out32, ref32) < 2e-2
+    else:
+        # int8: exact accumulation, so only the output rounding; fp8: float32 sums in another order
+        tol = {"float32": 1e-5, "bfloat16": 8e-3, "float16": 1e-3}[output]
+        assert rel_error(out32, ref32) < tol
+
+
+SMALL = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
+
+
+@pytest.mark.parametrize("qtype, activation, output", VARIANTS)
+def test_interpreted_matches_reference(qtype, activation, output):
+    # 2 x 3 CTA tiles over 4 simulated SMs, 2 K steps: the persistent loop, the pipeline and the epilogue
+    _check(256, 256, 192, qtype, activation, output, config=SMALL, interpret=True)
+
+
+def test_interpreted_pads_rows():
+    _check(40, 128, 64, "int8", "gelu", "bfloat16", config=SMALL, interpret=True)
+
+
+def test_configs_fit_shared_memory():
+    for out_bytes in (1, 2, 4):
+        for m, k, n in [(16384, 768, 3072), (16384, 3072, 768), (16384, 768, 2304), (128, 768, 768)]:
+            assert smem_bytes(pick_config(m, n, k, out_bytes), out_bytes) <= 232448
+
+
+def test_undividable_shapes_fall_back():
+    x, xs, w, ws, b = _operands(64, 100, 64, "int8", 0)
+    with pytest.raises(NotImplementedError):
+        quantized_matmul_mosaic(x, xs, w, ws, b, qtype="int8", interpret=True)
+
+
+@pytest.mark.parametrize("m, k, n", [(1024, 768, 2304), (512, 768, 3072), (512, 3072, 768), (256, 768, 768), (40, 768, 768)])
+@pytest.mark.parametrize("qtype, activation, output", VARIANTS)
+@pytest.mark.parametrize("_", [pytest.param(0, marks=needs_hopper())])
+def test_compiled_matches_reference(m, k, n, qtype, activation, output, _):
+    _check(m, k, n, qtype, activation, output)
