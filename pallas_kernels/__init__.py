@@ -5,7 +5,8 @@ reference (`base.py`, the specification and the fallback), Pallas kernels as the
 land, and tests. Model code calls the functions re-exported here, never a kernel.
 """
 
-from pallas_kernels._dispatch import IMPLEMENTATIONS, Implementation
+from pallas_kernels._dispatch import IMPLEMENTATIONS, Implementation, xla_only
+from pallas_kernels._platform import interpret_kernels
 from pallas_kernels.attention.api import attention
 from pallas_kernels.embedding.api import embedding_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
@@ -18,8 +19,10 @@ __all__ = [
     "Implementation",
     "attention",
     "embedding_layer_norm",
+    "interpret_kernels",
     "matmul",
     "quantized_attention",
     "quantized_matmul",
     "residual_layer_norm",
+    "xla_only",
 ]

@@ -10,12 +10,27 @@ another.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 Implementation = Literal["xla", "triton", "mosaic"]
 # Preference order when the caller does not choose: hand-written kernels first.
 IMPLEMENTATIONS: tuple[str, ...] = ("mosaic", "triton", "xla")
+
+
+_XLA_ONLY = [False]
+
+
+@contextlib.contextmanager
+def xla_only(enabled: bool = True) -> Iterator[None]:
+    """Ops traced inside run their XLA reference unless a call names an implementation:
+    the plain-XLA encoder, for comparisons and as a fallback."""
+    _XLA_ONLY.append(enabled)
+    try:
+        yield
+    finally:
+        _XLA_ONLY.pop()
 
 
 def dispatch(
@@ -38,6 +53,8 @@ def dispatch(
             )
         return registry[implementation](*args, **kwargs)
 
+    if _XLA_ONLY[-1]:
+        return registry["xla"](*args, **kwargs)
     errors = []
     for name in IMPLEMENTATIONS:
         fn = registry.get(name)

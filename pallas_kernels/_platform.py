@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 
 
@@ -19,3 +21,20 @@ def num_sms(default: int = 4) -> int:
     """Streaming multiprocessors of the default device (`default` for the CPU interpreter)."""
     dev = jax.devices()[0]
     return getattr(dev, "core_count", None) or default if dev.platform == "gpu" else default
+
+
+_INTERPRET = [False]
+
+
+@contextlib.contextmanager
+def interpret_kernels():
+    """Within this block the Pallas kernels run in interpret mode (on a CPU): how CI tests them."""
+    _INTERPRET.append(True)
+    try:
+        yield
+    finally:
+        _INTERPRET.pop()
+
+
+def interpreting() -> bool:
+    return _INTERPRET[-1]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+import pallas_kernels as ops
 from samp_jax.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
@@ -43,12 +44,15 @@ class SampModel:
     texts (`model.predict(...)`) for decoded predictions.
     """
 
-    def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None):
+    def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None, *, kernels: str = "auto"):
         self.config = checkpoint.config
         self.task = checkpoint.task
         self.plan = Plan.parse(plan or checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
         self.scales = checkpoint.scales
         self.source = checkpoint.source
+        if kernels not in ("auto", "xla"):
+            raise ValueError(f"kernels={kernels!r}: choose 'auto' (Pallas kernels where the device runs them) or 'xla'")
+        self.kernels = kernels
         self._module = EncoderWithHead(self.config, self.task, self.plan)
         self.checkpoint = checkpoint  # the float parameters and metadata this plan was built from
         self._params = build_params(checkpoint.params, self.config, self.plan, self.scales)
@@ -92,7 +96,8 @@ class SampModel:
                 return self._forward(kind, p, i, m, t)
 
             forward.__name__ = f"samp_jax_{kind}"  # names the executable (and its persistent-cache entry)
-            self._executables[key] = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
+            with ops.xla_only(self.kernels == "xla"):
+                self._executables[key] = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
         return self._executables[key]
 
     def _run(self, kind: str, ids, mask, types) -> jax.Array:
@@ -199,7 +204,8 @@ class SampModel:
         return decode_entities(tags, offsets, scores, text)
 
 
-def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache: str | Path | None = None) -> SampModel:
+def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache: str | Path | None = None,
+         kernels: str = "auto") -> SampModel:
     """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
 
     Args:
@@ -211,6 +217,9 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
         checkpoint's scales (`samp-jax calibrate`).
       compilation_cache: a folder for JAX's persistent compilation cache, so
         executables survive the process (also `$SAMP_JAX_COMPILATION_CACHE`).
+      kernels: "auto" runs the Pallas kernels where the device has them (the
+        Mosaic GPU 8-bit GEMMs on Hopper, the Triton LayerNorm and embedding
+        on any NVIDIA GPU) and XLA elsewhere; "xla" forces the plain-XLA path.
     """
     cache = compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE")
     if cache:
@@ -228,7 +237,7 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
         raise FileNotFoundError(
             f"{path} is neither a samp-jax checkpoint (no samp_jax.json) nor a Hugging Face folder (no config.json)"
         )
-    return SampModel(ckpt, plan=plan)
+    return SampModel(ckpt, plan=plan, kernels=kernels)
 
 
 def enable_compilation_cache(folder: str | Path) -> None:

@@ -9,6 +9,12 @@ from pallas_kernels._dispatch import dispatch
 from pallas_kernels.embedding.base import embedding_layer_norm_reference
 
 _REGISTRY = {"xla": embedding_layer_norm_reference}
+try:  # Pallas-Triton needs jaxlib's Triton bindings; the XLA reference always works
+    from pallas_kernels.embedding.triton import embedding_layer_norm_triton
+
+    _REGISTRY["triton"] = embedding_layer_norm_triton
+except ImportError:  # pragma: no cover
+    pass
 
 
 def embedding_layer_norm(

@@ -8,6 +8,12 @@ from pallas_kernels._dispatch import dispatch
 from pallas_kernels.layer_norm.base import residual_layer_norm_reference
 
 _REGISTRY = {"xla": residual_layer_norm_reference}
+try:  # Pallas-Triton needs jaxlib's Triton bindings; the XLA reference always works
+    from pallas_kernels.layer_norm.triton import residual_layer_norm_triton
+
+    _REGISTRY["triton"] = residual_layer_norm_triton
+except ImportError:  # pragma: no cover
+    pass
 
 
 def residual_layer_norm(

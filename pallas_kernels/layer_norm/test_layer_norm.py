@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pallas_kernels._platform import interpret_kernels, on_gpu
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.testing import REL_TOL, layer_norm_np, rel_error
 
@@ -42,3 +43,18 @@ def test_shape_errors():
         residual_layer_norm(jnp.ones((2, 4)), jnp.ones((2, 3)), jnp.ones(4), jnp.ones(4), eps=1e-5)
     with pytest.raises(ValueError, match=r"x_bias.shape=\(3,\), expected \(4,\)"):
         residual_layer_norm(jnp.ones((2, 4)), None, jnp.ones(4), jnp.ones(4), x_bias=jnp.ones(3), eps=1e-5)
+
+
+class TestResidualLayerNormTritonInterpret(ResidualLayerNormTest):
+    IMPLEMENTATION = "triton"
+
+    @pytest.fixture(autouse=True)
+    def _interpret(self):
+        with interpret_kernels():
+            yield
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu(), reason="needs an NVIDIA GPU; run through the device tool, see bench/RESULTS.md")
+class TestResidualLayerNormTriton(ResidualLayerNormTest):
+    IMPLEMENTATION = "triton"

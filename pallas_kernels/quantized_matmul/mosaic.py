@@ -29,9 +29,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels._platform import num_sms, on_hopper
+from pallas_kernels._platform import interpreting, num_sms, on_hopper
 from pallas_kernels.quant_types import QTYPES
-from pallas_kernels.quantized_matmul.base import column_scale, epilogue
+from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, column_scale, epilogue
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, h
                     oscale = _column(vecs.at[2], interpret) if quantize_out else None
                     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
                     y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_scale=bcast(oscale),
-                                 out_qtype=out_qtype, out_dtype=out_dtype)
+                                 out_qtype=out_qtype, out_dtype=out_dtype, activations=KERNEL_ACTIVATIONS)
                     plgpu.wait_smem_to_gmem(0, wait_read_only=True)
                     for ei in range(tile_m // epi_m):
                         for ej in range(tile_n // epi_n):
@@ -228,8 +228,11 @@ def quantized_matmul_mosaic(
     `w_transposed` (`[N, K]`) skips the per-call transpose when the caller keeps
     the weight K-major.
     """
+    interpret = interpret or interpreting()
     if not interpret and not on_hopper():
         raise NotImplementedError("mosaic 8-bit GEMM runs on a Hopper GPU (or with interpret=True)")
+    if activation is not None and activation not in KERNEL_ACTIVATIONS:
+        raise NotImplementedError(f"mosaic 8-bit GEMM: no in-kernel {activation=}")
     lead, k = x_q.shape[:-1], x_q.shape[-1]
     x2 = x_q.reshape(-1, k)
     m, n = x2.shape[0], w_q.shape[1]

@@ -1,0 +1,167 @@
+"""The BERT-base encoder in every plan against the plain-XLA bf16 encoder and PyTorch FP16 (GPU machine).
+
+    python bench/latency.py [--batches 1,8,32,128] [--seqs 32,128,512] [--plans ...] [--compile-shapes 1x128,32x128]
+                            [--out DIR]
+
+A random BERT-base (`transformers.BertModel`, 12 layers, hidden 768) is
+converted with samp-jax's own converter, calibrated on random ids (speed does
+not depend on the scales' values) and compiled once per (plan, batch, seq).
+Each samp-jax plan runs with the Pallas kernels ("kernels=auto"); the baseline
+is the same encoder on the plain XLA path in bf16 ("kernels=xla"). PyTorch
+runs Hugging Face's `BertModel` in fp16 with SDPA, eager and under
+`torch.compile`. Latency is the median of the host clock around one call and
+`block_until_ready` (PyTorch: CUDA events), so launch gaps count as they do in
+serving. Before timing, each plan's kernel output is compared with its own XLA
+path on the GPU at 8 x 128. Records go to DIR/latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._timing import commit, device_name, time_torch, today, write_records  # noqa: E402
+
+PLANS = ["fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8"]
+RECORDS: list[dict] = []
+
+
+def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **extra) -> None:
+    RECORDS.append(dict(implementation=implementation, mode=plan, batch=batch, seq=seq, median_ms=round(ms, 4),
+                        device=device_name(), date=today(), commit=commit(), **extra))
+    print(f"  {implementation:<26} {plan:<10} {batch:>4} x {seq:<4} {ms:9.3f} ms", flush=True)
+
+
+def wall_ms(fn, iterations: int = 30) -> float:
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def random_ids(batch: int, seq: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 30000, (batch, seq)).astype(np.int32)
+    return ids, np.ones_like(ids), np.zeros_like(ids)
+
+
+def build_models(folder: Path, plans: list[str]):
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.model import SampModel
+
+    ckpt = convert_hf_checkpoint(folder)
+    fp32 = SampModel(ckpt, "fp32", kernels="xla")
+    scales = calibrate_batches(fp32, [random_ids(8, 128, s) for s in range(2)], progress=False)
+    ckpt = dataclasses.replace(ckpt, scales=scales)
+    models = {("xla", "bf16"): SampModel(ckpt, "bf16", kernels="xla")}
+    for plan in plans:
+        models[("kernels", plan)] = SampModel(ckpt, plan, kernels="auto")
+    return ckpt, models
+
+
+def check_against_xla(ckpt, models, plans) -> None:
+    """Each plan's kernel output vs the same plan on the XLA path, on this GPU (relative Frobenius error)."""
+    from samp_jax.model import SampModel
+
+    ids, mask, types = random_ids(8, 128, seed=7)
+    for plan in plans:
+        ours = np.asarray(models[("kernels", plan)].hidden_states(ids, mask, types), np.float64)
+        xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)
+        err = float(np.linalg.norm(ours - xla) / np.linalg.norm(xla))
+        RECORDS.append(dict(implementation="kernels vs xla", mode=plan, batch=8, seq=128, rel_err=err,
+                            device=device_name(), date=today(), commit=commit()))
+        print(f"  check {plan:<10} kernels vs XLA path: rel. error {err:.2e}", flush=True)
+
+
+def bench_torch(folder: Path, shapes, compile_shapes) -> None:
+    import torch
+    import transformers
+
+    model = transformers.BertModel.from_pretrained(folder, attn_implementation="sdpa", torch_dtype=torch.float16)
+    model = model.cuda().eval()
+    compiled = torch.compile(model, mode="reduce-overhead")
+    with torch.inference_mode():
+        for batch, seq in shapes:
+            ids, mask, _ = (torch.from_numpy(a).cuda() for a in random_ids(batch, seq))
+            record("pytorch fp16 eager (sdpa)", "fp16", batch, seq,
+                   time_torch(lambda: model(input_ids=ids, attention_mask=mask), iterations=30))
+            if (batch, seq) in compile_shapes:
+                ms = time_torch(lambda: compiled(input_ids=ids, attention_mask=mask), iterations=30, warmup=5)
+                record("pytorch fp16 torch.compile", "fp16", batch, seq, ms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", default="1,8,32,128")
+    ap.add_argument("--seqs", default="32,128,512")
+    ap.add_argument("--plans", default=",".join(PLANS))
+    ap.add_argument("--compile-shapes", default="1x128,32x128,128x128",
+                    help="shapes for torch.compile (each compiles for a while)")
+    ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    plans = args.plans.split(",")
+    shapes = [(int(b), int(s)) for s in args.seqs.split(",") for b in args.batches.split(",")]
+    compile_shapes = {tuple(int(v) for v in c.split("x")) for c in args.compile_shapes.split(",") if c}
+    print(f"device: {device_name()}, commit {commit()}, {today()}")
+
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig()  # BERT-base: 12 layers, hidden 768, 12 heads, FFN 3072
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        transformers.BertModel(cfg).eval().save_pretrained(folder)
+        ckpt, models = build_models(folder, plans)
+        if not args.no_check:
+            check_against_xla(ckpt, models, plans)
+        for batch, seq in shapes:
+            ids, mask, types = random_ids(batch, seq)
+            for (impl, plan), model in models.items():
+                exe = model.executable("hidden", batch, seq)
+                run = lambda exe=exe, model=model: exe(model._params, ids, mask, types)
+                record("samp-jax " + ("plain XLA" if impl == "xla" else "kernels"), plan, batch, seq, wall_ms(run))
+        if not args.no_torch:
+            bench_torch(folder, shapes, compile_shapes)
+    write_records(RECORDS, args.out / "latency.json")
+    summary(shapes)
+
+
+def summary(shapes) -> None:
+    by = {(r["implementation"], r["mode"], r["batch"], r["seq"]): r["median_ms"] for r in RECORDS if "median_ms" in r}
+    cols = [("samp-jax plain XLA", "bf16")] + [("samp-jax kernels", p) for p in PLANS] + [
+        ("pytorch fp16 eager (sdpa)", "fp16"), ("pytorch fp16 torch.compile", "fp16")]
+    names = ["XLA bf16"] + PLANS + ["torch eager", "torch.compile"]
+    print("\nlatency ms (ratio to plain-XLA bf16 | ratio of each quantized plan to our fp16)")
+    print(f"{'B x S':<10}" + "".join(f"{n:>14}" for n in names))
+    for b, s in shapes:
+        base, fp16 = by.get(("samp-jax plain XLA", "bf16", b, s)), by.get(("samp-jax kernels", "fp16", b, s))
+        cells = []
+        for impl, plan in cols:
+            v = by.get((impl, plan, b, s))
+            if v is None:
+                cells.append(f"{'-':>14}")
+                continue
+            ref = fp16 if plan in PLANS[1:] and impl == "samp-jax kernels" else base
+            cells.append(f" {v:7.3f} {ref / v if ref else 0:4.2f}x")
+        print(f"{f'{b} x {s}':<10}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Pallas-Triton fused embedding: word + position (+ token type) gathers, sum and LayerNorm in one kernel.
+
+FasterTransformer runs the three lookups as three kernels; SAMP fuses them, and
+so does this: each program gathers `block_rows` tokens' rows from the three
+tables, sums them in float32, normalizes and writes the hidden state once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels._platform import interpreting, on_gpu
+from pallas_kernels.layer_norm.triton import layer_norm_rows, next_pow2, row_block
+
+
+def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types):
+    refs = list(refs)
+    ids_ref, pos_ref = refs.pop(0), refs.pop(0)
+    types_ref = refs.pop(0) if has_types else None
+    word_ref, ptab_ref = refs.pop(0), refs.pop(0)
+    ttab_ref = refs.pop(0) if has_types else None
+    scale_ref, bias_ref, o_ref = refs
+    rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
+    row_ok = rows[:, 0] < n_rows
+
+    def gather(ids_ref, table_ref):
+        ids = pltriton.load(ids_ref.at[rows[:, 0]], mask=row_ok, other=0)
+        return pltriton.load(table_ref.at[ids[:, None] + 0 * cols, cols], mask=mask, other=0).astype(jnp.float32)
+
+    h = gather(ids_ref, word_ref) + gather(pos_ref, ptab_ref)
+    if has_types:
+        h = h + gather(types_ref, ttab_ref)
+    vec = lambda ref: pltriton.load(ref.at[cols[:1]], mask=mask[:1], other=0).astype(jnp.float32)
+    y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
+    pltriton.store(o_ref.at[rows, cols], y.astype(o_ref.dtype), mask=mask)
+
+
+def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_table, position_table,
+                                token_type_table, scale, bias, *, eps: float, out_dtype=jnp.float32,
+                                block_rows: int = 4, interpret: bool = False) -> jax.Array:
+    """`embedding_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
+    interpret = interpret or interpreting()
+    if not interpret and not on_gpu():
+        raise NotImplementedError("triton embedding runs on a GPU (or with interpret=True)")
+    shape, n_cols = input_ids.shape, word_table.shape[1]
+    n_rows = input_ids.size
+    has_types = token_type_table is not None
+    flat = lambda a: a.reshape(-1).astype(jnp.int32)
+    args = [flat(input_ids), flat(position_ids)] + ([flat(token_type_ids)] if has_types else [])
+    args += [word_table, position_table] + ([token_type_table] if has_types else []) + [scale, bias]
+    kernel = functools.partial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
+                               n_cols=n_cols, eps=eps, has_types=has_types)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
+        grid=(pl.cdiv(n_rows, block_rows),),
+        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
+        interpret=interpret,
+        name="embedding_layer_norm",
+    )(*args)
+    return out.reshape(*shape, n_cols)

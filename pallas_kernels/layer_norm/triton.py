@@ -1,0 +1,81 @@
+"""Pallas-Triton residual LayerNorm: `LayerNorm(x + x_bias + residual)` in one pass over the rows.
+
+A memory-bound kernel: each program owns `block_rows` rows, reads x, the
+residual and the parameters once, keeps the row statistics in float32
+registers and writes the output once. Rows are padded in registers to a power
+of two (Triton's block shapes) and the padding masked out of the statistics.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels._platform import interpreting, on_gpu
+
+
+def next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def row_block(block_rows: int, width: int, n_rows: int, n_cols: int):
+    """Index arrays and mask of this program's `[block_rows, width]` tile of an `[n_rows, n_cols]` array."""
+    rows = pl.program_id(0) * block_rows + jax.lax.broadcasted_iota(jnp.int32, (block_rows, width), 0)
+    cols = jax.lax.broadcasted_iota(jnp.int32, (block_rows, width), 1)
+    return rows, cols, (rows < n_rows) & (cols < n_cols)
+
+
+def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
+    """LayerNorm of float32 rows `h` whose masked-off columns are padding."""
+    h = jnp.where(mask, h, 0.0)
+    mean = jnp.sum(h, axis=1, keepdims=True) / n_cols
+    centered = jnp.where(mask, h - mean, 0.0)
+    var = jnp.sum(centered * centered, axis=1, keepdims=True) / n_cols
+    return centered * jax.lax.rsqrt(var + eps) * scale + bias
+
+
+def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual):
+    refs = list(refs)
+    x_ref = refs.pop(0)
+    xb_ref = refs.pop(0) if has_bias else None
+    r_ref = refs.pop(0) if has_residual else None
+    scale_ref, bias_ref, o_ref = refs
+    rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
+    load = lambda ref: pltriton.load(ref.at[rows, cols], mask=mask, other=0).astype(jnp.float32)
+    vec = lambda ref: pltriton.load(ref.at[cols[:1]], mask=mask[:1], other=0).astype(jnp.float32)
+    h = load(x_ref)
+    if has_bias:
+        h = h + vec(xb_ref)
+    if has_residual:
+        h = h + load(r_ref)
+    y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
+    pltriton.store(o_ref.at[rows, cols], y.astype(o_ref.dtype), mask=mask)
+
+
+def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
+                               block_rows: int = 4, interpret: bool = False) -> jax.Array:
+    """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
+    interpret = interpret or interpreting()
+    if not interpret and not on_gpu():
+        raise NotImplementedError("triton residual LayerNorm runs on a GPU (or with interpret=True)")
+    out_dtype = x.dtype if out_dtype is None else out_dtype
+    shape, n_cols = x.shape, x.shape[-1]
+    x2 = x.reshape(-1, n_cols)
+    n_rows, width = x2.shape[0], next_pow2(n_cols)
+    args = [x2] + ([x_bias] if x_bias is not None else []) + (
+        [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
+    kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
+                               has_bias=x_bias is not None, has_residual=residual is not None)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
+        grid=(pl.cdiv(n_rows, block_rows),),
+        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
+        interpret=interpret,
+        name="residual_layer_norm",
+    )(*args)
+    return out.reshape(shape)
