@@ -31,12 +31,15 @@ GEMM_SHAPES = [  # (M, K, N, activation): 128 x 128 tokens through BERT-base's F
     (16384, 768, 2304, None),
 ]
 RECORDS: list[dict] = []
+OUT_DIR: list[Path] = []
 
 
 def record(kernel: str, implementation: str, shape, ms: float, **extra) -> dict:
     rec = dict(kernel=kernel, implementation=implementation, shape=list(shape), median_ms=round(ms, 5),
                device=device_name(), date=today(), commit=commit(), **extra)
     RECORDS.append(rec)
+    if OUT_DIR:
+        write_records(RECORDS, OUT_DIR[0] / "kernels.json")  # kept even if a later section fails
     print(f"  {kernel:<12} {implementation:<34} {str(tuple(shape)):<22} {ms:8.4f} ms "
           + " ".join(f"{k}={v}" for k, v in extra.items() if k in ("tops", "gbps", "rel_err")), flush=True)
     return rec
@@ -181,7 +184,7 @@ def bench_embedding() -> None:
         record("embedding", impl, (b, s, h), ms, gbps=round(moved / (ms * 1e-3) / 1e9, 1), rel_err=f"{err:.1e}")
 
 
-SECTIONS = {"gemm": None, "copy": None, "layer_norm": None, "embedding": None}
+SECTIONS = ("copy", "layer_norm", "embedding", "gemm")
 
 
 def main() -> None:
@@ -191,15 +194,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     print(f"device: {device_name()}, commit {commit()}, {today()}")
-    sections = args.sections.split(",")
-    if "copy" in sections:
-        bench_copy()
-    if "gemm" in sections:
-        bench_gemm(args.sweep)
-    for extra in sections:
-        if extra not in ("copy", "gemm"):
-            EXTRA[extra]()
-    write_records(RECORDS, args.out / "kernels.json")
+    OUT_DIR.append(args.out)
+    runs = {"copy": bench_copy, "gemm": lambda: bench_gemm(args.sweep), **EXTRA}
+    for section in args.sections.split(","):
+        try:
+            runs[section]()
+        except Exception as e:  # one broken section must not lose the others' numbers
+            print(f"section {section} FAILED: {type(e).__name__}: {str(e)[:300]}")
     print(f"\n{'kernel':<12} {'implementation':<42} {'shape':<22} {'ms':>8} {'TOPS/GBps':>9}")
     for r in RECORDS:
         if r["kernel"] != "gemm-sweep":

@@ -26,9 +26,26 @@ def quantize_values(x: jax.Array, scale: jax.Array, qtype: str) -> jax.Array:
     dtype, top = QTYPES[qtype]
     y = x.astype(jnp.float32) / scale.astype(jnp.float32)
     if qtype == "fp8":
-        return jnp.clip(y, -top, top).astype(dtype)
+        return round_to_e4m3(y).astype(dtype)
     low = 0.0 if qtype == "uint8" else -top
     return jnp.clip(jnp.round(y), low, top).astype(dtype)
+
+
+def round_to_e4m3(y: jax.Array) -> jax.Array:
+    """float32 `y` rounded to nearest-even onto e4m3's grid, saturating at +-448; the cast after is exact.
+
+    Equal to a saturating round-to-nearest-even cast, spelled in integer bit
+    operations because Mosaic GPU converts f32 -> e4m3 through f16, and that
+    double rounding moved about 1% of requantized codes by one step on the
+    H100. Normals keep 3 of float32's 23 mantissa bits; e4m3's subnormals
+    (below 2^-6) sit on a 2^-9 grid.
+    """
+    y = jnp.clip(y, -448.0, 448.0)
+    bits = jax.lax.bitcast_convert_type(y, jnp.int32)
+    keep = (bits + 0x7FFFF + ((bits >> 20) & 1)) & -0x100000  # RNE, dropping 20 mantissa bits
+    normal = jax.lax.bitcast_convert_type(keep, jnp.float32)
+    sub = jnp.round(y * 512.0) * (1.0 / 512.0)
+    return jnp.clip(jnp.where(jnp.maximum(y, -y) < 2.0**-6, sub, normal), -448.0, 448.0)
 
 
 def dequantize_values(x_q: jax.Array, scale: jax.Array, dtype=jnp.float32) -> jax.Array:

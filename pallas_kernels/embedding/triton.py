@@ -15,7 +15,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.layer_norm.triton import layer_norm_rows, next_pow2, row_block
+from pallas_kernels.layer_norm.triton import layer_norm_rows, load_vector, next_pow2, row_block, tile
 
 
 def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types):
@@ -26,18 +26,18 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types):
     ttab_ref = refs.pop(0) if has_types else None
     scale_ref, bias_ref, o_ref = refs
     rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
-    row_ok = rows[:, 0] < n_rows
+    c2 = tile(cols, 1, block_rows, width)
 
     def gather(ids_ref, table_ref):
-        ids = pltriton.load(ids_ref.at[rows[:, 0]], mask=row_ok, other=0)
-        return pltriton.load(table_ref.at[ids[:, None] + 0 * cols, cols], mask=mask, other=0).astype(jnp.float32)
+        ids = pltriton.load(ids_ref.at[rows], mask=rows < n_rows, other=0)
+        return pltriton.load(table_ref.at[tile(ids, 0, block_rows, width), c2], mask=mask, other=0).astype(jnp.float32)
 
     h = gather(ids_ref, word_ref) + gather(pos_ref, ptab_ref)
     if has_types:
         h = h + gather(types_ref, ttab_ref)
-    vec = lambda ref: pltriton.load(ref.at[cols[:1]], mask=mask[:1], other=0).astype(jnp.float32)
+    vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
-    pltriton.store(o_ref.at[rows, cols], y.astype(o_ref.dtype), mask=mask)
+    pltriton.store(o_ref.at[tile(rows, 0, block_rows, width), c2], y.astype(o_ref.dtype), mask=mask)
 
 
 def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_table, position_table,

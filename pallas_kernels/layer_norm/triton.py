@@ -23,10 +23,25 @@ def next_pow2(n: int) -> int:
 
 
 def row_block(block_rows: int, width: int, n_rows: int, n_cols: int):
-    """Index arrays and mask of this program's `[block_rows, width]` tile of an `[n_rows, n_cols]` array."""
-    rows = pl.program_id(0) * block_rows + jax.lax.broadcasted_iota(jnp.int32, (block_rows, width), 0)
-    cols = jax.lax.broadcasted_iota(jnp.int32, (block_rows, width), 1)
-    return rows, cols, (rows < n_rows) & (cols < n_cols)
+    """This program's rows `[block_rows]`, columns `[width]` and tile mask `[block_rows, width]`.
+
+    Built from iotas and broadcasts only (Pallas-Triton lowers no `slice`).
+    """
+    rows = pl.program_id(0) * block_rows + jax.lax.iota(jnp.int32, block_rows)
+    cols = jax.lax.iota(jnp.int32, width)
+    mask = (tile(rows, 0, block_rows, width) < n_rows) & (tile(cols, 1, block_rows, width) < n_cols)
+    return rows, cols, mask
+
+
+def tile(v, dim: int, block_rows: int, width: int):
+    """A row (`dim=0`) or column (`dim=1`) vector broadcast to the `[block_rows, width]` tile."""
+    return jax.lax.broadcast_in_dim(v, (block_rows, width), (dim,))
+
+
+def load_vector(ref, cols, n_cols: int, block_rows: int):
+    """A `[H]` parameter vector as float32, broadcast over the tile's rows."""
+    v = pltriton.load(ref.at[cols], mask=cols < n_cols, other=0).astype(jnp.float32)
+    return tile(v, 1, block_rows, cols.shape[0])
 
 
 def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
@@ -45,15 +60,16 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
     r_ref = refs.pop(0) if has_residual else None
     scale_ref, bias_ref, o_ref = refs
     rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
-    load = lambda ref: pltriton.load(ref.at[rows, cols], mask=mask, other=0).astype(jnp.float32)
-    vec = lambda ref: pltriton.load(ref.at[cols[:1]], mask=mask[:1], other=0).astype(jnp.float32)
+    r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
+    load = lambda ref: pltriton.load(ref.at[r2, c2], mask=mask, other=0).astype(jnp.float32)
+    vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
     h = load(x_ref)
     if has_bias:
         h = h + vec(xb_ref)
     if has_residual:
         h = h + load(r_ref)
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
-    pltriton.store(o_ref.at[rows, cols], y.astype(o_ref.dtype), mask=mask)
+    pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
 
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,

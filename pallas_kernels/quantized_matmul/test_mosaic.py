@@ -48,15 +48,17 @@ def _check(m, k, n, qtype, activation, output, **kw):
     assert out.shape == ref.shape and out.dtype == ref.dtype
     out32, ref32 = np.asarray(out, np.float32), np.asarray(ref, np.float32)
     assert np.isfinite(out32).all()
-    if output == "int8":
-        # same float32 epilogue; a value within rounding of a .5 tie may take either neighbour
-        assert np.abs(out32 - ref32).max() <= 1 and np.mean(out32 == ref32) > 0.999
-    elif output == "fp8":
-        assert np.mean(out32 == ref32) > 0.99 and rel_error(out32, ref32) < 2e-2
+    same = float(np.mean(out32 == ref32))
+    info = f"equal codes {same:.5f}, max |diff| {np.abs(out32 - ref32).max():g}, rel {rel_error(out32, ref32):.2e}"
+    if output in ("int8", "fp8"):
+        # the same float32 epilogue (erf within 5e-7): a value within rounding of a tie may take either neighbour
+        assert same > 0.999, info
+        if output == "int8":
+            assert np.abs(out32 - ref32).max() <= 1, info
     else:
         # int8: exact accumulation, so only the output rounding; fp8: float32 sums in another order
         tol = {"float32": 1e-5, "bfloat16": 8e-3, "float16": 1e-3}[output]
-        assert rel_error(out32, ref32) < tol
+        assert rel_error(out32, ref32) < tol, info
 
 
 SMALL = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
