@@ -95,7 +95,8 @@ def bench_gemm(sweep: bool) -> None:
         except ImportError:
             continue
         a8 = torch.randint(-127, 128, (m, k), dtype=torch.int8, device="cuda")
-        b8 = torch.randint(-127, 128, (k, n), dtype=torch.int8, device="cuda")
+        # cuBLASLt's int8 kernels take B column-major (its "TN" layout); row-major B falls off them
+        b8 = torch.randint(-127, 128, (n, k), dtype=torch.int8, device="cuda").t()
         record("gemm", "torch._int_mm (cuBLASLt int8 -> int32)", shape,
                ms := time_torch(lambda: torch._int_mm(a8, b8)), tops=tops(ms))
         ah, bh = a8.to(torch.bfloat16), b8.to(torch.bfloat16)

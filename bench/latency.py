@@ -74,17 +74,27 @@ def build_models(folder: Path, plans: list[str]):
 
 
 def check_against_xla(ckpt, models, plans) -> None:
-    """Each plan's kernel output vs the same plan on the XLA path, on this GPU (relative Frobenius error)."""
+    """Each plan's kernel output vs the same plan on the XLA path, on this GPU (relative Frobenius error).
+
+    The scale that justifies the difference is the plan's own quantization
+    error, measured beside it: the plan on the XLA path against fp32. A code
+    that lands on the other side of a rounding tie (the kernels' float32 sums
+    run in another order) moves one quantization step, so differences between
+    two correct 8-bit paths are a fraction of that error, not of fp32 rounding.
+    """
     from samp_jax.model import SampModel
 
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
     ids, mask, types = random_ids(8, 128, seed=7)
+    fp32 = np.asarray(SampModel(ckpt, "fp32", kernels="xla").hidden_states(ids, mask, types), np.float64)
     for plan in plans:
         ours = np.asarray(models[("kernels", plan)].hidden_states(ids, mask, types), np.float64)
         xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)
-        err = float(np.linalg.norm(ours - xla) / np.linalg.norm(xla))
+        err, quant = rel(ours, xla), rel(xla, fp32)
         RECORDS.append(dict(implementation="kernels vs xla", mode=plan, batch=8, seq=128, rel_err=err,
-                            device=device_name(), date=today(), commit=commit()))
-        print(f"  check {plan:<10} kernels vs XLA path: rel. error {err:.2e}", flush=True)
+                            plan_vs_fp32=quant, device=device_name(), date=today(), commit=commit()))
+        print(f"  check {plan:<10} kernels vs XLA path: rel. error {err:.2e}; XLA path vs fp32: {quant:.2e}",
+              flush=True)
 
 
 def bench_torch(folder: Path, shapes, compile_shapes) -> None:
@@ -112,6 +122,7 @@ def main() -> None:
     ap.add_argument("--compile-shapes", default="1x128,32x128,128x128",
                     help="shapes for torch.compile (each compiles for a while)")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--check-only", action="store_true", help="only compare each plan's kernels with its XLA path")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -134,6 +145,9 @@ def main() -> None:
                 check_against_xla(ckpt, models, plans)
             except Exception as e:
                 print(f"  check FAILED: {type(e).__name__}: {str(e)[:300]}")
+        if args.check_only:
+            write_records(RECORDS, args.out / "latency_check.json")
+            return
         for batch, seq in shapes:
             ids, mask, types = random_ids(batch, seq)
             for (impl, plan), model in models.items():

@@ -70,7 +70,7 @@ def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
     """The first tuned configuration that divides the problem and fits in shared memory."""
-    for cfg in CANDIDATES:
+    for cfg in CANDIDATES_WIDE_N if n >= 3072 else CANDIDATES:
         cm, cn = cfg.cta_tile
         if m % cm or n % cn or k % cfg.tile_k:
             continue
@@ -80,12 +80,15 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConf
     raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
 
 
-# Preference order; bench/kernels.py --sweep measures the alternatives on the H100.
+# Preference order. H100 sweep (bench/kernels.py --sweep, 2026-11-23): on 16384 x 768 x 2304 and
+# 16384 x 3072 x 768 the 128 x 256 CTA tile reached 922 and 1434 TOPS; on the wide-output
+# 16384 x 768 x 3072 it reached 355 and a 128 x 128 tile (two 128 x 64 warpgroup tiles) 575.
 CANDIDATES = (
     DEFAULT_CONFIG,
     MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),
     MosaicGemmConfig(tile_m=64, tile_n=64, wg_axis="m"),
 )
+CANDIDATES_WIDE_N = (MosaicGemmConfig(tile_m=128, tile_n=64),) + CANDIDATES
 
 
 def _column(vec_smem, interpret: bool) -> jax.Array:
