@@ -185,18 +185,18 @@ def bench_embedding() -> None:
         record("embedding", impl, (b, s, h), ms, gbps=round(moved / (ms * 1e-3) / 1e9, 1), rel_err=f"{err:.1e}")
 
 
-SECTIONS = ("copy", "layer_norm", "embedding", "gemm")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm")
     ap.add_argument("--sweep", action="store_true", help="also sweep the Mosaic GEMM's tile configurations")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
-    runs = {"copy": bench_copy, "gemm": lambda: bench_gemm(args.sweep), **EXTRA}
+    runs = {"copy": bench_copy, "layer_norm": bench_layer_norm, "embedding": bench_embedding,
+            "gemm": lambda: bench_gemm(args.sweep)}
     for section in args.sections.split(","):
         try:
             runs[section]()
@@ -212,8 +212,6 @@ def main() -> None:
         best = min((r for r in sweep if tuple(r["shape"]) == shape), key=lambda r: r["median_ms"])
         print(f"best sweep {shape}: {best['median_ms']:.4f} ms {best['tops']} TOPS {best['config']}")
 
-
-EXTRA: dict = {"layer_norm": bench_layer_norm, "embedding": bench_embedding}
 
 if __name__ == "__main__":
     main()

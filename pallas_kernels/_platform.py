@@ -20,7 +20,9 @@ def on_hopper() -> bool:
 def num_sms(default: int = 4) -> int:
     """Streaming multiprocessors of the default device (`default` for the CPU interpreter)."""
     dev = jax.devices()[0]
-    return getattr(dev, "core_count", None) or default if dev.platform == "gpu" else default
+    if dev.platform != "gpu":
+        return default
+    return getattr(dev, "core_count", None) or default
 
 
 _INTERPRET = [False]

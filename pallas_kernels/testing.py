@@ -22,22 +22,3 @@ def layer_norm_np(h: np.ndarray, scale, bias, eps) -> np.ndarray:
     var = ((h - mean) ** 2).mean(-1, keepdims=True)
     return (h - mean) / np.sqrt(var + eps) * np.asarray(scale, np.float64) + np.asarray(bias, np.float64)
 
-
-def needs_hopper():
-    """`pytest.mark` list for tests of compiled Mosaic GPU kernels: marked gpu, skipped elsewhere."""
-    import pytest
-
-    from pallas_kernels._platform import on_hopper
-
-    return [pytest.mark.gpu, pytest.mark.skipif(not on_hopper(), reason="needs an sm_90 GPU (H100/H200); "
-                                                "run through the device tool, see bench/RESULTS.md")]
-
-
-def needs_gpu():
-    """`pytest.mark` list for tests of compiled Triton kernels: marked gpu, skipped elsewhere."""
-    import pytest
-
-    from pallas_kernels._platform import on_gpu
-
-    return [pytest.mark.gpu, pytest.mark.skipif(not on_gpu(), reason="needs an NVIDIA GPU; "
-                                                "run through the device tool, see bench/RESULTS.md")]

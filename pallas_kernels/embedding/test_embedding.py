@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels._platform import interpret_kernels, on_gpu
 from pallas_kernels.embedding.api import embedding_layer_norm
 from pallas_kernels.testing import REL_TOL, layer_norm_np, rel_error
+from pallas_kernels.testing_modes import Interpreted, needs_gpu
 
 
 class EmbeddingTest:
@@ -38,19 +38,13 @@ class TestEmbeddingXla(EmbeddingTest):
     IMPLEMENTATION = "xla"
 
 
-class TestEmbeddingTritonInterpret(EmbeddingTest):
+class TestEmbeddingTritonInterpret(Interpreted, EmbeddingTest):
     IMPLEMENTATION = "triton"
 
-    @pytest.fixture(autouse=True)
-    def _interpret(self):
-        with interpret_kernels():
-            yield
 
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not on_gpu(), reason="needs an NVIDIA GPU; run through the device tool, see bench/RESULTS.md")
 class TestEmbeddingTriton(EmbeddingTest):
     IMPLEMENTATION = "triton"
+    pytestmark = needs_gpu()
 
 
 def test_shape_errors():

@@ -11,11 +11,17 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.layer_norm.triton import layer_norm_rows, load_vector, next_pow2, row_block, tile
+from pallas_kernels.layer_norm.triton import (
+    call_row_kernel,
+    layer_norm_rows,
+    load_vector,
+    next_pow2,
+    row_block,
+    tile,
+)
 
 
 def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types):
@@ -55,12 +61,6 @@ def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_ta
     args += [word_table, position_table] + ([token_type_table] if has_types else []) + [scale, bias]
     kernel = functools.partial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
                                n_cols=n_cols, eps=eps, has_types=has_types)
-    out = pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
-        grid=(pl.cdiv(n_rows, block_rows),),
-        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
-        interpret=interpret,
-        name="embedding_layer_norm",
-    )(*args)
+    out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
+                          interpret=interpret, name="embedding_layer_norm")
     return out.reshape(*shape, n_cols)

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels._platform import interpret_kernels, on_gpu
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.testing import REL_TOL, layer_norm_np, rel_error
+from pallas_kernels.testing_modes import Interpreted, needs_gpu
 
 SHAPES = [(1, 1, 8), (3, 17, 384), (2, 5, 768), (4, 33, 100)]
 
@@ -45,16 +45,10 @@ def test_shape_errors():
         residual_layer_norm(jnp.ones((2, 4)), None, jnp.ones(4), jnp.ones(4), x_bias=jnp.ones(3), eps=1e-5)
 
 
-class TestResidualLayerNormTritonInterpret(ResidualLayerNormTest):
+class TestResidualLayerNormTritonInterpret(Interpreted, ResidualLayerNormTest):
     IMPLEMENTATION = "triton"
 
-    @pytest.fixture(autouse=True)
-    def _interpret(self):
-        with interpret_kernels():
-            yield
 
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not on_gpu(), reason="needs an NVIDIA GPU; run through the device tool, see bench/RESULTS.md")
 class TestResidualLayerNormTriton(ResidualLayerNormTest):
     IMPLEMENTATION = "triton"
+    pytestmark = needs_gpu()

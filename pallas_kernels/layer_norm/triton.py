@@ -44,6 +44,19 @@ def load_vector(ref, cols, n_cols: int, block_rows: int):
     return tile(v, 1, block_rows, cols.shape[0])
 
 
+def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_rows: int, interpret: bool,
+                    name: str) -> jax.Array:
+    """Launches a row-blocked kernel writing `[n_rows, n_cols]`: one program per `block_rows` rows."""
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
+        grid=(pl.cdiv(n_rows, block_rows),),
+        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
+        interpret=interpret,
+        name=name,
+    )(*args)
+
+
 def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
     """LayerNorm of float32 rows `h` whose masked-off columns are padding."""
     h = jnp.where(mask, h, 0.0)
@@ -86,12 +99,6 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
     kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None)
-    out = pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
-        grid=(pl.cdiv(n_rows, block_rows),),
-        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
-        interpret=interpret,
-        name="residual_layer_norm",
-    )(*args)
+    out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
+                          interpret=interpret, name="residual_layer_norm")
     return out.reshape(shape)

@@ -8,7 +8,8 @@ import pytest
 
 from pallas_kernels.quantized_matmul.base import column_scale, epilogue, quantized_matmul_reference
 from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, pick_config, quantized_matmul_mosaic, smem_bytes
-from pallas_kernels.testing import needs_hopper, rel_error
+from pallas_kernels.testing import rel_error
+from pallas_kernels.testing_modes import needs_hopper
 
 # (qtype, activation, output): output is a float dtype or the qtype the epilogue requantizes to.
 VARIANTS = [
