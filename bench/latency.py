@@ -38,8 +38,19 @@ RECORDS: list[dict] = []
 
 
 def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **extra) -> None:
-    RECORDS.append(dict(implementation=implementation, mode=plan, batch=batch, seq=seq, median_ms=round(ms, 4),
-                        device=device_name(), date=today(), commit=commit(), **extra))
+    RECORDS.append(
+        dict(
+            implementation=implementation,
+            mode=plan,
+            batch=batch,
+            seq=seq,
+            median_ms=round(ms, 4),
+            device=device_name(),
+            date=today(),
+            commit=commit(),
+            **extra,
+        )
+    )
     print(f"  {implementation:<26} {plan:<10} {batch:>4} x {seq:<4} {ms:9.3f} ms", flush=True)
 
 
@@ -92,10 +103,20 @@ def check_against_xla(ckpt, models, plans) -> None:
         ours = np.asarray(models[("kernels", plan)].hidden_states(ids, mask, types), np.float64)
         xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)
         err, quant = rel(ours, xla), rel(xla, fp32)
-        RECORDS.append(dict(implementation="kernels vs xla", mode=plan, batch=8, seq=128, rel_err=err,
-                            plan_vs_fp32=quant, device=device_name(), date=today(), commit=commit()))
-        print(f"  check {plan:<10} kernels vs XLA path: rel. error {err:.2e}; XLA path vs fp32: {quant:.2e}",
-              flush=True)
+        RECORDS.append(
+            dict(
+                implementation="kernels vs xla",
+                mode=plan,
+                batch=8,
+                seq=128,
+                rel_err=err,
+                plan_vs_fp32=quant,
+                device=device_name(),
+                date=today(),
+                commit=commit(),
+            )
+        )
+        print(f"  check {plan:<10} kernels vs XLA path: rel. error {err:.2e}; XLA path vs fp32: {quant:.2e}", flush=True)
 
 
 def kernel_family(name: str) -> str:
@@ -116,10 +137,20 @@ def breakdown(models, batch: int, seq: int, top: int = 12) -> None:
             per_family.setdefault(kernel_family(name), []).append(ms)
         total = sum(ms for _, ms in kernels[-1])
         families = sorted(((sum(v), len(v), k) for k, v in per_family.items()), reverse=True)
-        RECORDS.append(dict(implementation="breakdown " + ("plain XLA" if impl == "xla" else "kernels"), mode=plan,
-                            batch=batch, seq=seq, device_ms=round(total, 4), launches=len(kernels[-1]),
-                            kernels=[dict(family=k, ms=round(t, 4), launches=n) for t, n, k in families],
-                            device=device_name(), date=today(), commit=commit()))
+        RECORDS.append(
+            dict(
+                implementation="breakdown " + ("plain XLA" if impl == "xla" else "kernels"),
+                mode=plan,
+                batch=batch,
+                seq=seq,
+                device_ms=round(total, 4),
+                launches=len(kernels[-1]),
+                kernels=[dict(family=k, ms=round(t, 4), launches=n) for t, n, k in families],
+                device=device_name(),
+                date=today(),
+                commit=commit(),
+            )
+        )
         print(f"  breakdown {impl} {plan} {batch}x{seq}: device {total:.3f} ms in {len(kernels[-1])} launches")
         for t, n, k in families[:top]:
             print(f"      {t:8.3f} ms {100 * t / total:5.1f}% {n:4d}x  {k}")
@@ -135,8 +166,13 @@ def bench_torch(folder: Path, shapes, compile_shapes) -> None:
     with torch.inference_mode():
         for batch, seq in shapes:
             ids, mask, _ = (torch.from_numpy(a).cuda() for a in random_ids(batch, seq))
-            record("pytorch fp16 eager (sdpa)", "fp16", batch, seq,
-                   time_torch(lambda: model(input_ids=ids, attention_mask=mask), iterations=30))
+            record(
+                "pytorch fp16 eager (sdpa)",
+                "fp16",
+                batch,
+                seq,
+                time_torch(lambda: model(input_ids=ids, attention_mask=mask), iterations=30),
+            )
             if (batch, seq) in compile_shapes:
                 ms = time_torch(lambda: compiled(input_ids=ids, attention_mask=mask), iterations=30, warmup=5)
                 record("pytorch fp16 torch.compile", "fp16", batch, seq, ms)
@@ -147,8 +183,9 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,32,128")
     ap.add_argument("--seqs", default="32,128,512")
     ap.add_argument("--plans", default=",".join(PLANS))
-    ap.add_argument("--compile-shapes", default="1x128,32x128,128x128",
-                    help="shapes for torch.compile (each compiles for a while)")
+    ap.add_argument(
+        "--compile-shapes", default="1x128,32x128,128x128", help="shapes for torch.compile (each compiles for a while)"
+    )
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--check-only", action="store_true", help="only compare each plan's kernels with its XLA path")
     ap.add_argument("--no-torch", action="store_true")
@@ -200,8 +237,11 @@ def main() -> None:
 
 def summary(shapes) -> None:
     by = {(r["implementation"], r["mode"], r["batch"], r["seq"]): r["median_ms"] for r in RECORDS if "median_ms" in r}
-    cols = [("samp-jax plain XLA", "bf16")] + [("samp-jax kernels", p) for p in PLANS] + [
-        ("pytorch fp16 eager (sdpa)", "fp16"), ("pytorch fp16 torch.compile", "fp16")]
+    cols = (
+        [("samp-jax plain XLA", "bf16")]
+        + [("samp-jax kernels", p) for p in PLANS]
+        + [("pytorch fp16 eager (sdpa)", "fp16"), ("pytorch fp16 torch.compile", "fp16")]
+    )
     names = ["XLA bf16"] + PLANS + ["torch eager", "torch.compile"]
     print("\nlatency ms (ratio to plain-XLA bf16 | ratio of each quantized plan to our fp16)")
     print(f"{'B x S':<10}" + "".join(f"{n:>14}" for n in names))
