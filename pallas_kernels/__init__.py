@@ -7,21 +7,23 @@ land, and tests. Model code calls the functions re-exported here, never a kernel
 
 from pallas_kernels._dispatch import IMPLEMENTATIONS, Implementation, xla_only
 from pallas_kernels._platform import interpret_kernels
-from pallas_kernels.attention.api import attention
+from pallas_kernels.attention.api import attention, attention_packed
 from pallas_kernels.embedding.api import embedding_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.matmul.api import matmul
-from pallas_kernels.quantized_attention.api import quantized_attention
+from pallas_kernels.quantized_attention.api import quantized_attention, quantized_attention_packed
 from pallas_kernels.quantized_matmul.api import quantized_matmul
 
 __all__ = [
     "IMPLEMENTATIONS",
     "Implementation",
     "attention",
+    "attention_packed",
     "embedding_layer_norm",
     "interpret_kernels",
     "matmul",
     "quantized_attention",
+    "quantized_attention_packed",
     "quantized_matmul",
     "residual_layer_norm",
     "xla_only",

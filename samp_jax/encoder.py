@@ -74,9 +74,9 @@ class SelfAttention(nn.Module):
         ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
         if self.qtype is None:
             qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
-            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-            ctx = ops.attention(q, k, v, key_mask, position_bias, scale=cfg.head_dim**-0.5)
+            ctx = ops.attention_packed(qkv, key_mask, position_bias, scale=cfg.head_dim**-0.5)
             if _observing(self):
+                q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
                 for name, t in (("q", q), ("k", k), ("v", v), ("context", ctx)):
                     self.sow("intermediates", name, t)
                 self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
@@ -92,8 +92,8 @@ class SelfAttention(nn.Module):
         qkv_out_scale = jnp.repeat(jnp.stack([q_scale, k_scale, v_scale]), h)
         qkv = QuantDense(3 * h, qt, name="qkv")(x_q, x_scale=in_scale, out_scale=qkv_out_scale)
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
-        ctx = ops.quantized_attention(
-            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], q_scale, k_scale, v_scale, key_mask, position_bias,
+        ctx = ops.quantized_attention_packed(
+            qkv, q_scale, k_scale, v_scale, key_mask, position_bias,
             scale=cfg.head_dim**-0.5, qtype=qt, probs=self.probs, probs_scale=probs_scale, out_dtype=x.dtype,
         )
         out, out_bias = QuantDense(h, qt, name="output")(ctx.reshape(b, s, h), defer_bias=True)

@@ -52,3 +52,11 @@ def attention_reference(
         preferred_element_type=jnp.float32,
     )
     return out.astype(out_dtype)
+
+
+def attention_packed_reference(
+    qkv: jax.Array, key_mask: jax.Array, bias: jax.Array | None = None, *, scale: float, out_dtype=None
+) -> jax.Array:
+    """`attention_reference` on the QKV GEMM's output viewed as `[B, S, 3, N, D]`."""
+    return attention_reference(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], key_mask, bias, scale=scale,
+                               out_dtype=out_dtype)

@@ -72,3 +72,12 @@ def quantized_attention_reference(
     p_q = quantize_values(p, p_scale, p_qtype)
     out = _product("bnqk,bknd->bqnd", p_q, v_q, v_q.shape[1], qmax(p_qtype) * qmax("int8"), qtype)
     return (out * (p_scale * v_scale).astype(jnp.float32)).astype(out_dtype)
+
+
+def quantized_attention_packed_reference(qkv_q: jax.Array, q_scale, k_scale, v_scale, key_mask, bias=None, *,
+                                         scale: float, qtype: str, probs: str = "uint8", probs_scale=None,
+                                         out_dtype=jnp.float32) -> jax.Array:
+    """`quantized_attention_reference` on the requantized QKV output viewed as `[B, S, 3, N, D]`."""
+    return quantized_attention_reference(
+        qkv_q[:, :, 0], qkv_q[:, :, 1], qkv_q[:, :, 2], q_scale, k_scale, v_scale, key_mask, bias, scale=scale,
+        qtype=qtype, probs=probs, probs_scale=probs_scale, out_dtype=out_dtype)

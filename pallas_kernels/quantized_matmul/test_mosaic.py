@@ -60,6 +60,8 @@ def _check(m, k, n, qtype, activation, output, **kw):
     assert np.isfinite(out32).all()
     same = float(np.mean(out32 == ref32))
     info = f"equal codes {same:.5f}, max |diff| {np.abs(out32 - ref32).max():g}, rel {rel_error(out32, ref32):.2e}"
+    worst = np.argsort(-np.abs(out32 - ref32).ravel())[:6]
+    info += "; worst (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in worst)
     if output == "int8":
         # the same float32 epilogue (erf within 5e-7): a value within rounding of a tie may take either neighbour
         assert same > 0.999 and np.abs(out32 - ref32).max() <= 1, info
@@ -68,7 +70,9 @@ def _check(m, k, n, qtype, activation, output, **kw):
         # move by ~1e-3 (measured here on the H100, 2026-11-23: 97.3-98.8% of codes equal, every other
         # code one e4m3 step away). Promoting the accumulator to float32 every K tile would close it.
         step = 2.0 ** np.maximum(np.floor(np.log2(np.maximum(np.abs(ref32), 2.0**-6))) - 3, -9)
-        assert same > 0.97 and np.all(np.abs(out32 - ref32) <= step * 1.0001), info
+        over = np.flatnonzero(np.abs(out32 - ref32) > step * 1.0001)
+        info += "; over one step (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in over[:8])
+        assert same > 0.97 and over.size == 0, info
     else:
         # int8: exact accumulation, so only the output rounding; fp8: float32 sums in another order
         tol = {"float32": 1e-5, "bfloat16": 8e-3, "float16": 1e-3}[output]

@@ -1,0 +1,110 @@
+"""The Pallas-Triton flash attention on packed QKV: float against float64, 8-bit against the reference."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels.attention.api import attention_packed
+from pallas_kernels.attention.test_attention import _attention_np
+from pallas_kernels.quantized_attention.api import quantized_attention_packed
+from pallas_kernels.testing import rel_error
+from pallas_kernels.testing_modes import Interpreted, needs_gpu
+
+SHAPES = [(2, 37, 2, 32), (1, 130, 2, 16), (2, 128, 12, 64)]
+
+
+def _mask(b, s):
+    mask = np.ones((b, s), bool)
+    mask[0, s // 3 :] = False  # a padded sequence
+    return mask
+
+
+def _bias(s, n, with_bias, rng):
+    return jnp.asarray(rng.standard_normal((1, n, s, s)), jnp.float32) if with_bias else None
+
+
+class TritonAttentionTest:
+    @pytest.mark.parametrize("b, s, n, d", SHAPES)
+    @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+    @pytest.mark.parametrize("with_bias", [False, True])
+    def test_float_against_float64(self, b, s, n, d, dtype, with_bias):
+        rng = np.random.default_rng(b * s + n)
+        qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)), dtype)
+        mask, bias = _mask(b, s), _bias(s, n, with_bias, rng)
+        out = attention_packed(qkv, jnp.asarray(mask), bias, scale=d**-0.5, implementation="triton")
+        assert out.shape == (b, s, n, d) and out.dtype == qkv.dtype
+        q, k, v = (np.asarray(qkv[:, :, i], np.float64) for i in range(3))
+        want = _attention_np(q, k, v, mask, None if bias is None else np.asarray(bias), d**-0.5)
+        # P is cast to the input dtype for the second product (as the reference does), then the output
+        tol = {"bfloat16": 1e-2, "float16": 2e-3}[dtype]
+        assert rel_error(np.asarray(out, np.float64), want) < tol
+
+    def test_fully_padded_sequence_is_finite(self):
+        qkv = jnp.ones((1, 16, 3, 1, 16), jnp.bfloat16)
+        out = attention_packed(qkv, jnp.zeros((1, 16), bool), scale=0.25, implementation="triton")
+        np.testing.assert_allclose(np.asarray(out, np.float32), 1.0)
+
+    @pytest.mark.parametrize("b, s, n, d", SHAPES)
+    @pytest.mark.parametrize("probs", ["uint8", "int8", "float"])
+    @pytest.mark.parametrize("with_bias", [False, True])
+    def test_int8_against_reference(self, b, s, n, d, probs, with_bias):
+        rng = np.random.default_rng(s + n + d)
+        qkv = jnp.asarray(rng.integers(-127, 128, (b, s, 3, n, d)), jnp.int8)
+        self._check(qkv, "int8", probs, _mask(b, s), _bias(s, n, with_bias, rng))
+
+    @pytest.mark.parametrize("b, s, n, d", SHAPES[:2])
+    @pytest.mark.parametrize("probs", ["uint8", "int8", "float"])
+    def test_fp8_against_reference(self, b, s, n, d, probs):
+        rng = np.random.default_rng(s * d)
+        qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)) * 50, jnp.float8_e4m3fn)
+        self._check(qkv, "fp8", probs, _mask(b, s), None)
+
+    @staticmethod
+    def _check(qkv, qtype, probs, mask, bias):
+        d = qkv.shape[-1]
+        scales = [jnp.float32(v) for v in ((0.02, 0.03, 0.01) if qtype == "int8" else (0.05, 0.04, 0.02))]
+        kw = dict(scale=d**-0.5, qtype=qtype, probs=probs, probs_scale=jnp.float32(0.5 / 127) if probs == "int8" else None)
+        ref = quantized_attention_packed(qkv, *scales, jnp.asarray(mask), bias, **kw, implementation="xla")
+        out = quantized_attention_packed(qkv, *scales, jnp.asarray(mask), bias, **kw, implementation="triton")
+        out, ref = np.asarray(out), np.asarray(ref)
+        if probs == "float":
+            # the kernel feeds P to the tensor core in fp16 (2^-11), the reference keeps float32
+            assert rel_error(out, ref) < 1e-3
+        elif qtype == "int8":
+            # P's codes come from float32 softmax sums in another order: a code at a rounding tie may
+            # take the other neighbour; the integer products of equal codes are exact on both sides
+            assert np.mean(out == ref) > 0.99 and rel_error(out, ref) < 1e-4
+        else:
+            # fp8 products are exact in both; only float32 summation order differs
+            assert rel_error(out, ref) < 1e-5
+
+
+class TestTritonAttentionInterpreted(Interpreted, TritonAttentionTest):
+    pass
+
+
+class TestTritonAttentionCompiled(TritonAttentionTest):
+    pytestmark = needs_gpu()
+
+
+def test_packed_shape_errors():
+    qkv = jnp.zeros((2, 8, 3, 2, 16), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"qkv must be \[B, S, 3, N, D\]"):
+        attention_packed(qkv[:, :, :2], jnp.ones((2, 8), bool), scale=0.25)
+    with pytest.raises(ValueError, match="key_mask.shape"):
+        attention_packed(qkv, jnp.ones((2, 9), bool), scale=0.25)
+    with pytest.raises(ValueError, match="qkv_q.dtype"):
+        quantized_attention_packed(qkv, 1.0, 1.0, 1.0, jnp.ones((2, 8), bool), scale=0.25, qtype="int8")
+
+
+def test_kernel_declines_what_it_cannot_take():
+    from pallas_kernels.attention.triton import attention_packed_triton
+
+    with pytest.raises(NotImplementedError, match="bf16/fp16"):
+        attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.float32), jnp.ones((1, 8), bool), scale=1.0,
+                                interpret=True)
+    with pytest.raises(NotImplementedError, match="head dim 8"):
+        attention_packed_triton(jnp.zeros((1, 8, 3, 1, 8), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
+                                interpret=True)

@@ -1,0 +1,223 @@
+"""Pallas-Triton flash attention on the packed QKV tensor, float or 8-bit (padded batch, S up to 512).
+
+One program owns `block_q` queries of one (batch, head). It reads its Q rows,
+then streams K and V in `block_k` blocks straight out of the QKV GEMM's output
+`[B*S, 3*N*D]` (no head transposes, no split copies), keeps the logits and the
+softmax statistics in float32 registers and writes the context rows once, in
+the `[B*S, N*D]` layout the output projection reads.
+
+Float Q/K/V: one pass with the online softmax (rescaled running sum).
+
+8-bit Q/K/V (`full_*` modes): the reference quantizes the *normalized*
+probabilities, so the kernel makes two passes over the keys: the first finds
+each row's max and sum, the second forms P exactly, quantizes it and multiplies
+by V. 8-bit codes are widened to fp16 in registers: int8 and e4m3 values are
+exact in fp16 and the tensor core sums their products in float32, so both
+products equal the reference's integer sums (up to 2^24, far above 64 * 127 * 255).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels._platform import interpreting, on_gpu
+from pallas_kernels.attention.base import MASK_VALUE
+from pallas_kernels.layer_norm.triton import next_pow2
+
+MAX_SEQ = 512
+_NT = (((1,), (1,)), ((), ()))  # a @ b.T
+_NN = (((1,), (0,)), ((), ()))
+
+
+def blocks(s: int) -> tuple[int, int]:
+    """(block_q, block_k): at least 16 (the tensor-core dot's minimum), at most 64."""
+    b = max(16, min(64, next_pow2(s)))
+    return b, b
+
+
+def _tile(v, dim: int, shape):
+    return jax.lax.broadcast_in_dim(v, shape, (dim,))
+
+
+def _load_rows(ref, rows, ok, col0: int, d: int, wide=None):
+    """`[len(rows), d]` tile of a 2-D ref (rows `rows`, columns `col0 .. col0 + d`), masked rows 0.
+
+    With `wide` the tile is widened in registers first (8-bit codes -> fp16). Triton
+    cannot splat a fill value into fp8, so those loads leave masked lanes
+    undefined and the select after zeroes them.
+    """
+    shape = (rows.shape[0], d)
+    r, c = _tile(rows, 0, shape), _tile(col0 + jax.lax.iota(jnp.int32, d), 1, shape)
+    mask = _tile(ok, 0, shape)
+    if wide is None:
+        return pltriton.load(ref.at[r, c], mask=mask, other=0)
+    return jnp.where(mask, pltriton.load(ref.at[r, c], mask=mask).astype(wide), 0)
+
+
+def round_half_even_nonneg(y):
+    """Nearest-even rounding of float32 `0 <= y < 2^22`, from a truncating int cast.
+
+    Triton lowers no `round`, and the `(y + 1.5 * 2^23) - 1.5 * 2^23` trick is folded away
+    by XLA's simplifier in interpret mode; integer truncation means the same everywhere.
+    """
+    t = (y + 0.5).astype(jnp.int32)  # floor(y + 0.5): y + 0.5 >= 0
+    tie_to_odd = ((t.astype(jnp.float32) - y) == 0.5) & ((t & 1) == 1)
+    return jnp.where(tie_to_odd, t - 1, t).astype(jnp.float32)
+
+
+def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int, bk: int):
+    """float32 logits `[bq, bk]`: scaled, biased, padding keys at MASK_VALUE, keys past S at -inf."""
+    x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.float32) * logit_scale
+    if bias_ref is not None:
+        shape = (bq, bk)
+        ok = _tile(bias_rows >= 0, 0, shape) & _tile(kpos < s, 1, shape)
+        x = x + pltriton.load(bias_ref.at[_tile(bias_rows, 0, shape), _tile(kpos, 1, shape)], mask=ok,
+                              other=0).astype(jnp.float32)
+    x = jnp.where(_tile(valid, 1, (bq, bk)), x, MASK_VALUE)
+    return jnp.where(_tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
+
+
+def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype):
+    qkv_ref, mask_ref, *rest = refs
+    scales_ref = rest.pop(0) if quant else None
+    bias_ref = rest.pop(0) if has_bias else None
+    (o_ref,) = rest
+    b, h, i = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    qpos = i * bq + jax.lax.iota(jnp.int32, bq)
+    q_ok = qpos < s
+    wide = jnp.float16 if quant else None
+    q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, wide)
+    # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
+    bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
+    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale]
+        logit_scale, p_scale, v_scale = scales_ref[0], scales_ref[1], scales_ref[2]
+    else:
+        logit_scale = scale
+
+    def keys(j):
+        kpos = j * bk + jax.lax.iota(jnp.int32, bk)
+        k_ok = kpos < s
+        valid = pltriton.load(mask_ref.at[b * s + kpos], mask=k_ok, other=0) != 0
+        k = _load_rows(qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, wide)
+        v = _load_rows(qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, wide)
+        return _logits(q, k, kpos, valid, s, logit_scale, bias_ref, bias_rows, bq, bk), v
+
+    row = lambda vec, width: _tile(vec, 0, (bq, width))
+    n_blocks = pl.cdiv(s, bk)
+    m0 = jnp.full((bq,), -jnp.inf, jnp.float32)
+    l0 = jnp.zeros((bq,), jnp.float32)
+    acc0 = jnp.zeros((bq, d), jnp.float32)
+    if not quant:
+
+        def step(j, carry):  # online softmax: rescale what was summed under the old max
+            m, total, acc = carry
+            x, v = keys(j)
+            m_new = jnp.maximum(m, jnp.max(x, axis=1))
+            alpha = jnp.exp(m - m_new)
+            p = jnp.exp(x - row(m_new, bk))
+            acc = acc * row(alpha, d) + jax.lax.dot_general(p.astype(v.dtype), v, _NN,
+                                                          preferred_element_type=jnp.float32)
+            return m_new, total * alpha + jnp.sum(p, axis=1), acc
+
+        _, total, acc = jax.lax.fori_loop(0, n_blocks, step, (m0, l0, acc0))
+        out = acc / row(total, d)
+    else:
+
+        def stats(j, carry):
+            m, total = carry
+            x, _ = keys(j)
+            m_new = jnp.maximum(m, jnp.max(x, axis=1))
+            return m_new, total * jnp.exp(m - m_new) + jnp.sum(jnp.exp(x - row(m_new, bk)), axis=1)
+
+        m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
+
+        def product(j, acc):
+            x, v = keys(j)
+            p = jnp.exp(x - row(m, bk)) / row(total, bk)
+            if probs == "float":
+                codes = p.astype(jnp.float16)
+            elif p_qtype == "fp8":
+                codes = jnp.minimum(p / p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
+            else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
+                top = 255.0 if p_qtype == "uint8" else 127.0
+                codes = round_half_even_nonneg(jnp.minimum(p / p_scale, top)).astype(jnp.float16)
+            return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
+
+        acc = jax.lax.fori_loop(0, n_blocks, product, acc0)
+        out = acc * (v_scale if probs == "float" else p_scale * v_scale)
+    shape = (bq, d)
+    rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
+    pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))
+
+
+def _check_shapes(qkv, bias, what: str) -> tuple[int, int, int, int]:
+    b, s, three, n, d = qkv.shape
+    if s > MAX_SEQ:
+        raise NotImplementedError(f"{what}: sequence {s} > {MAX_SEQ}")
+    if d < 16 or d % 16 or d != next_pow2(d):
+        raise NotImplementedError(f"{what}: head dim {d} is not a power of two >= 16 (tensor-core dot tiles)")
+    if bias is not None and bias.shape[0] not in (1, b):
+        raise NotImplementedError(f"{what}: bias batch {bias.shape[0]}")
+    return b, s, n, d
+
+
+def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, **static):
+    b, s, _, n, d = qkv.shape
+    bq, bk = blocks(s)
+    args = [qkv.reshape(b * s, 3 * n * d), key_mask.reshape(b * s).astype(jnp.int32)]
+    if scales is not None:
+        args.append(scales)
+    if bias is not None:
+        args.append(bias.reshape(-1, s))
+    kernel = functools.partial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
+                               bias_batched=bias is not None and bias.shape[0] == b, **static)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
+        grid=(b, n, pl.cdiv(s, bq)),
+        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=2),
+        interpret=interpret,
+        name=name,
+    )(*args)
+    return out.reshape(b, s, n, d)
+
+
+def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype=None,
+                            interpret: bool = False) -> jax.Array:
+    """`attention_packed_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
+    interpret = interpret or interpreting()
+    if not interpret and not on_gpu():
+        raise NotImplementedError("triton attention runs on a GPU (or with interpret=True)")
+    if qkv.dtype not in (jnp.bfloat16, jnp.float16):
+        raise NotImplementedError(f"triton attention takes bf16/fp16 Q, K, V, not {qkv.dtype}")
+    _check_shapes(qkv, bias, "triton attention")
+    return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret,
+                 name="flash_attention", scale=float(scale), quant=False, probs=None, p_qtype=None)
+
+
+def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask, bias=None, *, scale: float,
+                                      qtype: str, probs: str = "uint8", probs_scale=None, out_dtype=jnp.float32,
+                                      interpret: bool = False) -> jax.Array:
+    """`quantized_attention_packed_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
+    from pallas_kernels.quantized_attention.base import fixed_probs_scale
+
+    interpret = interpret or interpreting()
+    if not interpret and not on_gpu():
+        raise NotImplementedError("triton quantized attention runs on a GPU (or with interpret=True)")
+    _check_shapes(qkv_q, bias, "triton quantized attention")
+    if probs == "uint8":
+        p_qtype, p_scale = ("uint8" if qtype == "int8" else "fp8"), jnp.float32(fixed_probs_scale(qtype))
+    elif probs == "int8":
+        p_qtype, p_scale = qtype, jnp.asarray(probs_scale, jnp.float32).reshape(())
+    else:
+        p_qtype, p_scale = None, jnp.float32(1.0)
+    f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(())
+    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale)])
+    return _call(qkv_q, key_mask, bias, scales, out_dtype=out_dtype, interpret=interpret,
+                 name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs, p_qtype=p_qtype)
