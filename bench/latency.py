@@ -131,7 +131,7 @@ def breakdown(models, batch: int, seq: int, top: int = 12) -> None:
     ids, mask, types = random_ids(batch, seq)
     for (impl, plan), model in models.items():
         exe = model.executable("hidden", batch, seq)
-        _, kernels = profiler.measure(lambda *a, exe=exe: exe(*a), aggregate=False, iterations=5)(model._params, ids, mask, types)
+        _, kernels = profiler.measure(exe, aggregate=False, iterations=5)(model._params, ids, mask, types)
         per_family: dict[str, list[float]] = {}
         for name, ms in kernels[-1]:
             per_family.setdefault(kernel_family(name), []).append(ms)
