@@ -191,7 +191,11 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown", help="BxS: only split each plan's device time by kernel at that shape")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--cache", help="persistent compilation cache folder (a run split over calls compiles once)")
     args = ap.parse_args()
+    if args.cache:
+        jax.config.update("jax_compilation_cache_dir", args.cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     plans = args.plans.split(",")
     shapes = [(int(b), int(s)) for s in args.seqs.split(",") for b in args.batches.split(",")]
     compile_shapes = {tuple(int(v) for v in c.split("x")) for c in args.compile_shapes.split(",") if c}

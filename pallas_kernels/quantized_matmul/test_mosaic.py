@@ -12,6 +12,7 @@ from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
 # (qtype, activation, output): output is a float dtype or the qtype the epilogue requantizes to.
+OUT_SCALE = 0.02  # requantized outputs
 VARIANTS = [
     ("int8", None, "float32"),
     ("int8", "gelu", "bfloat16"),
@@ -41,7 +42,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
     requant = output in ("int8", "fp8")
     args = dict(qtype=qtype, activation=activation)
     if requant:
-        args.update(out_scale=jnp.float32(0.02), out_qtype=output)
+        args.update(out_scale=jnp.float32(OUT_SCALE), out_qtype=output)
     else:
         args.update(out_dtype=jnp.dtype(output))
     out = quantized_matmul_mosaic(x, xs, w, ws, b, **args, **kw)
@@ -66,11 +67,16 @@ def _check(m, k, n, qtype, activation, output, **kw):
         # the same float32 epilogue (erf within 5e-7): a value within rounding of a tie may take either neighbour
         assert same > 0.999 and np.abs(out32 - ref32).max() <= 1, info
     elif output == "fp8":
-        # Hopper's fp8 wgmma accumulates at reduced precision: against exact sums the kernel's products
-        # move by ~1e-3 (measured here on the H100, 2026-11-23: 97.3-98.8% of codes equal, every other
-        # code one e4m3 step away). Promoting the accumulator to float32 every K tile would close it.
+        # Hopper's fp8 wgmma accumulates at reduced precision (about 14 bits; DeepSeek-V3's report), so the
+        # error scales with the sum of |products|, not with the output: where the bias cancels the product,
+        # a small output moves by several of its (small) steps. Measured on the H100 (2026-11-23): 97.3-98.8%
+        # of codes equal, at most 0.08 codes beyond one step. Bound: one e4m3 step of the exact value plus
+        # 2^-12 of sum|x*w| in output codes (GELU's slope is at most 1.13). An f32 accumulator promoted
+        # every K tile would remove it, at twice the accumulator registers.
         step = 2.0 ** np.maximum(np.floor(np.log2(np.maximum(np.abs(ref32), 2.0**-6))) - 3, -9)
-        over = np.flatnonzero(np.abs(out32 - ref32) > step * 1.0001)
+        abs_sum = np.abs(np.asarray(x, np.float64)) @ np.abs(np.asarray(w, np.float64))
+        drift = 2.0**-12 * 1.13 * abs_sum * np.asarray(column_scale(xs, ws)).reshape(1, -1) / OUT_SCALE
+        over = np.flatnonzero(np.abs(out32 - ref32) > step * 1.0001 + drift)
         info += "; over one step (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in over[:8])
         assert same > 0.97 and over.size == 0, info
     else:
