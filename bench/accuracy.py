@@ -1,0 +1,198 @@
+"""The accuracy study: SAMP's Table 2 for a fine-tuned encoder on a real task, through `samp-jax tune`.
+
+    python bench/accuracy.py --model minilm --task sst2 [--limit N] [--latency-json bench/results/plan_latency.json]
+
+Takes the checkpoint `bench/finetune.py` cached, converts it, calibrates it on
+training text with every calibrator (max, percentile, MSE, entropy), then:
+  1. the full sweep (`Tuner.run`): every mode family over 0..L quantized layers
+     in the sensitivity, first-k and last-k orders, with the default calibrator
+     and the improved softmax (`probs=uint8`);
+  2. the all-layer plans of every family under every calibrator, with the naive
+     (`probs=int8`) and improved (`uint8`) treatment of the probabilities.
+Accuracy is measured here (any device: the plans are the same programs). Speedups
+come from `--latency-json`, the GPU benchmark of the same plans (bench/plan_latency.py:
+latency depends only on how many layers run in each mode); without it, from this
+machine's clock, and the table says so. Writes DIR/<model>-<task>/{table2.md,
+accuracy.json, tune_report.*} (the plot is tune_plot.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _tasks import TASKS, eval_set, read_classification, read_conll_tags, task  # noqa: E402
+from finetune import finetuned_dir  # noqa: E402
+
+FAMILY_ORDER = ("full_int8", "ffn_int8", "full_fp8", "ffn_fp8")
+DEFAULT_CALIBRATOR = "percentile"
+
+
+def calibration_texts(t, data: Path, n: int) -> list:
+    """The first `n` examples of the training split (never the evaluated split)."""
+    if t.train is None:
+        raise SystemExit(f"task {t.name} has no training split to calibrate on")
+    if t.kind == "ner":
+        return [" ".join(tokens) for tokens, _ in read_conll_tags(data / t.train)[:n]]
+    texts, _ = read_classification(t, data, t.train)
+    return texts[:n]
+
+
+def latency_table(path: Path | None) -> dict | None:
+    """{(profile, modes): ms} from bench/plan_latency.py's records."""
+    if path is None:
+        return None
+    table = {}
+    for r in json.loads(path.read_text()):
+        table[r["modes"]] = r
+    return table
+
+
+def modes_key(layers) -> str:
+    return ",".join(f"{m}x{n}" for m, n in sorted(Counter(layers).items()))
+
+
+def main() -> None:
+    from samp_jax.default_model import cache_dir, default_data_dir
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--task", choices=sorted(TASKS), default="sst2")
+    ap.add_argument("--data-dir", default=str(default_data_dir()))
+    ap.add_argument("--limit", type=int, help="evaluate the first N examples of the reported split")
+    ap.add_argument("--calib-examples", type=int, default=512)
+    ap.add_argument("--calibrators", default="max,percentile,mse,entropy")
+    ap.add_argument("--latency-json", type=Path, help="GPU plan latencies (bench/plan_latency.py)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "accuracy")
+    args = ap.parse_args()
+
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate
+    from samp_jax.checkpoint import save_scales
+    from samp_jax.evaluation import headline
+    from samp_jax.model import SampModel
+    from samp_jax.plan import Plan
+    from samp_jax.tune import Tuner
+    from samp_jax.tune_report import write_report
+
+    t = task(args.task)
+    data = Path(args.data_dir)
+    src = finetuned_dir(args.model, t.name)
+    if not (src / "config.json").is_file():
+        raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
+    finetune_record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
+    name = f"{Path(args.model).name}-{t.name}"
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    dev = eval_set(t, data, args.limit)
+    texts = calibration_texts(t, data, args.calib_examples)
+    lat = latency_table(args.latency_json)
+
+    # one converted checkpoint per calibrator (the Tuner's cache lives beside each)
+    ckpts = {}
+    for method in args.calibrators.split(","):
+        path = cache_dir() / "accuracy" / f"{name}-{method}"
+        from samp_jax.checkpoint import SCALES_FILE
+
+        if not (path / SCALES_FILE).is_file():
+            ck = convert_hf_checkpoint(src, path, overwrite=True)
+            scales = calibrate(SampModel(ck, "fp32"), texts, method, max_length=t.max_length, progress=True)
+            save_scales(path, scales)
+        ckpts[method] = path
+
+    class GpuTimedTuner(Tuner):
+        """Accuracy measured here; latency looked up in the GPU benchmark of the same mode counts."""
+
+        def latency(self, plan: Plan) -> float:
+            if lat is None:
+                return super().latency(plan)
+            key = modes_key(plan.layers)
+            if key not in lat:
+                raise SystemExit(f"{args.latency_json} lacks plan modes {key}; run bench/plan_latency.py for them")
+            return lat[key]["median_ms"]
+
+    t0 = time.time()
+    main_calib = DEFAULT_CALIBRATOR if DEFAULT_CALIBRATOR in ckpts else next(iter(ckpts))
+    tuner = GpuTimedTuner(ckpts[main_calib], dev, batch=32, seq=128, probs="uint8", repeats=3)
+    report = tuner.run()
+    if lat is not None:
+        any_rec = next(iter(lat.values()))
+        report.meta["device"] = any_rec.get("device", "gpu")
+        report.meta["latency_source"] = f"{args.latency_json} (commit {any_rec.get('commit')}, {any_rec.get('date')})"
+    else:
+        report.meta["latency_source"] = "this machine's clock"
+    write_report(report, out)
+
+    # calibrators x softmax treatment, on the all-layer plans
+    n_layers = tuner.num_layers
+    fp32 = headline(t.kind, tuner.metrics(Plan(("fp16",) * n_layers, dtype="fp32")))
+    fp16 = next(r.accuracy for r in report.results if r.layers == 0)
+    grid = []
+    for method, path in ckpts.items():
+        for probs in ("uint8", "int8"):
+            tu = GpuTimedTuner(path, dev, probs=probs, progress=False)
+            for fam in FAMILY_ORDER:
+                if probs == "int8" and fam.startswith("ffn"):
+                    continue  # FFN-only plans keep attention in float: P's treatment does not apply
+                plan = tu.plan([fam] * n_layers)
+                grid.append(dict(calibrator=method, probs=probs, family=fam,
+                                 metric=headline(t.kind, tu.metrics(plan))))
+    record = dict(model=args.model, task=t.name, split=t.eval, examples=len(dev), metric=report.meta["metric"],
+                  fp32_torch=finetune_record.get("metrics"), fp32=fp32, fp16=fp16,
+                  recommendation=report.recommendation.plan if report.recommendation else None,
+                  sweep=[r.__dict__ for r in report.results], calibrators=grid, meta=report.meta,
+                  seconds=round(time.time() - t0))
+    (out / "accuracy.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    (out / "table2.md").write_text(table2(record, report))
+    print((out / "table2.md").read_text())
+
+
+def table2(rec: dict, report) -> str:
+    """The paper's Table 2 shape: rows = quantized layers, columns = accuracy and speedup per mode family."""
+    m, rec_plan = report.meta, rec["recommendation"]
+    rows = {(r.family, r.layers): r for r in report.results if r.order == "sensitivity"}
+    base = next(r for r in report.results if r.layers == 0)
+    n = max(k for _, k in rows)
+    lines = [
+        f"# {rec['model']} on {rec['task']} ({rec['split']}, {rec['examples']} examples): {rec['metric']} and speedup",
+        "",
+        f"{m['date']}; accuracy measured on {m['device'] if 'latency_source' not in m else 'the CPU'}, "
+        f"speedup vs the fp16 plan at batch 32 x seq 128 from {m['latency_source']}. Calibrator "
+        f"{m['scales']}, probabilities {m['probs']}, layers quantized in the sensitivity order. "
+        f"FP32 (PyTorch, full split): {rec['fp32_torch']}; FP32 (samp-jax): {rec['fp32']:.4f}; "
+        f"FP16 plan: {rec['fp16']:.4f}. **Bold**: the allocator's recommendation.",
+        "",
+        "| layers | " + " | ".join(f"{f} | speedup" for f in FAMILY_ORDER) + " |",
+        "|---|" + "---|---|" * len(FAMILY_ORDER),
+    ]
+    for k in range(n + 1):
+        cells = []
+        for f in FAMILY_ORDER:
+            r = rows.get((f, k))
+            if r is None:
+                cells += ["–", "–"]
+                continue
+            acc, sp = f"{100 * r.accuracy:.2f}", f"{base.latency_ms / r.latency_ms:.2f}x"
+            if r.plan == rec_plan:
+                acc, sp = f"**{acc}**", f"**{sp}**"
+            cells += [acc, sp]
+        lines.append(f"| {k}/{n} | " + " | ".join(cells) + " |")
+    lines += ["", "## All layers quantized: calibrator x softmax treatment", "",
+              "| calibrator | probs | " + " | ".join(FAMILY_ORDER) + " |", "|---|---|" + "---|" * len(FAMILY_ORDER)]
+    by = {(g["calibrator"], g["probs"], g["family"]): g["metric"] for g in rec["calibrators"]}
+    for cal in dict.fromkeys(g["calibrator"] for g in rec["calibrators"]):
+        for probs in ("uint8", "int8"):
+            vals = [by.get((cal, probs, f)) for f in FAMILY_ORDER]
+            lines.append(f"| {cal} | {probs} | " + " | ".join("–" if v is None else f"{100 * v:.2f}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
