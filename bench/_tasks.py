@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from samp_jax.decoding import split_tag
-from samp_jax.evaluation import DevSet, read_dev_set
+from samp_jax.evaluation import DevSet, read_conll_sentences, read_dev_set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,16 +79,7 @@ def read_conll_tags(path: Path) -> list[tuple[list[str], list[str]]]:
     """CoNLL sentences as (tokens, BIO tags); CoNLL-2003's IOB1 is converted to BIO."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (set --data-dir or $SAMP_DATA)")
-    sentences, tokens, tags = [], [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        parts = line.split()
-        if not parts or parts[0] == "-DOCSTART-":
-            if tokens:
-                sentences.append((tokens, tags))
-            tokens, tags = [], []
-            continue
-        tokens.append(parts[0])
-        tags.append(parts[-1])
+    sentences = read_conll_sentences(path)
     out = []
     for tokens, tags in sentences:
         bio, prev = [], None

@@ -45,6 +45,13 @@ def _label_names(labels: list[str]) -> list[str]:
     return sorted(names, key=int) if all(n.lstrip("-").isdigit() for n in names) else names
 
 
+def encode_texts(tok, xs: list, max_length: int, **kw):
+    """Padded, truncated PyTorch batch of texts or (text, text) pairs."""
+    pair = isinstance(xs[0], tuple)
+    return tok([a for a, _ in xs] if pair else xs, [b for _, b in xs] if pair else None, padding=True,
+               truncation=True, max_length=max_length, return_tensors="pt", **kw)
+
+
 def _ner_batch(tok, sentences, label_ids, max_length):
     """Tokenizes the space-joined text (as samp-jax does at inference) and labels each word's first sub-token.
 
@@ -129,16 +136,7 @@ def main() -> None:
     def batch(items):
         if t.kind == "ner":
             return _ner_batch(tok, items, ids, t.max_length)
-        xs = [x for x, _ in items]
-        pair = isinstance(xs[0], tuple)
-        enc = tok(
-            [a for a, _ in xs] if pair else xs,
-            [b for _, b in xs] if pair else None,
-            padding=True,
-            truncation=True,
-            max_length=t.max_length,
-            return_tensors="pt",
-        )
+        enc = encode_texts(tok, [x for x, _ in items], t.max_length)
         return enc, torch.tensor([ids[y] for _, y in items])
 
     order = np.random.default_rng(args.seed).permutation(len(train))[: args.train_limit]
@@ -200,16 +198,7 @@ def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
     with torch.no_grad():
         for lo in range(0, len(dev), 64):
             xs = dev.inputs[lo : lo + 64]
-            pair = isinstance(xs[0], tuple)
-            enc = tok(
-                [a for a, _ in xs] if pair else xs,
-                [b for _, b in xs] if pair else None,
-                padding=True,
-                truncation=True,
-                max_length=t.max_length,
-                return_tensors="pt",
-                return_offsets_mapping=t.kind == "ner",
-            )
+            enc = encode_texts(tok, xs, t.max_length, return_offsets_mapping=t.kind == "ner")
             offsets = enc.pop("offset_mapping", None)
             logits = model(**enc).logits.float()
             if t.kind != "ner":

@@ -62,12 +62,8 @@ def read_dev_set(path: str | Path, task: str, *, text_field: str | None = None, 
     return DevSet(task, inputs, [str(r[label_field]) for r in rows])
 
 
-def _read_conll(path: Path, limit: int | None) -> DevSet:
-    """CoNLL: `token ... tag` per line, blank line between sentences, -DOCSTART- dropped.
-
-    The text is the tokens joined by spaces; gold spans are character offsets
-    into it, decoded from IOB1 or BIO tags alike.
-    """
+def read_conll_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
+    """CoNLL: `token ... tag` per line, blank line between sentences, -DOCSTART- dropped -> (tokens, tags)."""
     sentences, tokens, tags = [], [], []
     for line in path.read_text(encoding="utf-8").splitlines() + [""]:
         parts = line.split()
@@ -78,6 +74,16 @@ def _read_conll(path: Path, limit: int | None) -> DevSet:
             continue
         tokens.append(parts[0])
         tags.append(parts[-1])
+    return sentences
+
+
+def _read_conll(path: Path, limit: int | None) -> DevSet:
+    """CoNLL sentences as a DevSet.
+
+    The text is the tokens joined by spaces; gold spans are character offsets
+    into it, decoded from IOB1 or BIO tags alike.
+    """
+    sentences = read_conll_sentences(path)
     inputs, labels = [], []
     for tokens, tags in sentences[:limit]:
         text, offsets, pos = " ".join(tokens), [], 0

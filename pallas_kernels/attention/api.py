@@ -34,10 +34,7 @@ def attention(
             f"attention: q, k, v must share a [B, S, N, D] shape, got {q.shape}, {k.shape}, {v.shape}"
         )
     b, s, n, _ = q.shape
-    if key_mask.shape != (b, s):
-        raise ValueError(f"attention: key_mask.shape={key_mask.shape}, expected {(b, s)}")
-    if bias is not None and (bias.ndim != 4 or bias.shape[1:] != (n, s, s) or bias.shape[0] not in (1, b)):
-        raise ValueError(f"attention: bias.shape={bias.shape}, expected (1 or {b}, {n}, {s}, {s})")
+    _check_mask_and_bias("attention", b, s, n, key_mask, bias)
     return dispatch(
         "attention", _REGISTRY, implementation, q, k, v, key_mask, bias, scale=scale, out_dtype=out_dtype
     )
@@ -48,6 +45,10 @@ def check_packed(op: str, qkv: jax.Array, key_mask: jax.Array, bias: jax.Array |
     if qkv.ndim != 5 or qkv.shape[2] != 3:
         raise ValueError(f"{op}: qkv must be [B, S, 3, N, D], got {qkv.shape}")
     b, s, _, n, _ = qkv.shape
+    _check_mask_and_bias(op, b, s, n, key_mask, bias)
+
+
+def _check_mask_and_bias(op: str, b: int, s: int, n: int, key_mask: jax.Array, bias: jax.Array | None) -> None:
     if key_mask.shape != (b, s):
         raise ValueError(f"{op}: key_mask.shape={key_mask.shape}, expected {(b, s)}")
     if bias is not None and (bias.ndim != 4 or bias.shape[1:] != (n, s, s) or bias.shape[0] not in (1, b)):
