@@ -46,13 +46,41 @@ def calibration_texts(t, data: Path, n: int) -> list:
 
 
 def latency_table(path: Path | None) -> dict | None:
-    """{(profile, modes): ms} from bench/plan_latency.py's records."""
+    """{modes: record} from bench/plan_latency.py's records."""
     if path is None:
         return None
     table = {}
     for r in json.loads(path.read_text()):
         table[r["modes"]] = r
     return table
+
+
+def lookup_latency(table: dict, layers) -> tuple[float, bool]:
+    """The plan's GPU latency, and whether it was interpolated.
+
+    bench/plan_latency.py times every count of quantized layers for a 6-layer
+    model but only some counts (`--counts`) for a 12-layer one, where each plan
+    compiles for ~40 s. Each layer costs the same in a given mode, so latency is
+    linear in the count; a missing count of a one-family plan is interpolated
+    between the nearest measured counts of that family (0 = the fp16 plan).
+    """
+    key = modes_key(layers)
+    if key in table:
+        return table[key]["median_ms"], False
+    counts = Counter(layers)
+    fams = [m for m in counts if m != "fp16"]
+    if len(fams) != 1 or set(counts) - {"fp16", fams[0]}:
+        raise KeyError(key)
+    fam, n, k = fams[0], len(layers), counts[fams[0]]
+    known = {0: table.get(modes_key(["fp16"] * n))}
+    for j in range(1, n + 1):
+        known[j] = table.get(modes_key([fam] * j + ["fp16"] * (n - j)))
+    lo = max((j for j in known if j < k and known[j]), default=None)
+    hi = min((j for j in known if j > k and known[j]), default=None)
+    if lo is None or hi is None:
+        raise KeyError(key)
+    a, b = known[lo]["median_ms"], known[hi]["median_ms"]
+    return a + (b - a) * (k - lo) / (hi - lo), True
 
 
 def modes_key(layers) -> str:
@@ -70,6 +98,8 @@ def main() -> None:
     ap.add_argument("--calib-examples", type=int, default=512)
     ap.add_argument("--calibrators", default="max,percentile,mse,entropy")
     ap.add_argument("--latency-json", type=Path, help="GPU plan latencies (bench/plan_latency.py)")
+    ap.add_argument("--layerwise", action="store_true",
+                    help="compile per layer mode, not per plan (samp_jax.layerwise): for 12-layer models on a GPU")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "accuracy")
     args = ap.parse_args()
 
@@ -88,12 +118,14 @@ def main() -> None:
     if not (src / "config.json").is_file():
         raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
     finetune_record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
-    name = f"{Path(args.model).name}-{t.name}"
+    model_name = Path(args.model).name
+    name = f"{model_name}-{t.name}"
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     dev = eval_set(t, data, args.limit)
     texts = calibration_texts(t, data, args.calib_examples)
     lat = latency_table(args.latency_json)
+    interpolated: set[str] = set()
 
     # one converted checkpoint per calibrator (the Tuner's cache lives beside each)
     ckpts = {}
@@ -113,15 +145,22 @@ def main() -> None:
         def latency(self, plan: Plan) -> float:
             if lat is None:
                 return super().latency(plan)
-            key = modes_key(plan.layers)
-            if key not in lat:
-                raise SystemExit(f"{args.latency_json} lacks plan modes {key}; run bench/plan_latency.py for them")
-            return lat[key]["median_ms"]
+            try:
+                ms, guessed = lookup_latency(lat, plan.layers)
+            except KeyError as e:
+                raise SystemExit(f"{args.latency_json} lacks plan modes {e} and counts around them; "
+                                 "run bench/plan_latency.py for them") from None
+            interpolated.update([modes_key(plan.layers)] if guessed else [])
+            return ms
 
     t0 = time.time()
     main_calib = DEFAULT_CALIBRATOR if DEFAULT_CALIBRATOR in ckpts else next(iter(ckpts))
-    tuner = GpuTimedTuner(ckpts[main_calib], dev, batch=32, seq=128, probs="uint8", repeats=3)
+    tuner = GpuTimedTuner(ckpts[main_calib], dev, batch=32, seq=128, probs="uint8", repeats=3,
+                          layerwise=args.layerwise)
     report = tuner.run()
+    report.meta["accuracy_device"] = report.meta["device"]
+    report.meta["layerwise"] = args.layerwise
+    report.meta["latency_interpolated"] = sorted(interpolated)
     if lat is not None:
         any_rec = next(iter(lat.values()))
         report.meta["device"] = any_rec.get("device", "gpu")
@@ -137,14 +176,14 @@ def main() -> None:
     grid = []
     for method, path in ckpts.items():
         for probs in ("uint8", "int8"):
-            tu = GpuTimedTuner(path, dev, probs=probs, progress=False)
+            tu = GpuTimedTuner(path, dev, probs=probs, progress=False, layerwise=args.layerwise)
             for fam in FAMILY_ORDER:
                 if probs == "int8" and fam.startswith("ffn"):
                     continue  # FFN-only plans keep attention in float: P's treatment does not apply
                 plan = tu.plan([fam] * n_layers)
                 grid.append(dict(calibrator=method, probs=probs, family=fam,
                                  metric=headline(t.kind, tu.metrics(plan))))
-    record = dict(model=args.model, task=t.name, split=t.eval, examples=len(dev), metric=report.meta["metric"],
+    record = dict(model=model_name, task=t.name, split=t.eval, examples=len(dev), metric=report.meta["metric"],
                   fp32_torch=finetune_record.get("metrics"), fp32=fp32, fp16=fp16,
                   recommendation=report.recommendation.plan if report.recommendation else None,
                   sweep=[r.__dict__ for r in report.results], calibrators=grid, meta=report.meta,
@@ -156,6 +195,8 @@ def main() -> None:
 
 def table2(rec: dict, report) -> str:
     """The paper's Table 2 shape: rows = quantized layers, columns = accuracy and speedup per mode family."""
+    from samp_jax.plan import Plan
+
     m, rec_plan = report.meta, rec["recommendation"]
     rows = {(r.family, r.layers): r for r in report.results if r.order == "sensitivity"}
     base = next(r for r in report.results if r.layers == 0)
@@ -163,8 +204,11 @@ def table2(rec: dict, report) -> str:
     lines = [
         f"# {rec['model']} on {rec['task']} ({rec['split']}, {rec['examples']} examples): {rec['metric']} and speedup",
         "",
-        f"{m['date']}; accuracy measured on {m['device'] if 'latency_source' not in m else 'the CPU'}, "
-        f"speedup vs the fp16 plan at batch 32 x seq 128 from {m['latency_source']}. Calibrator "
+        f"{m['date']}; accuracy measured on {m.get('accuracy_device', 'the CPU')}"
+        f"{' (compiled per layer mode, samp_jax.layerwise)' if m.get('layerwise') else ''}, "
+        f"speedup vs the fp16 plan at batch 32 x seq 128 from {m['latency_source']}"
+        f"{'; speedups in italics are interpolated between measured layer counts' if m.get('latency_interpolated') else ''}"
+        ". Calibrator "
         f"{m['scales']}, probabilities {m['probs']}, layers quantized in the sensitivity order. "
         f"FP32 (PyTorch, full split): {rec['fp32_torch']}; FP32 (samp-jax): {rec['fp32']:.4f}; "
         f"FP16 plan: {rec['fp16']:.4f}. **Bold**: the allocator's recommendation.",
@@ -180,6 +224,8 @@ def table2(rec: dict, report) -> str:
                 cells += ["–", "–"]
                 continue
             acc, sp = f"{100 * r.accuracy:.2f}", f"{base.latency_ms / r.latency_ms:.2f}x"
+            if modes_key(Plan.parse(r.plan, n).layers) in m.get("latency_interpolated", ()):
+                sp = f"*{sp}*"
             if r.plan == rec_plan:
                 acc, sp = f"**{acc}**", f"**{sp}**"
             cells += [acc, sp]

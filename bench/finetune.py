@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -100,13 +101,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, help="default: 1e-4 for minilm, 3e-5 otherwise")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--device", default="auto", help="torch device: auto (cuda if present), cpu, cuda")
     ap.add_argument("--out", help="output folder (default: $SAMP_JAX_HOME/finetuned/<model>-<task>)")
     args = ap.parse_args()
 
+    # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     t = task(args.task)
     if t.train is None:
         raise SystemExit(f"task {t.name!r} ships no training split in {args.data_dir}; evaluate a model fine-tuned elsewhere")
@@ -132,6 +137,7 @@ def main() -> None:
     ids = {n: i for i, n in enumerate(names)}
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
     model = auto.from_pretrained(src, num_labels=len(names), id2label=dict(enumerate(names)), label2id=ids)
+    model.to(device)
 
     def batch(items):
         if t.kind == "ner":
@@ -150,7 +156,7 @@ def main() -> None:
     for step in tqdm(range(steps), desc=f"fine-tune {Path(args.model).name} on {t.name}"):
         lo = (step * args.batch_size) % len(train)
         enc, labels = batch(train[lo : lo + args.batch_size])
-        loss = model(**enc, labels=labels).loss
+        loss = model(**enc.to(device), labels=labels.to(device)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -162,7 +168,7 @@ def main() -> None:
         shutil.rmtree(out)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    metrics = evaluate_torch(out, t, data)
+    metrics = evaluate_torch(out, t, data, device)
     record = {
         "model": args.model,
         "task": t.name,
@@ -176,12 +182,14 @@ def main() -> None:
         "seed": args.seed,
         "train_seconds": round(train_s, 1),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "init": str(src),
     }
     (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
 
 
-def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
+def evaluate_torch(folder: Path, t, data: Path, device="cpu") -> dict[str, float]:
     """The FP32 PyTorch metric on the reported split, scored by samp-jax's own metric code on the same spans."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
@@ -192,7 +200,7 @@ def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
     dev = eval_set(t, data)
     tok = AutoTokenizer.from_pretrained(folder)
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(folder).eval()
+    model = auto.from_pretrained(folder).eval().to(device)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     preds = []
     with torch.no_grad():
@@ -200,7 +208,7 @@ def evaluate_torch(folder: Path, t, data: Path) -> dict[str, float]:
             xs = dev.inputs[lo : lo + 64]
             enc = encode_texts(tok, xs, t.max_length, return_offsets_mapping=t.kind == "ner")
             offsets = enc.pop("offset_mapping", None)
-            logits = model(**enc).logits.float()
+            logits = model(**enc.to(device)).logits.float().cpu()
             if t.kind != "ner":
                 preds.extend(logits.argmax(-1).tolist())
                 continue

@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--cache", help="persistent compilation cache folder")
+    ap.add_argument("--counts", help="quantized-layer counts to time, e.g. 6,12 (default 1..L; "
+                    "bench/accuracy.py interpolates the others: latency is linear in the count)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     out = args.out or Path(__file__).parent / "results" / f"plan_latency_{args.arch}.json"
@@ -66,7 +68,11 @@ def main() -> None:
         ckpt = dataclasses.replace(ckpt, scales=calibrate_batches(fp32, [random_ids(8, 128, 1)], progress=False))
         n = shape["num_hidden_layers"]
         ids, mask, types = random_ids(args.batch, args.seq)
-        plans = [("fp16", 0)] + [(f, k) for f in FAMILY_ORDER for k in range(1, n + 1)]
+        counts = [int(c) for c in args.counts.split(",")] if args.counts else range(1, n + 1)
+        bad = [c for c in counts if not 1 <= c <= n]
+        if bad:
+            raise SystemExit(f"--counts {bad}: a {args.arch} model has 1..{n} layers to quantize")
+        plans = [("fp16", 0)] + [(f, k) for f in FAMILY_ORDER for k in counts]
         print(f"device: {device_name()}, commit {commit()}, {today()}, {len(plans)} plans", flush=True)
         for family, k in plans:
             layers = [family] * k + ["fp16"] * (n - k)

@@ -203,7 +203,8 @@ class Encoder(nn.Module):
         return self.plan or Plan.uniform("fp16", self.config.num_layers, dtype="fp32")
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids) -> jax.Array:
+    def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False):
+        """The last hidden state; with `inputs_only`, what layer 0 takes: (embeddings, key mask, position bias)."""
         cfg = self.config
         position_ids = position_ids_for(cfg, input_ids)
         plan = self._plan
@@ -220,6 +221,8 @@ class Encoder(nn.Module):
             )
             buckets = relative_position_buckets(input_ids.shape[1], cfg.relative_attention_num_buckets)
             position_bias = jnp.transpose(table[buckets], (2, 0, 1))[None]  # [1, N, S, S]
+        if inputs_only:
+            return h, key_mask, position_bias
         for i in range(cfg.num_layers):
             h = TransformerLayer(cfg, plan.layers[i], plan.probs, name=f"layer_{i}")(h, key_mask, position_bias)
         return h

@@ -106,10 +106,13 @@ class EncoderWithHead(nn.Module):
         )
         if output == "hidden" or self.task.kind == "encoder":
             return h.astype(jnp.float32)
-        if self.task.kind == "token_classification":
-            head = TokenClassificationHead(self.task.num_labels, name="head")
-        elif self.config.model_type == "mpnet":
-            head = MPNetSequenceClassificationHead(self.task.num_labels, name="head")
-        else:
-            head = BertSequenceClassificationHead(self.task.num_labels, name="head")
-        return head(h)
+        return task_head(self.config, self.task, name="head")(h)
+
+
+def task_head(config: EncoderConfig, task: TaskSpec, **kwargs) -> nn.Module:
+    """The head module a (non-encoder) task puts on the last hidden state."""
+    if task.kind == "token_classification":
+        return TokenClassificationHead(task.num_labels, **kwargs)
+    if config.model_type == "mpnet":
+        return MPNetSequenceClassificationHead(task.num_labels, **kwargs)
+    return BertSequenceClassificationHead(task.num_labels, **kwargs)

@@ -38,6 +38,7 @@ from samp_jax.allocator import (
 )
 from samp_jax.checkpoint import Checkpoint, load_checkpoint, set_default_plan
 from samp_jax.evaluation import DevSet, evaluate, headline
+from samp_jax.layerwise import LayerwiseModel
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
 
@@ -96,13 +97,15 @@ class Tuner:
     """Measures plans of one checkpoint on one dev set and device profile, with a persistent cache."""
 
     def __init__(self, checkpoint: str | Path, dev: DevSet, *, batch: int = 32, seq: int = 128,
-                 dtype: str = "fp16", probs: str = "uint8", progress: bool = True, repeats: int = 20):
+                 dtype: str = "fp16", probs: str = "uint8", progress: bool = True, repeats: int = 20,
+                 layerwise: bool = False):
+        """`layerwise`: measure accuracy with `LayerwiseModel` (compiled per layer mode, not per plan)."""
         self.path = Path(checkpoint)
         self.ckpt: Checkpoint = load_checkpoint(self.path)
         if self.ckpt.scales is None:
             raise ValueError(f"{self.path} has no activation scales: run `samp-jax calibrate` first")
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
-        self.progress, self.repeats = progress, repeats
+        self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
         self.num_layers = self.ckpt.config.num_layers
         self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
         scales = self.ckpt.scales
@@ -124,11 +127,11 @@ class Tuner:
         self.cache_path.write_text(json.dumps(self.cache, indent=1, sort_keys=True) + "\n")
 
     def metrics(self, plan: Plan) -> dict[str, float]:
-        key = f"{self._acc_key}|{plan.to_string()}"
+        key = f"{self._acc_key}|{plan.to_string()}" + ("|layerwise" if self.layerwise else "")
         if key in self.cache["accuracy"]:
             self.hits += 1
             return self.cache["accuracy"][key]
-        m = evaluate(SampModel(self.ckpt, plan), self.dev)
+        m = evaluate((LayerwiseModel if self.layerwise else SampModel)(self.ckpt, plan), self.dev)
         self.cache["accuracy"][key] = m
         self._save()
         return m
@@ -217,7 +220,8 @@ class Tuner:
             "date": time.strftime("%Y-%m-%d"), "checkpoint": str(self.path), "task": self.dev.task,
             "metric": TASK_LABEL[self.dev.task], "dev_examples": len(self.dev), "device": self.device,
             "jax": jax.__version__, "profile": {"batch": self.batch, "seq": self.seq}, "dtype": self.dtype,
-            "probs": self.probs, "scales": self.ckpt.scales.method, "rule": rule, "orders": list(orders),
+            "probs": self.probs, "layerwise": self.layerwise, "scales": self.ckpt.scales.method, "rule": rule,
+            "orders": list(orders),
             "targets": {"max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}, "cache_hits": self.hits,
         }
         return TuneReport(meta, sens, results, recommendation, reason, picks, top5, infeasible)

@@ -1,0 +1,94 @@
+"""A plan run one layer at a time, for measuring the accuracy of many plans quickly.
+
+A served plan is one compiled executable (`SampModel.executable`). A sweep that
+measures hundreds of plans that way compiles hundreds of executables, each for
+several (batch, seq) buckets: tens of seconds apiece for a 12-layer encoder with
+the Pallas kernels on a GPU, more than the sweep's arithmetic. `LayerwiseModel`
+runs the same modules on the same parameters through the same kernels, but as
+separately compiled pieces: the embeddings, one function per layer *mode* (shared
+by every layer and every plan in that mode) and the head. A sweep then compiles
+six pieces per shape instead of every plan.
+
+What differs from the served executable: the hidden state between layers is
+materialized in the compute dtype, which one executable also does except where
+XLA keeps excess precision inside a fusion across the boundary. The logits agree
+to that rounding (tests/test_layerwise.py); predictions agree except at ties.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import pallas_kernels as ops
+from samp_jax.config import EncoderConfig
+from samp_jax.encoder import Encoder, TransformerLayer
+from samp_jax.heads import TaskSpec, task_head
+from samp_jax.model import SampModel, mean_pool_normalize
+from samp_jax.plan import Plan
+
+
+@functools.cache
+def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, xla: bool):
+    plan = Plan(("fp16",) * config.num_layers, dtype=dtype, embedding=embedding)
+    module = Encoder(config, plan)
+
+    def run(params, ids, mask, types):
+        with ops.xla_only(xla):
+            return module.apply({"params": params}, ids, mask, types, inputs_only=True)
+
+    return jax.jit(run)
+
+
+@functools.cache
+def _layer_fn(config: EncoderConfig, mode: str, probs: str, xla: bool):
+    module = TransformerLayer(config, mode, probs)
+
+    def run(params, h, key_mask, position_bias):
+        with ops.xla_only(xla):
+            return module.apply({"params": params}, h, key_mask, position_bias)
+
+    return jax.jit(run)
+
+
+@functools.cache
+def _output_fn(config: EncoderConfig, task: TaskSpec, kind: str):
+    head = task_head(config, task) if kind == "head" and task.kind != "encoder" else None
+
+    def run(params, h, mask):
+        if kind == "embed":
+            return mean_pool_normalize(h, mask)
+        if head is None:
+            return h.astype(jnp.float32)
+        return head.apply({"params": params}, h)
+
+    return jax.jit(run)
+
+
+class LayerwiseModel(SampModel):
+    """A `SampModel` whose forward pass is compiled per piece (embeddings, layer mode, head), not per plan.
+
+    For measuring plans (`Tuner(..., layerwise=True)`); serve with `SampModel`.
+    """
+
+    def executable(self, kind: str, batch: int, seq: int):
+        if kind not in ("head", "hidden", "embed"):
+            raise ValueError(f"unknown output kind {kind!r}; known: head, hidden, embed")
+        cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
+        inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, xla)
+        layers = [_layer_fn(cfg, mode, plan.probs, xla) for mode in plan.layers]
+        output = _output_fn(cfg, self.task, kind)
+
+        def run(params: dict[str, Any], ids, mask, types) -> jax.Array:
+            enc = params["encoder"]
+            layer_params = [enc[f"layer_{i}"] for i in range(cfg.num_layers)]
+            rest = {k: v for k, v in enc.items() if not k.startswith("layer_")}
+            h, key_mask, bias = inputs(rest, ids, mask, types)
+            for fn, p in zip(layers, layer_params):
+                h = fn(p, h, key_mask, bias)
+            return output(params.get("head", {}), h, mask)
+
+        return run
