@@ -27,6 +27,7 @@ class Task:
     label_field: str = "label"
     max_length: int = 128
     language: str = "en"
+    select: str | None = None  # a labelled split held out for choices (the calibrator); None: unused train rows
 
 
 TASKS = {
@@ -34,8 +35,10 @@ TASKS = {
     for t in (
         Task("sst2", "classification", "sst2/train.tsv", "sst2/dev.tsv", "sentence", "label", 64),
         # MRPC's dev split is 408 pairs (1 point = 4 pairs); its labelled test split is 1,725.
-        Task("mrpc", "matching", "mrpc/train.tsv", "mrpc/test.tsv", "#1 String,#2 String", "Quality", 128),
-        Task("conll2003", "ner", "conll2003/train.txt", "conll2003/test.txt", max_length=128),
+        Task("mrpc", "matching", "mrpc/train.tsv", "mrpc/test.tsv", "#1 String,#2 String", "Quality", 128,
+             select="mrpc/dev.tsv"),
+        Task("conll2003", "ner", "conll2003/train.txt", "conll2003/test.txt", max_length=128,
+             select="conll2003/dev.txt"),
         Task("tnews", "classification", "tnews/train.json", "tnews/dev.json", "sentence", "label", 64, "zh"),
         Task("afqmc", "matching", None, "afqmc/dev.json", "sentence1,sentence2", "label", 128, "zh"),
         Task(
@@ -99,3 +102,26 @@ def read_conll_tags(path: Path) -> list[tuple[list[str], list[str]]]:
 def eval_set(t: Task, data_dir: Path, limit: int | None = None) -> DevSet:
     """The reported split as samp-jax's `DevSet` (what `samp-jax tune` evaluates)."""
     return read_dev_set(data_dir / t.eval, t.kind, text_field=t.text_field, label_field=t.label_field, limit=limit)
+
+
+def selection_set(t: Task, data_dir: Path, finetune_record: dict, limit: int = 1000) -> DevSet | None:
+    """Labelled examples for choosing among calibrators, disjoint from the reported split and the fine-tuning data.
+
+    The task's `select` split where it has one; otherwise the training rows the
+    fine-tune did not use (bench/finetune.py trains on the first `train_examples`
+    of a permutation seeded by `seed`, both in its `finetune.json`). None when
+    neither exists (no training split, or all of it was trained on).
+    """
+    if t.select is not None:
+        return read_dev_set(data_dir / t.select, t.kind, text_field=t.text_field, label_field=t.label_field,
+                            limit=limit)
+    if t.train is None or t.kind == "ner" or "train_examples" not in finetune_record:
+        return None
+    import numpy as np
+
+    texts, labels = read_classification(t, data_dir, t.train)
+    order = np.random.default_rng(finetune_record["seed"]).permutation(len(texts))
+    unused = order[finetune_record["train_examples"] :][:limit]
+    if len(unused) == 0:
+        return None
+    return DevSet(t.kind, [texts[i] for i in unused], [labels[i] for i in unused])

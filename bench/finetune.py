@@ -136,7 +136,10 @@ def main() -> None:
         names = _label_names(ty)
     ids = {n: i for i, n in enumerate(names)}
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(src, num_labels=len(names), id2label=dict(enumerate(names)), label2id=ids)
+    # fp32 whatever the stored dtype: transformers 5 would keep an fp16 checkpoint in fp16, where AdamW's
+    # updates underflow and training diverges (measured: an fp16 copy of all-mpnet-base-v2 gave NaN).
+    model = auto.from_pretrained(src, num_labels=len(names), id2label=dict(enumerate(names)), label2id=ids,
+                                 dtype=torch.float32)
     model.to(device)
 
     def batch(items):
@@ -200,7 +203,7 @@ def evaluate_torch(folder: Path, t, data: Path, device="cpu") -> dict[str, float
     dev = eval_set(t, data)
     tok = AutoTokenizer.from_pretrained(folder)
     auto = AutoModelForTokenClassification if t.kind == "ner" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(folder).eval().to(device)
+    model = auto.from_pretrained(folder, dtype=torch.float32).eval().to(device)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     preds = []
     with torch.no_grad():
