@@ -7,19 +7,31 @@ import contextlib
 import jax
 
 
+def default_device():
+    """The device computations go to: `jax.default_device(...)` where one is set, else the first device.
+
+    Kernels are chosen at trace time for this device, so that a CPU computation on
+    a GPU host (`with jax.default_device(cpu):`) gets the CPU path, not a GPU kernel.
+    """
+    dev = jax.config.jax_default_device
+    if dev is None:
+        return jax.devices()[0]
+    return jax.devices(dev)[0] if isinstance(dev, str) else dev
+
+
 def on_gpu() -> bool:
-    return jax.devices()[0].platform == "gpu"
+    return default_device().platform == "gpu"
 
 
 def on_hopper() -> bool:
     """True on an sm_90 GPU (H100/H200): Mosaic GPU's `wgmma` kernels need it."""
-    dev = jax.devices()[0]
+    dev = default_device()
     return dev.platform == "gpu" and str(getattr(dev, "compute_capability", "")).startswith("9.0")
 
 
 def num_sms(default: int = 4) -> int:
     """Streaming multiprocessors of the default device (`default` for the CPU interpreter)."""
-    dev = jax.devices()[0]
+    dev = default_device()
     if dev.platform != "gpu":
         return default
     return getattr(dev, "core_count", None) or default

@@ -29,3 +29,22 @@ def test_none_prefers_kernels_and_falls_back_on_not_implemented():
     assert calls == ["mosaic", "xla"]
     with pytest.raises(NotImplementedError, match="no implementation accepted the input"):
         dispatch("op", {"mosaic": mosaic}, None, 1)
+
+
+def test_kernels_follow_jax_default_device(monkeypatch):
+    """On a GPU host, `with jax.default_device(cpu)` must pick the CPU path (a GPU kernel cannot lower there)."""
+    import jax
+
+    from pallas_kernels import _platform
+
+    class FakeHopper:
+        platform, compute_capability, core_count = "gpu", "9.0", 132
+
+    cpu = jax.devices("cpu")[0]
+    real_devices = jax.devices
+    monkeypatch.setattr(jax, "devices", lambda backend=None: [FakeHopper()] if backend is None else real_devices(backend))
+    assert _platform.on_gpu() and _platform.on_hopper() and _platform.num_sms() == 132
+    with jax.default_device(cpu):
+        assert not _platform.on_gpu() and not _platform.on_hopper() and _platform.num_sms() == 4
+    with jax.default_device("cpu"):
+        assert not _platform.on_gpu()

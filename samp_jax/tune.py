@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from pallas_kernels._platform import default_device
 from samp_jax.allocator import (
     DEFAULT_RULE,
     RULES,
@@ -107,7 +108,8 @@ class Tuner:
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
         self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
         self.num_layers = self.ckpt.config.num_layers
-        self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
+        dev = default_device()
+        self.device = f"{dev.platform}:{dev.device_kind}"
         scales = self.ckpt.scales
         self._acc_key = _fingerprint([dev.task, dev.inputs, dev.labels, scales.method, scales.activations])
         self._lat_key = _fingerprint([self.device, jax.__version__, batch, seq])
