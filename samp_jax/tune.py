@@ -108,8 +108,8 @@ class Tuner:
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
         self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
         self.num_layers = self.ckpt.config.num_layers
-        dev = default_device()
-        self.device = f"{dev.platform}:{dev.device_kind}"
+        device = default_device()
+        self.device = f"{device.platform}:{device.device_kind}"
         scales = self.ckpt.scales
         self._acc_key = _fingerprint([dev.task, dev.inputs, dev.labels, scales.method, scales.activations])
         self._lat_key = _fingerprint([self.device, jax.__version__, batch, seq])
