@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -102,8 +103,9 @@ def choose_calibrator(ckpts: dict, held_out, make_tuner) -> dict:
         scores[method] = {f: headline(held_out.task, tu.metrics(tu.plan([f] * tu.num_layers))) for f in FAMILY_ORDER}
     mean = {m: sum(v.values()) / len(v) for m, v in scores.items()}
     chosen = max(mean, key=lambda m: (mean[m], m == DEFAULT_CALIBRATOR))
+    per_family = {f: max(scores, key=lambda m: (scores[m][f], m == chosen)) for f in FAMILY_ORDER}
     why = f"best mean over the all-layer plans on {len(held_out)} held-out examples"
-    return dict(chosen=chosen, why=why, scores=scores, examples=len(held_out))
+    return dict(chosen=chosen, why=why, scores=scores, examples=len(held_out), per_family=per_family)
 
 
 def modes_key(layers) -> str:
@@ -126,7 +128,16 @@ def main() -> None:
     ap.add_argument("--layerwise", action="store_true",
                     help="compile per layer mode, not per plan (samp_jax.layerwise): for 12-layer models on a GPU")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "accuracy")
+    ap.add_argument("--retable", type=Path, metavar="DIR",
+                    help="rewrite DIR/table2.md from DIR/accuracy.json and tune_report.json (no model needed)")
     args = ap.parse_args()
+    if args.retable:
+        rec = json.loads((args.retable / "accuracy.json").read_text())
+        rep = json.loads((args.retable / "tune_report.json").read_text())
+        report = SimpleNamespace(meta=rep["meta"], results=[SimpleNamespace(**r) for r in rep["results"]])
+        (args.retable / "table2.md").write_text(table2(rec, report))
+        print((args.retable / "table2.md").read_text())
+        return
 
     from convert import convert_hf_checkpoint
     from samp_jax.calibration import calibrate
@@ -268,6 +279,14 @@ def table2(rec: dict, report) -> str:
             vals = [v[f] for f in FAMILY_ORDER]
             lines.append(f"| {cal} | " + " | ".join(f"{100 * x:.2f}" for x in vals)
                          + f" | {100 * sum(vals) / len(vals):.2f} |")
+        by_cal = {(g["calibrator"], g["family"]): g["metric"] for g in rec["calibrators"] if g["probs"] == "uint8"}
+        pf = {f: max(sel["scores"], key=lambda c: (sel["scores"][c][f], c == sel["chosen"])) for f in FAMILY_ORDER}
+        lines += ["", f"Each family with its own held-out choice, on {rec['split']} (fp16 plan "
+                  f"{100 * rec['fp16']:.2f}):", "", "| family | calibrator | all layers | vs fp16 |", "|---|---|---|---|"]
+        for f in FAMILY_ORDER:
+            v = by_cal.get((pf[f], f))
+            if v is not None:
+                lines.append(f"| {f} | {pf[f]} | {100 * v:.2f} | {100 * (v - rec['fp16']):+.2f} |")
     lines += ["", f"## All layers quantized on {rec['split']}: calibrator x softmax treatment", "",
               "| calibrator | probs | " + " | ".join(FAMILY_ORDER) + " |", "|---|---|" + "---|" * len(FAMILY_ORDER)]
     by = {(g["calibrator"], g["probs"], g["family"]): g["metric"] for g in rec["calibrators"]}
