@@ -103,9 +103,14 @@ def choose_calibrator(ckpts: dict, held_out, make_tuner) -> dict:
         scores[method] = {f: headline(held_out.task, tu.metrics(tu.plan([f] * tu.num_layers))) for f in FAMILY_ORDER}
     mean = {m: sum(v.values()) / len(v) for m, v in scores.items()}
     chosen = max(mean, key=lambda m: (mean[m], m == DEFAULT_CALIBRATOR))
-    per_family = {f: max(scores, key=lambda m: (scores[m][f], m == chosen)) for f in FAMILY_ORDER}
     why = f"best mean over the all-layer plans on {len(held_out)} held-out examples"
-    return dict(chosen=chosen, why=why, scores=scores, examples=len(held_out), per_family=per_family)
+    return dict(chosen=chosen, why=why, scores=scores, examples=len(held_out),
+                per_family=per_family_choice(scores, chosen))
+
+
+def per_family_choice(scores: dict, chosen: str) -> dict[str, str]:
+    """Each family's best calibrator on the held-out data (ties go to the overall choice)."""
+    return {f: max(scores, key=lambda m: (scores[m][f], m == chosen)) for f in FAMILY_ORDER}
 
 
 TENSOR_KINDS = {  # quantization points (samp_jax.quant.points) grouped by the op that reads them
@@ -132,12 +137,13 @@ def mix_calibrators(ckpts: dict, held_out, start: str, make_tuner, family: str =
 
     def build(choice: dict[str, str]) -> Path:
         name = ",".join(f"{k}={choice[k]}" for k in TENSOR_KINDS)
+        prefix = Path(ckpts[start]).name.rsplit("-", 1)[0]  # <model>-<task>
+        path = root / (f"{prefix}-mixed-" + "-".join(f"{k}_{choice[k]}" for k in TENSOR_KINDS))
         merged = dict(acts[start].activations)
         for kind, method in choice.items():
             for key, amax in acts[method].activations.items():
                 if key.split("/", 1)[1] in TENSOR_KINDS[kind]:
                     merged[key] = amax
-        path = root / f"{Path(ckpts[start]).name.rsplit('-', 1)[0]}-mixed-{name.replace(',', '-').replace('=', '_')}"
         if not (path / SCALES_FILE).is_file():
             path.mkdir(parents=True, exist_ok=True)
             for f in Path(ckpts[start]).iterdir():
@@ -187,6 +193,8 @@ def main() -> None:
                     help="rewrite DIR/table2.md from DIR/accuracy.json and tune_report.json (no model needed)")
     args = ap.parse_args()
     if args.retable:
+        if not (args.retable / "accuracy.json").is_file():
+            raise SystemExit(f"--retable {args.retable}: no accuracy.json there (a folder bench/accuracy.py wrote)")
         rec = json.loads((args.retable / "accuracy.json").read_text())
         rep = json.loads((args.retable / "tune_report.json").read_text())
         report = SimpleNamespace(meta=rep["meta"], results=[SimpleNamespace(**r) for r in rep["results"]])
@@ -244,9 +252,12 @@ def main() -> None:
             interpolated.update([modes_key(plan.layers)] if guessed else [])
             return ms
 
+    def held_out_tuner(path, d):
+        return GpuTimedTuner(path, d, progress=False, layerwise=args.layerwise)
+
     t0 = time.time()
-    selection = choose_calibrator(ckpts, selection_set(t, data, finetune_record, args.select_examples),
-                                  lambda path, d: GpuTimedTuner(path, d, progress=False, layerwise=args.layerwise))
+    held_out = selection_set(t, data, finetune_record, args.select_examples)
+    selection = choose_calibrator(ckpts, held_out, held_out_tuner)
     selection["split"] = t.select or f"{t.train}, rows the fine-tune did not use"
     main_calib = selection["chosen"]
     print(f"calibrator: {main_calib} ({selection['why']})", flush=True)
@@ -279,11 +290,8 @@ def main() -> None:
                 grid.append(dict(calibrator=method, probs=probs, family=fam,
                                  metric=headline(t.kind, tu.metrics(plan))))
     mixed = None
-    held_out = selection_set(t, data, finetune_record, args.select_examples)
-    if held_out is not None and len(ckpts) > 1:
-        start = selection["per_family"]["full_int8"]
-        mixed = mix_calibrators(ckpts, held_out, start,
-                                lambda path, d: GpuTimedTuner(path, d, progress=False, layerwise=args.layerwise))
+    if selection["scores"]:
+        mixed = mix_calibrators(ckpts, held_out, selection["per_family"]["full_int8"], held_out_tuner)
         tu = GpuTimedTuner(mixed["path"], dev, progress=False, layerwise=args.layerwise)
         mixed["metric"] = headline(t.kind, tu.metrics(tu.plan(["full_int8"] * n_layers)))
     record = dict(model=model_name, task=t.name, mixed=mixed, split=t.eval, examples=len(dev), metric=report.meta["metric"],
@@ -343,7 +351,7 @@ def table2(rec: dict, report) -> str:
             lines.append(f"| {cal} | " + " | ".join(f"{100 * x:.2f}" for x in vals)
                          + f" | {100 * sum(vals) / len(vals):.2f} |")
         by_cal = {(g["calibrator"], g["family"]): g["metric"] for g in rec["calibrators"] if g["probs"] == "uint8"}
-        pf = {f: max(sel["scores"], key=lambda c: (sel["scores"][c][f], c == sel["chosen"])) for f in FAMILY_ORDER}
+        pf = sel.get("per_family") or per_family_choice(sel["scores"], sel["chosen"])  # older records lack it
         lines += ["", f"Each family with its own held-out choice, on {rec['split']} (fp16 plan "
                   f"{100 * rec['fp16']:.2f}):", "", "| family | calibrator | all layers | vs fp16 |", "|---|---|---|---|"]
         for f in FAMILY_ORDER:
