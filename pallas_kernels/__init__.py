@@ -12,19 +12,22 @@ from pallas_kernels.embedding.api import embedding_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.matmul.api import matmul
 from pallas_kernels.quantized_attention.api import quantized_attention, quantized_attention_packed
-from pallas_kernels.quantized_matmul.api import quantized_matmul
+from pallas_kernels.quantized_matmul.api import PackedWeight, pack_weight, quantized_matmul, quantized_matmul_packed
 
 __all__ = [
     "IMPLEMENTATIONS",
     "Implementation",
+    "PackedWeight",
     "attention",
     "attention_packed",
     "embedding_layer_norm",
     "interpret_kernels",
     "matmul",
+    "pack_weight",
     "quantized_attention",
     "quantized_attention_packed",
     "quantized_matmul",
+    "quantized_matmul_packed",
     "residual_layer_norm",
     "xla_only",
 ]

@@ -89,8 +89,7 @@ class SelfAttention(nn.Module):
         probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
         x_q = quantize_values(x, in_scale, qt)
         residual = dequantize_values(x_q, in_scale, x.dtype)
-        qkv_out_scale = jnp.repeat(jnp.stack([q_scale, k_scale, v_scale]), h)
-        qkv = QuantDense(3 * h, qt, name="qkv")(x_q, x_scale=in_scale, out_scale=qkv_out_scale)
+        qkv = QuantDense(3 * h, qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx = ops.quantized_attention_packed(
             qkv, q_scale, k_scale, v_scale, key_mask, position_bias,
@@ -133,13 +132,11 @@ class FeedForward(nn.Module):
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
-        act_scale = built_param(self, "activation_scale")
         x_q = quantize_values(x, in_scale, qt)
         residual = dequantize_values(x_q, in_scale, x.dtype) if self.quantize_residual else x
-        inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(
-            x_q, x_scale=in_scale, out_scale=act_scale
-        )
-        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, x_scale=act_scale, defer_bias=True)
+        # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
+        inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
+        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True)
         return ln(out, residual, x_bias=out_bias, out_dtype=x.dtype)
 
 

@@ -2,8 +2,8 @@
 
 They declare parameters and call ops; they never pick a kernel. Float
 parameters are used in the dtype they arrive in (the runtime casts them once
-per plan); quantized GEMMs take `QArray` kernels built by
-`samp_jax.quant.build`, never initialized here.
+per plan); quantized GEMMs take weights packed by `samp_jax.quant.build`
+(8-bit codes K-major with their epilogue vectors), never initialized here.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ class Dense(nn.Module):
 
 
 class QuantDense(nn.Module):
-    """8-bit GEMM: `act((x_q @ w_q) * x_scale * w_scale + bias)`.
+    """8-bit GEMM on a packed weight: `act((x_q @ w_q) * x_scale * w_scale + bias)` [-> requantized].
 
-    A float `x` is quantized with this GEMM's own `input_scale`; an 8-bit `x`
-    comes with the `x_scale` it was quantized with. `out_scale` makes the
-    epilogue requantize its result for the next 8-bit consumer.
+    `samp_jax.quant.build` packs the weight with the scale of the activation it
+    multiplies and, where the next consumer reads 8-bit data, the output scale.
+    A float `x` is quantized with this GEMM's own `input_scale` (the one the
+    weight was packed with). `defer_bias=True` returns `(y, bias)` for the
+    residual LayerNorm to add; such weights are packed without their bias.
     """
 
     features: int
@@ -67,18 +69,16 @@ class QuantDense(nn.Module):
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x, *, x_scale=None, defer_bias: bool = False, out_scale=None, out_dtype=jnp.float32):
-        kernel = built_param(self, "kernel")
-        bias = built_param(self, "bias")
-        if x_scale is None:
-            x_scale = built_param(self, "input_scale")
-            x = quantize_values(x, x_scale, self.qtype)
-        y = ops.quantized_matmul(
-            x, x_scale, kernel.values, kernel.scale, None if defer_bias else bias, qtype=self.qtype,
-            activation=self.activation, out_dtype=out_dtype, out_scale=out_scale,
-            implementation=self.implementation,
-        )
-        return (y, bias) if defer_bias else y
+    def __call__(self, x, *, defer_bias: bool = False, out_dtype=jnp.float32):
+        packed = built_param(self, "packed")
+        if packed.has_bias == defer_bias:
+            raise ValueError(f"{'/'.join(self.path)}: weight packed {'with' if packed.has_bias else 'without'} its bias, "
+                             f"called with {defer_bias=}")
+        if not jnp.issubdtype(x.dtype, jnp.integer) and x.dtype != jnp.float8_e4m3fn:
+            x = quantize_values(x, built_param(self, "input_scale"), self.qtype)
+        y = ops.quantized_matmul_packed(x, packed, activation=self.activation, out_dtype=out_dtype,
+                                        implementation=self.implementation)
+        return (y, built_param(self, "bias")) if defer_bias else y
 
 
 class LayerNorm(nn.Module):

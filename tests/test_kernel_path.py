@@ -54,7 +54,7 @@ def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):
     calls: list = []
     _counting(monkeypatch, attention_api._PACKED_REGISTRY, "triton", "triton attention", calls)
     _counting(monkeypatch, quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention", calls)
-    _counting(monkeypatch, quantized_matmul_api._REGISTRY, "mosaic", "mosaic gemm", calls)
+    _counting(monkeypatch, quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm", calls)
     ids, mask, types = random_batch(30000, [32, 11], 32, 0, seed=5)
     fp32 = np.asarray(SampModel(ckpt, "fp32", kernels="xla").hidden_states(ids, mask, types), np.float64)
     xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)

@@ -95,8 +95,8 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
     q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, wide)
     # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
     bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
-    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale]
-        logit_scale, p_scale, v_scale = scales_ref[0], scales_ref[1], scales_ref[2]
+    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale, 1 / P's scale]
+        logit_scale, p_scale, v_scale, inv_p_scale = (scales_ref[i] for i in range(4))
     else:
         logit_scale = scale
 
@@ -136,17 +136,18 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             return m_new, total * jnp.exp(m - m_new) + jnp.sum(jnp.exp(x - row(m_new, bk)), axis=1)
 
         m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
+        inv_total = 1.0 / total
 
         def product(j, acc):
             x, v = keys(j)
-            p = jnp.exp(x - row(m, bk)) / row(total, bk)
+            p = jnp.exp(x - row(m, bk)) * row(inv_total, bk)  # a multiply per element, not a division
             if probs == "float":
                 codes = p.astype(jnp.float16)
             elif p_qtype == "fp8":
-                codes = jnp.minimum(p / p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
+                codes = jnp.minimum(p * inv_p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
             else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
                 top = 255.0 if p_qtype == "uint8" else 127.0
-                codes = round_half_even_nonneg(jnp.minimum(p / p_scale, top)).astype(jnp.float16)
+                codes = round_half_even_nonneg(jnp.minimum(p * inv_p_scale, top)).astype(jnp.float16)
             return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
         acc = jax.lax.fori_loop(0, n_blocks, product, acc0)
@@ -218,6 +219,6 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
     else:
         p_qtype, p_scale = None, jnp.float32(1.0)
     f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(())
-    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale)])
+    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale])
     return _call(qkv_q, key_mask, bias, scales, out_dtype=out_dtype, interpret=interpret,
                  name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs, p_qtype=p_qtype)

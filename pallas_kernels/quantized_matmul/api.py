@@ -8,15 +8,24 @@ import jax.numpy as jnp
 from pallas_kernels._dispatch import dispatch
 from pallas_kernels.matmul.base import ACTIVATIONS
 from pallas_kernels.quant_types import QTYPES
-from pallas_kernels.quantized_matmul.base import quantized_matmul_reference
+from pallas_kernels.quantized_matmul.base import (
+    PackedWeight,
+    pack_weight,
+    quantized_matmul_packed_reference,
+    quantized_matmul_reference,
+)
 
 _REGISTRY = {"xla": quantized_matmul_reference}
+_PACKED_REGISTRY = {"xla": quantized_matmul_packed_reference}
 try:  # Mosaic GPU needs a jaxlib with its dialects; the XLA reference always works
-    from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic
+    from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic, quantized_matmul_mosaic_packed
 
     _REGISTRY["mosaic"] = quantized_matmul_mosaic
+    _PACKED_REGISTRY["mosaic"] = quantized_matmul_mosaic_packed
 except ImportError:  # pragma: no cover
     pass
+
+__all__ = ["PackedWeight", "pack_weight", "quantized_matmul", "quantized_matmul_packed"]
 
 
 def quantized_matmul(
@@ -54,4 +63,35 @@ def quantized_matmul(
     return dispatch(
         "quantized_matmul", _REGISTRY, implementation, x_q, x_scale, w_q, w_scale, bias, qtype=qtype,
         activation=activation, out_dtype=out_dtype, out_scale=out_scale, out_qtype=out_qtype,
+    )
+
+
+def quantized_matmul_packed(
+    x_q: jax.Array,
+    packed: PackedWeight,
+    *,
+    activation: str | None = None,
+    out_dtype=jnp.float32,
+    out_qtype: str | None = None,
+    implementation: str | None = None,
+) -> jax.Array:
+    """`quantized_matmul` on a weight packed once by `pack_weight` (what a served model calls)."""
+    if not isinstance(packed, PackedWeight):
+        raise ValueError(f"quantized_matmul_packed: packed is a {type(packed).__name__}, expected a PackedWeight "
+                         "(pallas_kernels.quantized_matmul.pack_weight)")
+    want = QTYPES[packed.qtype][0]
+    if x_q.dtype != want:
+        raise ValueError(f"quantized_matmul_packed: the weight is {packed.qtype}, x_q.dtype={x_q.dtype}")
+    k, n = packed.shape
+    if x_q.shape[-1] != k:
+        raise ValueError(f"quantized_matmul_packed: x_q.shape={x_q.shape} does not contract with a [{k}, {n}] weight")
+    if packed.vectors.shape != (3, n):
+        raise ValueError(f"quantized_matmul_packed: vectors.shape={packed.vectors.shape}, expected (3, {n})")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"quantized_matmul_packed: unknown {activation=}")
+    if out_qtype is not None and not packed.requantize:
+        raise ValueError(f"quantized_matmul_packed: {out_qtype=} but the weight was packed without an out_scale")
+    return dispatch(
+        "quantized_matmul_packed", _PACKED_REGISTRY, implementation, x_q, packed, activation=activation,
+        out_dtype=out_dtype, out_qtype=out_qtype,
     )

@@ -7,17 +7,61 @@ fp8 e4m3 operands in float32; the epilogue runs in float32: per-tensor
 activation scale times per-column weight scale, bias, activation, then either a
 cast to `out_dtype` or a requantization to 8 bits with `out_scale` (what a
 kernel writes when the next kernel consumes 8-bit data).
+
+Serving packs each weight once (`pack_weight`): the codes K-major (`[N, K]`,
+the only layout 8-bit `wgmma` reads B in) and the per-column epilogue vectors
+precomputed, so no transpose or vector arithmetic runs per call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 
 from pallas_kernels.matmul.base import ACTIVATIONS
-from pallas_kernels.quant_types import dot_8bit, quantize_values
+from pallas_kernels.quant_types import QTYPES, dot_8bit, quantize_scaled
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PackedWeight:
+    """An 8-bit GEMM weight laid out for the fused epilogue, built once per plan by `pack_weight`.
+
+    Attributes:
+      w_t: `[N, K]` codes (int8 or float8_e4m3fn), K-major.
+      vectors: `[3, N]` float32: column scale (`x_scale * w_scale`), bias
+        (zeros when there is none), reciprocal output scale (ones when the
+        result is not requantized).
+      qtype: "int8" or "fp8" (static).
+      has_bias, requantize: whether the epilogue adds the bias and requantizes (static).
+    """
+
+    w_t: jax.Array
+    vectors: jax.Array
+    qtype: str = dataclasses.field(metadata=dict(static=True))
+    has_bias: bool = dataclasses.field(default=True, metadata=dict(static=True))
+    requantize: bool = dataclasses.field(default=False, metadata=dict(static=True))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(K, N)`, the unpacked weight's shape."""
+        n, k = self.w_t.shape
+        return k, n
+
+
+def pack_weight(w_q: jax.Array, w_scale: jax.Array, bias: jax.Array | None = None, *, x_scale: jax.Array,
+                out_scale: jax.Array | None = None, qtype: str) -> PackedWeight:
+    """Packs a `[K, N]` 8-bit weight with the scales of the activation it multiplies (and of its output)."""
+    n = w_q.shape[1]
+    vectors = jnp.stack([
+        column_scale(jnp.asarray(x_scale), jnp.asarray(w_scale)),
+        jnp.zeros((n,), jnp.float32) if bias is None else jnp.asarray(bias, jnp.float32),
+        jnp.broadcast_to(1.0 / jnp.asarray(1.0 if out_scale is None else out_scale, jnp.float32), (n,)),
+    ])
+    return PackedWeight(jnp.asarray(w_q).T, vectors, qtype, bias is not None, out_scale is not None)
 
 
 def quantized_matmul_reference(
@@ -46,9 +90,24 @@ def quantized_matmul_reference(
     """
     acc = dot_8bit("...k,kn->...n", x_q, w_q, (x_q.ndim - 1, 0), qtype)
     col_scale = column_scale(x_scale, w_scale)
-    out_scale = None if out_scale is None else jnp.broadcast_to(out_scale, col_scale.shape)
-    return epilogue(acc, col_scale, bias, activation=activation, out_scale=out_scale,
-                    out_qtype=out_qtype or qtype, out_dtype=out_dtype)
+    inv = None if out_scale is None else jnp.broadcast_to(1.0 / jnp.asarray(out_scale, jnp.float32), col_scale.shape)
+    return epilogue(acc, col_scale, bias, activation=activation, out_inv_scale=inv, out_qtype=out_qtype or qtype,
+                    out_dtype=out_dtype)
+
+
+def quantized_matmul_packed_reference(x_q: jax.Array, packed: PackedWeight, *, activation: str | None = None,
+                                      out_dtype=jnp.float32, out_qtype: str | None = None) -> jax.Array:
+    """`quantized_matmul_reference` on a packed weight; `out_qtype` (default: the weight's) when it requantizes."""
+    acc = dot_8bit("...k,nk->...n", x_q, packed.w_t, (x_q.ndim - 1, 1), packed.qtype)
+    vec = packed.vectors
+    return epilogue(acc, vec[0], vec[1] if packed.has_bias else None, activation=activation,
+                    out_inv_scale=vec[2] if packed.requantize else None, out_qtype=out_qtype or packed.qtype,
+                    out_dtype=out_dtype)
+
+
+def packed_result_dtype(packed: PackedWeight, out_dtype, out_qtype: str | None):
+    """What a packed GEMM returns: 8-bit codes when it requantizes, else `out_dtype`."""
+    return jnp.dtype(QTYPES[out_qtype or packed.qtype][0] if packed.requantize else out_dtype)
 
 
 _ERF_P = 0.3275911
@@ -56,13 +115,18 @@ _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def erf_poly(x: jax.Array) -> jax.Array:
-    """erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), from exp, max, select and arithmetic only.
+    """erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), from exp, rsqrt, max, select and arithmetic only.
 
     Mosaic GPU (jax 0.11.2) has no layout rule for `math.erf`; this form
-    compiles there. GELU's output moves by at most |x| * 1e-7.
+    compiles there. GELU's output moves by at most |x| * 1e-7. `1 / d` is taken
+    as `rsqrt(d)^2`: a GPU kernel compiled with approximate math turns that into
+    two instructions (`rsqrt.approx`, relative error ~2^-23) where an IEEE
+    division is about ten, and the GEMM epilogue that computes GELU is
+    instruction-bound (bench/RESULTS.md, issue 4 third pass).
     """
     ax = jnp.maximum(x, -x)
-    t = 1.0 / (1.0 + _ERF_P * ax)
+    r = jax.lax.rsqrt(1.0 + _ERF_P * ax)
+    t = r * r
     poly = t * (_ERF_A[0] + t * (_ERF_A[1] + t * (_ERF_A[2] + t * (_ERF_A[3] + t * _ERF_A[4]))))
     e = 1.0 - poly * jnp.exp(-(ax * ax))
     return jnp.where(x >= 0, e, -e)
@@ -77,12 +141,13 @@ def column_scale(x_scale: jax.Array, w_scale: jax.Array) -> jax.Array:
     return x_scale.astype(jnp.float32) * w_scale.reshape(-1).astype(jnp.float32)
 
 
-def epilogue(acc, col_scale, bias, *, activation, out_scale, out_qtype, out_dtype, activations=ACTIVATIONS):
+def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_dtype, activations=ACTIVATIONS):
     """The fused epilogue on an accumulator tile, in float32; every kernel runs this same function.
 
-    `col_scale`, `bias` and `out_scale` are `[N]` (or a tile of it) and broadcast
-    over rows; `out_scale` set means requantize to `out_qtype`. Kernels whose
-    compiler lacks an op pass their own `activations` (KERNEL_ACTIVATIONS).
+    `col_scale`, `bias` and `out_inv_scale` are `[N]` (or a tile of it) and
+    broadcast over rows; `out_inv_scale` (the reciprocal output scale) set means
+    requantize to `out_qtype`. Kernels whose compiler lacks an op pass their own
+    `activations` (KERNEL_ACTIVATIONS).
     """
     y = acc.astype(jnp.float32) * col_scale
     if bias is not None:
@@ -91,6 +156,6 @@ def epilogue(acc, col_scale, bias, *, activation, out_scale, out_qtype, out_dtyp
         if activation not in activations:
             raise NotImplementedError(f"{activation=} has no in-kernel form here")
         y = activations[activation](y)
-    if out_scale is not None:
-        return quantize_values(y, out_scale, out_qtype)
+    if out_inv_scale is not None:
+        return quantize_scaled(y, out_inv_scale, out_qtype)
     return y.astype(out_dtype)

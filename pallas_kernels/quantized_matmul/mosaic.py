@@ -14,8 +14,12 @@ Structure (a persistent, warp-specialized kernel):
     8-bit values ever reach device memory (an int32 output would double the
     bytes written, which on K = 768 costs as much as the math: ../shared/GPU.md).
 
-8-bit `wgmma` takes B K-major only, so the weight arrives as `w_t = w_q.T`,
-`[N, K]`, and is handed over as a transposed view of its shared-memory tile.
+8-bit `wgmma` takes B K-major only, so the weight arrives packed
+(`base.pack_weight`: `[N, K]` codes and the `[3, N]` epilogue vectors, built
+once per plan) and is handed over as a transposed view of its shared-memory
+tile. The kernel is compiled with approximate math: the epilogue's GELU and
+requantization are instruction-bound on wide outputs, and `exp`/`rsqrt` become
+single `ex2.approx`/`rsqrt.approx` instructions (relative error ~2^-22).
 """
 
 from __future__ import annotations
@@ -30,8 +34,13 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels._platform import interpreting, num_sms, on_hopper
-from pallas_kernels.quant_types import QTYPES
-from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, column_scale, epilogue
+from pallas_kernels.quantized_matmul.base import (
+    KERNEL_ACTIVATIONS,
+    PackedWeight,
+    epilogue,
+    pack_weight,
+    packed_result_dtype,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +156,7 @@ def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, h
         pl.run_scoped,
         allocs=pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
         out_smem=plgpu.SMEM((2, slots, epi_m, epi_n), out_dtype, transforms=out_transforms),
-        # column scale, bias, output scale of this tile; two slots so the next tile's copy never
+        # column scale, bias, reciprocal output scale of this tile; two slots so the next tile's copy never
         # overwrites values the previous epilogue may still be reading
         vec_smem=plgpu.SMEM((2, 2, 3, tile_n), jnp.float32),
         vec_barrier=plgpu.Barrier(num_barriers=4),
@@ -181,9 +190,9 @@ def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, h
                     plgpu.barrier_wait(vbar)
                     col = _column(vecs.at[0], interpret)
                     bias = _column(vecs.at[1], interpret) if has_bias else None
-                    oscale = _column(vecs.at[2], interpret) if quantize_out else None
+                    inv_oscale = _column(vecs.at[2], interpret) if quantize_out else None
                     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
-                    y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_scale=bcast(oscale),
+                    y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
                                  out_qtype=out_qtype, out_dtype=out_dtype, activations=KERNEL_ACTIVATIONS)
                     plgpu.wait_smem_to_gmem(0, wait_read_only=True)
                     for ei in range(tile_m // epi_m):
@@ -224,13 +233,28 @@ def quantized_matmul_mosaic(
     out_qtype: str | None = None,
     config: MosaicGemmConfig | None = None,
     interpret: bool = False,
-    w_transposed: jax.Array | None = None,
 ) -> jax.Array:
     """`quantized_matmul_reference`, as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
 
-    `w_transposed` (`[N, K]`) skips the per-call transpose when the caller keeps
-    the weight K-major.
+    Packs the weight on every call; serving packs it once and calls
+    `quantized_matmul_mosaic_packed`.
     """
+    packed = pack_weight(w_q, w_scale, bias, x_scale=x_scale, out_scale=out_scale, qtype=qtype)
+    return quantized_matmul_mosaic_packed(x_q, packed, activation=activation, out_dtype=out_dtype,
+                                          out_qtype=out_qtype, config=config, interpret=interpret)
+
+
+def quantized_matmul_mosaic_packed(
+    x_q: jax.Array,
+    packed: PackedWeight,
+    *,
+    activation: str | None = None,
+    out_dtype=jnp.float32,
+    out_qtype: str | None = None,
+    config: MosaicGemmConfig | None = None,
+    interpret: bool = False,
+) -> jax.Array:
+    """`quantized_matmul_packed_reference`, as one Mosaic GPU kernel."""
     interpret = interpret or interpreting()
     if not interpret and not on_hopper():
         raise NotImplementedError("mosaic 8-bit GEMM runs on a Hopper GPU (or with interpret=True)")
@@ -238,10 +262,8 @@ def quantized_matmul_mosaic(
         raise NotImplementedError(f"mosaic 8-bit GEMM: no in-kernel {activation=}")
     lead, k = x_q.shape[:-1], x_q.shape[-1]
     x2 = x_q.reshape(-1, k)
-    m, n = x2.shape[0], w_q.shape[1]
-    quantize_out = out_scale is not None
-    out_qtype = out_qtype or qtype
-    result_dtype = jnp.dtype(QTYPES[out_qtype][0] if quantize_out else out_dtype)
+    m, n = x2.shape[0], packed.w_t.shape[0]
+    result_dtype = packed_result_dtype(packed, out_dtype, out_qtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
     cfg = config or pick_config(_round_up(m, 128), n, k, result_dtype.itemsize)
     cta_m = cfg.cta_tile[0]
@@ -250,15 +272,10 @@ def quantized_matmul_mosaic(
     m_pad = _round_up(m, cta_m)
     if m_pad != m:
         x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))
-    vecs = jnp.stack([
-        column_scale(x_scale, w_scale),
-        jnp.zeros((n,), jnp.float32) if bias is None else bias.astype(jnp.float32),
-        jnp.broadcast_to(jnp.asarray(out_scale if quantize_out else 1.0, jnp.float32), (n,)),
-    ])
-    w_t = w_q if interpret else (w_transposed if w_transposed is not None else w_q.T)
+    w = packed.w_t.T if interpret else packed.w_t
     kernel = functools.partial(
-        _kernel, cfg=cfg, activation=activation, out_qtype=out_qtype, has_bias=bias is not None,
-        quantize_out=quantize_out, interpret=interpret,
+        _kernel, cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
+        quantize_out=packed.requantize, interpret=interpret,
     )
     extra = {}
     if interpret:
@@ -272,9 +289,10 @@ def quantized_matmul_mosaic(
         grid_names=("sm",),
         num_threads=3,
         thread_name="wg",
+        compiler_params=plgpu.CompilerParams(approx_math=True),
         **extra,
     )
-    out = call(x2, w_t, vecs)
+    out = call(x2, w, packed.vectors)
     return (out[:m] if m_pad != m else out).reshape(*lead, n)
 
 

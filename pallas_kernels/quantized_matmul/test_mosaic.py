@@ -52,7 +52,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
         acc = jnp.asarray(np.asarray(x, np.float64) @ np.asarray(w, np.float64), jnp.float32)
         out_scale = args.get("out_scale")
         ref = epilogue(acc, column_scale(xs, ws), b, activation=activation,
-                       out_scale=None if out_scale is None else jnp.broadcast_to(out_scale, (n,)),
+                       out_inv_scale=None if out_scale is None else jnp.broadcast_to(1.0 / out_scale, (n,)),
                        out_qtype=args.get("out_qtype", qtype), out_dtype=args.get("out_dtype", jnp.float32))
     else:
         ref = quantized_matmul_reference(x, xs, w, ws, b, **args)

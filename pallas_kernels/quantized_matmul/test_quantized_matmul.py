@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pallas_kernels.quant_types import QTYPES
-from pallas_kernels.quantized_matmul.api import quantized_matmul
+from pallas_kernels.quantized_matmul.api import pack_weight, quantized_matmul, quantized_matmul_packed
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, quantized_matmul_mosaic_packed
 from pallas_kernels.testing import rel_error
 
 SHAPES = [(1, 8, 16), (7, 33, 65), (64, 384, 1536), (5, 1536, 384)]  # (M, K, N)
@@ -81,3 +82,43 @@ def test_errors_name_the_bad_value():
     with pytest.raises(ValueError, match="qtype='int4' must be"):
         quantized_matmul(x8, one, w8, ws, qtype="int4")
     assert QTYPES["fp8"][1] == 448.0
+
+
+@pytest.mark.parametrize("qtype", ["int8", "fp8"])
+@pytest.mark.parametrize("activation, requantize, bias", [(None, False, False), ("gelu", True, True), (None, False, True)])
+def test_packed_weight_gives_the_unpacked_result(qtype, activation, requantize, bias):
+    """Packing once (K-major codes, precomputed epilogue vectors) changes nothing in the result."""
+    x, w, xs, ws, b = _operands(24, 128, 64, qtype, 11)
+    x, w, ws = jnp.asarray(x), jnp.asarray(w), jnp.asarray(ws)
+    b = jnp.asarray(b) if bias else None
+    out_scale = jnp.float32(0.03) if requantize else None
+    packed = pack_weight(w, ws, b, x_scale=jnp.float32(xs), out_scale=out_scale, qtype=qtype)
+    assert packed.shape == (128, 64) and packed.w_t.shape == (64, 128)
+    want = quantized_matmul(x, jnp.float32(xs), w, ws, b, qtype=qtype, activation=activation, out_scale=out_scale,
+                            implementation="xla")
+    got = quantized_matmul_packed(x.reshape(2, 12, 128), packed, activation=activation, implementation="xla")
+    assert got.dtype == want.dtype and got.shape == (2, 12, 64)
+    np.testing.assert_array_equal(np.asarray(got, np.float32).reshape(24, 64), np.asarray(want, np.float32))
+    # and the Mosaic kernel on the packed weight, interpreted (rows padded 24 -> 64)
+    cfg = MosaicGemmConfig(tile_m=64, tile_n=32, tile_k=64, max_concurrent_steps=2, epi_tile_m=64, epi_tile_n=32,
+                           grid_tile_width=2)
+    kern = quantized_matmul_mosaic_packed(x, packed, activation=activation, config=cfg, interpret=True)
+    kern, ref = np.asarray(kern, np.float32), np.asarray(want, np.float32)
+    if requantize:  # GELU's erf by polynomial in the kernel: a code at a tie may take the other neighbour
+        steps = np.abs(kern - ref) / np.maximum(np.abs(ref) * 2.0**-3, 2.0**-9) if qtype == "fp8" else np.abs(kern - ref)
+        assert steps.max() <= 1.0001 and np.mean(kern == ref) > 0.99
+    else:
+        assert rel_error(kern, ref) < 1e-5
+
+
+def test_packed_errors_name_the_bad_value():
+    w8, ws = jnp.zeros((4, 3), jnp.int8), jnp.ones((1, 3), jnp.float32)
+    packed = pack_weight(w8, ws, x_scale=jnp.float32(1), qtype="int8")
+    with pytest.raises(ValueError, match="expected a PackedWeight"):
+        quantized_matmul_packed(jnp.zeros((2, 4), jnp.int8), w8)
+    with pytest.raises(ValueError, match="the weight is int8, x_q.dtype=float32"):
+        quantized_matmul_packed(jnp.zeros((2, 4)), packed)
+    with pytest.raises(ValueError, match=r"x_q.shape=\(2, 5\) does not contract with a \[4, 3\] weight"):
+        quantized_matmul_packed(jnp.zeros((2, 5), jnp.int8), packed)
+    with pytest.raises(ValueError, match="out_qtype='int8' but the weight was packed without an out_scale"):
+        quantized_matmul_packed(jnp.zeros((2, 4), jnp.int8), packed, out_qtype="int8")

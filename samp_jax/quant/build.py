@@ -1,8 +1,10 @@
 """Builds the parameter tree of a plan: float params + scales -> what the modules consume.
 
-Quantized GEMM kernels become `QArray`s (per output channel), activation amax
-become per-tensor scales (`amax / qmax`), float kernels and embedding tables
-are cast to the plan's dtype; LayerNorm parameters and biases stay float32.
+Quantized GEMM kernels are quantized per output channel and packed for the
+fused 8-bit GEMM (`pallas_kernels.pack_weight`: K-major codes with the column
+scale, bias and reciprocal output scale precomputed), activation amax become
+per-tensor scales (`amax / qmax`), float kernels and embedding tables are cast
+to the plan's dtype; LayerNorm parameters and biases stay float32.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from pallas_kernels import pack_weight
 from pallas_kernels.quant_types import qmax
 from samp_jax.config import EncoderConfig
 from samp_jax.plan import Plan, mode_qtype
@@ -62,8 +65,18 @@ def _scale(scales: Scales, name: str, qtype: str) -> jax.Array:
     return jnp.float32(max(scales.activations[name], 1e-12) / qmax(qtype))
 
 
-def _qdense(p: Mapping[str, Any], qtype: str, w_amax) -> dict[str, Any]:
-    return {"kernel": quantize_weight(p["kernel"], qtype, w_amax), "bias": jnp.asarray(p["bias"], jnp.float32)}
+def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None, defer_bias: bool = False,
+            input_scale: bool = False) -> dict[str, Any]:
+    """A `QuantDense`'s parameters: the packed weight (bias folded in unless the LayerNorm adds it)."""
+    w = quantize_weight(p["kernel"], qtype, w_amax)
+    bias = jnp.asarray(p["bias"], jnp.float32)
+    out = {"packed": pack_weight(w.values, w.scale, None if defer_bias else bias, x_scale=x_scale,
+                                 out_scale=out_scale, qtype=qtype)}
+    if defer_bias:
+        out["bias"] = bias
+    if input_scale:
+        out["input_scale"] = x_scale
+    return out
 
 
 def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, scales: Scales | None) -> dict:
@@ -85,22 +98,26 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
 
         def s(name: str, i: int = i, qt: str = qt):
             return _scale(scales, point(i, name), qt)
+
+        ffn_in, act = s("attention_output"), s("ffn/activation")
         layer["ffn"] = {
-            "input_scale": s("attention_output"),
-            "activation_scale": s("ffn/activation"),
-            "intermediate": _qdense(src["ffn"]["intermediate"], qt, w("ffn/intermediate")),
-            "output": _qdense(src["ffn"]["output"], qt, w("ffn/output")),
+            "input_scale": ffn_in,
+            "intermediate": _qdense(src["ffn"]["intermediate"], qt, w("ffn/intermediate"), x_scale=ffn_in,
+                                    out_scale=act),
+            "output": _qdense(src["ffn"]["output"], qt, w("ffn/output"), x_scale=act, defer_bias=True),
             "layer_norm": layer["ffn"]["layer_norm"],
         }
         if mode.startswith("full_"):
+            attn_in, q, k, v = s("input"), s("attention/q"), s("attention/k"), s("attention/v")
             attn = {
-                "input_scale": s("input"),
-                "q_scale": s("attention/q"),
-                "k_scale": s("attention/k"),
-                "v_scale": s("attention/v"),
-                "qkv": _qdense(src["attention"]["qkv"], qt, w("attention/qkv")),
-                "output": {**_qdense(src["attention"]["output"], qt, w("attention/output")),
-                           "input_scale": s("attention/context")},
+                "input_scale": attn_in,
+                "q_scale": q,
+                "k_scale": k,
+                "v_scale": v,
+                "qkv": _qdense(src["attention"]["qkv"], qt, w("attention/qkv"), x_scale=attn_in,
+                               out_scale=jnp.repeat(jnp.stack([q, k, v]), config.hidden_size)),
+                "output": _qdense(src["attention"]["output"], qt, w("attention/output"),
+                                  x_scale=s("attention/context"), defer_bias=True, input_scale=True),
                 "layer_norm": layer["attention"]["layer_norm"],
             }
             if plan.probs == "int8":
