@@ -21,6 +21,11 @@ def qmax(qtype: str) -> float:
     return QTYPES[qtype][1]
 
 
+def is_codes(x: jax.Array) -> bool:
+    """Whether `x` holds 8-bit codes (int8, uint8 or fp8 e4m3) rather than float values."""
+    return jnp.dtype(x.dtype) in (jnp.dtype(jnp.int8), jnp.dtype(jnp.uint8), jnp.dtype(jnp.float8_e4m3fn))
+
+
 def quantize_values(x: jax.Array, scale: jax.Array, qtype: str) -> jax.Array:
     """Rounds `x / scale` into `qtype` (saturating); `scale` broadcasts against `x`.
 
@@ -40,6 +45,29 @@ def quantize_scaled(x: jax.Array, inv_scale: jax.Array, qtype: str) -> jax.Array
         return round_to_e4m3(y).astype(dtype)
     low = 0.0 if qtype == "uint8" else -top
     return jnp.clip(jnp.round(y), low, top).astype(dtype)
+
+
+def round_half_even_by_truncation(y: jax.Array) -> jax.Array:
+    """Nearest-even rounding of float32 `|y| < 2^22`, from a truncating int cast (float32 result).
+
+    Pallas-Triton lowers no `round`, and the `(y + 1.5 * 2^23) - 1.5 * 2^23`
+    trick is folded away by XLA's simplifier in interpret mode; integer
+    truncation means the same everywhere. Equal to `jnp.round` on that range.
+    """
+    a = jnp.maximum(y, -y)
+    t = (a + 0.5).astype(jnp.int32)  # floor(|y| + 0.5)
+    tie_to_odd = ((t.astype(jnp.float32) - a) == 0.5) & ((t & 1) == 1)
+    r = jnp.where(tie_to_odd, t - 1, t).astype(jnp.float32)
+    return jnp.where(y < 0, -r, r)
+
+
+def quantize_scaled_by_truncation(x: jax.Array, inv_scale, qtype: str) -> jax.Array:
+    """`quantize_scaled` spelled for Pallas-Triton kernels (no `round`; the fp8 cast is the hardware's RNE one)."""
+    dtype, top = QTYPES[qtype]
+    y = x.astype(jnp.float32) * inv_scale
+    if qtype == "fp8":
+        return jnp.clip(y, -top, top).astype(dtype)
+    return jnp.clip(round_half_even_by_truncation(y), 0.0 if qtype == "uint8" else -top, top).astype(dtype)
 
 
 def round_to_e4m3(y: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pallas_kernels as ops
-from pallas_kernels.quant_types import dequantize_values, quantize_values
+from pallas_kernels.quant_types import dequantize_values, is_codes, quantize_values
 from samp_jax.config import EncoderConfig
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import Plan, mode_qtype
@@ -60,7 +60,10 @@ class SelfAttention(nn.Module):
 
     With `qtype` set (full_* modes) the input is quantized once and serves as
     both the QKV GEMM input and the residual; the QKV epilogue requantizes Q, K
-    and V for the 8-bit attention products.
+    and V for the 8-bit attention products, the attention kernel writes the
+    context as codes for the output projection, and the residual LayerNorm
+    reads the 8-bit residual and writes the codes the FFN reads (with the FFN's
+    input scale): 8-bit data from kernel to kernel, no quantize kernels between.
     """
 
     config: EncoderConfig
@@ -88,15 +91,15 @@ class SelfAttention(nn.Module):
         q_scale, k_scale, v_scale = (built_param(self, f"{n}_scale") for n in "qkv")
         probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
         x_q = quantize_values(x, in_scale, qt)
-        residual = dequantize_values(x_q, in_scale, x.dtype)
         qkv = QuantDense(3 * h, qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
-        ctx = ops.quantized_attention_packed(
-            qkv, q_scale, k_scale, v_scale, key_mask, position_bias,
-            scale=cfg.head_dim**-0.5, qtype=qt, probs=self.probs, probs_scale=probs_scale, out_dtype=x.dtype,
+        ctx_q = ops.quantized_attention_packed(
+            qkv, q_scale, k_scale, v_scale, key_mask, position_bias, scale=cfg.head_dim**-0.5, qtype=qt,
+            probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
         )
-        out, out_bias = QuantDense(h, qt, name="output")(ctx.reshape(b, s, h), defer_bias=True)
-        return ln(out, residual, x_bias=out_bias, out_dtype=x.dtype)
+        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True)
+        return ln(out, x_q, x_bias=out_bias, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
+                  out_qtype=qt)
 
 
 def _probs(q, k, key_mask, bias, scale):
@@ -110,9 +113,10 @@ def _probs(q, k, key_mask, bias, scale):
 class FeedForward(nn.Module):
     """Intermediate GEMM with fused activation, output GEMM, residual LayerNorm.
 
-    With `qtype` set the input is quantized on its way in, the first GEMM's
-    epilogue requantizes the activation for the second, and with
-    `quantize_residual` (full_* modes) the residual is the 8-bit input too.
+    With `qtype` set the input is quantized on its way in (full_* modes: it
+    arrives as codes), the first GEMM's epilogue requantizes the activation for
+    the second, and with `quantize_residual` (full_* modes) the residual is the
+    8-bit input too. `out_dtype` is the float dtype of the output.
     """
 
     config: EncoderConfig
@@ -120,7 +124,7 @@ class FeedForward(nn.Module):
     quantize_residual: bool = False
 
     @nn.compact
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x, *, out_dtype=None) -> jax.Array:
         cfg = self.config
         ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
         if self.qtype is None:
@@ -132,12 +136,13 @@ class FeedForward(nn.Module):
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
-        x_q = quantize_values(x, in_scale, qt)
-        residual = dequantize_values(x_q, in_scale, x.dtype) if self.quantize_residual else x
+        out_dtype = out_dtype or x.dtype
+        x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
+        residual, residual_scale = (x_q, in_scale) if self.quantize_residual else (x, None)
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
         out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True)
-        return ln(out, residual, x_bias=out_bias, out_dtype=x.dtype)
+        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype)
 
 
 class TransformerLayer(nn.Module):
@@ -151,12 +156,13 @@ class TransformerLayer(nn.Module):
         full = self.mode.startswith("full_")
         if _observing(self):
             self.sow("intermediates", "input", x)
+        dtype = x.dtype
         x = SelfAttention(self.config, qtype if full else None, self.probs, name="attention")(
             x, key_mask, position_bias
-        )
+        )  # full_* modes: 8-bit codes
         if _observing(self):
             self.sow("intermediates", "attention_output", x)
-        return FeedForward(self.config, qtype, full, name="ffn")(x)
+        return FeedForward(self.config, qtype, full, name="ffn")(x, out_dtype=dtype)
 
 
 def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 import pallas_kernels as ops
-from pallas_kernels.quant_types import quantize_values
 
 _init = nn.initializers.normal(stddev=0.02)
 
@@ -58,9 +57,9 @@ class QuantDense(nn.Module):
 
     `samp_jax.quant.build` packs the weight with the scale of the activation it
     multiplies and, where the next consumer reads 8-bit data, the output scale.
-    A float `x` is quantized with this GEMM's own `input_scale` (the one the
-    weight was packed with). `defer_bias=True` returns `(y, bias)` for the
-    residual LayerNorm to add; such weights are packed without their bias.
+    `x_q` arrives as codes, quantized by its producer with that same scale.
+    `defer_bias=True` returns `(y, bias)` for the residual LayerNorm to add;
+    such weights are packed without their bias.
     """
 
     features: int
@@ -69,14 +68,12 @@ class QuantDense(nn.Module):
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x, *, defer_bias: bool = False, out_dtype=jnp.float32):
+    def __call__(self, x_q, *, defer_bias: bool = False, out_dtype=jnp.float32):
         packed = built_param(self, "packed")
         if packed.has_bias == defer_bias:
             raise ValueError(f"{'/'.join(self.path)}: weight packed {'with' if packed.has_bias else 'without'} its bias, "
                              f"called with {defer_bias=}")
-        if not jnp.issubdtype(x.dtype, jnp.integer) and x.dtype != jnp.float8_e4m3fn:
-            x = quantize_values(x, built_param(self, "input_scale"), self.qtype)
-        y = ops.quantized_matmul_packed(x, packed, activation=self.activation, out_dtype=out_dtype,
+        y = ops.quantized_matmul_packed(x_q, packed, activation=self.activation, out_dtype=out_dtype,
                                         implementation=self.implementation)
         return (y, built_param(self, "bias")) if defer_bias else y
 
@@ -92,9 +89,11 @@ class LayerNorm(nn.Module):
         self.scale = self.param("scale", nn.initializers.ones_init(), (self.hidden_size,), jnp.float32)
         self.bias = self.param("bias", nn.initializers.zeros_init(), (self.hidden_size,), jnp.float32)
 
-    def __call__(self, x, residual=None, *, x_bias=None, out_dtype=None) -> jax.Array:
+    def __call__(self, x, residual=None, *, x_bias=None, out_dtype=None, residual_scale=None, out_scale=None,
+                 out_qtype=None) -> jax.Array:
         return ops.residual_layer_norm(
-            x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps,
-            out_dtype=out_dtype, implementation=self.implementation,
+            x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps, out_dtype=out_dtype,
+            residual_scale=residual_scale, out_scale=out_scale, out_qtype=out_qtype,
+            implementation=self.implementation,
         )
 

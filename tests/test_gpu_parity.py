@@ -80,3 +80,65 @@ def test_plan_on_gpu_matches_cpu(setup, plan):
     tol = TOL.get(plan, 1e-3)
     print(f"{plan}: relative error GPU vs CPU {err:.2e} (tolerance {tol:g})")
     assert err < tol
+
+
+# The kernel path: a model whose shapes fill the kernels' tiles (head dim 64, widths multiples of 256), so
+# every op runs its Pallas kernel on the GPU, against the same plan on the CPU's XLA path.
+KERNEL_PLANS = ["fp16", "ffn_int8,dtype:fp32", "full_int8,dtype:fp32", "full_fp8,dtype:fp32", "ffn_int8", "full_int8",
+                "full_fp8"]
+
+
+@pytest.fixture(scope="module")
+def kernel_setup(tmp_path_factory):
+    import dataclasses
+
+    import torch
+    import transformers
+
+    torch.manual_seed(3)
+    cfg = transformers.BertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512)
+    folder = tmp_path_factory.mktemp("gpu_kernel_bert")
+    transformers.BertModel(cfg).eval().save_pretrained(folder)
+    ckpt = convert_hf_checkpoint(folder)
+    batch = random_batch(30000, [128, 70, 128, 5], 128, pad_id=0, seed=4)
+    with jax.default_device(jax.devices("cpu")[0]):
+        scales = calibrate_batches(SampModel(ckpt, "fp32"), [batch], progress=False)
+    return dataclasses.replace(ckpt, scales=scales), batch
+
+
+@pytest.mark.parametrize("plan", KERNEL_PLANS)
+def test_kernel_path_on_gpu_matches_cpu(kernel_setup, monkeypatch, plan):
+    from pallas_kernels.attention import api as attention_api
+    from pallas_kernels.quantized_attention import api as quantized_attention_api
+    from pallas_kernels.quantized_matmul import api as quantized_matmul_api
+    from tests.test_kernel_path import _counting
+
+    ckpt, (ids, mask, types) = kernel_setup
+    calls: list = []
+    _counting(monkeypatch, attention_api._PACKED_REGISTRY, "triton", "triton attention", calls)
+    _counting(monkeypatch, quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention", calls)
+    _counting(monkeypatch, quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm", calls)
+    real = mask.astype(bool)
+    with jax.default_device(jax.devices("cpu")[0]):
+        cpu = np.asarray(SampModel(ckpt, plan).hidden_states(ids, mask, types), np.float64)[real]
+        fp32 = np.asarray(SampModel(ckpt, "fp32").hidden_states(ids, mask, types), np.float64)[real]
+    assert not calls  # the CPU ran the XLA references
+    with jax.default_device(_gpu()):
+        gpu = np.asarray(SampModel(ckpt, plan).hidden_states(ids, mask, types), np.float64)[real]
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    err, quant_err = rel(gpu, cpu), rel(cpu, fp32)
+    print(f"kernel path {plan}: GPU vs CPU {err:.2e}, plan vs fp32 {quant_err:.2e}, kernels {sorted(set(calls))}")
+    if plan == "fp16":
+        assert set(calls) == {"triton attention"}
+        assert err < TOL["fp16"]
+        return
+    # 8-bit plans: the GEMMs always run on Mosaic; the attention runs the 8-bit kernel in full_* modes
+    # and the float one in ffn_* modes with a half dtype (fp32 attention stays on XLA)
+    assert "mosaic gemm" in calls
+    assert ("triton 8-bit attention" in calls) == plan.startswith("full_")
+    # Two correct 8-bit paths differ by codes that sit at rounding ties (float32 sums in another order,
+    # fp8's reduced-precision tensor-core accumulation, half-precision rounding of requantized values):
+    # a fraction of the plan's own quantization error. A kernel that skipped or misapplied a quantization
+    # measures about 1.0 here (see fp8_max_ratio).
+    bound = 0.1 if "dtype:fp32" in plan and "fp8" not in plan else 0.5
+    assert err < bound * quant_err, (err, quant_err)

@@ -29,6 +29,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
 from pallas_kernels.layer_norm.triton import next_pow2
+from pallas_kernels.quant_types import QTYPES, quantize_scaled_by_truncation, round_half_even_by_truncation
 
 MAX_SEQ = 512
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -60,17 +61,6 @@ def _load_rows(ref, rows, ok, col0: int, d: int, wide=None):
     return jnp.where(mask, pltriton.load(ref.at[r, c], mask=mask).astype(wide), 0)
 
 
-def round_half_even_nonneg(y):
-    """Nearest-even rounding of float32 `0 <= y < 2^22`, from a truncating int cast.
-
-    Triton lowers no `round`, and the `(y + 1.5 * 2^23) - 1.5 * 2^23` trick is folded away
-    by XLA's simplifier in interpret mode; integer truncation means the same everywhere.
-    """
-    t = (y + 0.5).astype(jnp.int32)  # floor(y + 0.5): y + 0.5 >= 0
-    tie_to_odd = ((t.astype(jnp.float32) - y) == 0.5) & ((t & 1) == 1)
-    return jnp.where(tie_to_odd, t - 1, t).astype(jnp.float32)
-
-
 def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int, bk: int):
     """float32 logits `[bq, bk]`: scaled, biased, padding keys at MASK_VALUE, keys past S at -inf."""
     x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.float32) * logit_scale
@@ -83,7 +73,7 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
     return jnp.where(_tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
 
 
-def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype):
+def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None):
     qkv_ref, mask_ref, *rest = refs
     scales_ref = rest.pop(0) if quant else None
     bias_ref = rest.pop(0) if has_bias else None
@@ -95,8 +85,8 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
     q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, wide)
     # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
     bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
-    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale, 1 / P's scale]
-        logit_scale, p_scale, v_scale, inv_p_scale = (scales_ref[i] for i in range(4))
+    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale, 1 / P's scale, 1 / output scale]
+        logit_scale, p_scale, v_scale, inv_p_scale, inv_out_scale = (scales_ref[i] for i in range(5))
     else:
         logit_scale = scale
 
@@ -147,11 +137,13 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 codes = jnp.minimum(p * inv_p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
             else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
                 top = 255.0 if p_qtype == "uint8" else 127.0
-                codes = round_half_even_nonneg(jnp.minimum(p * inv_p_scale, top)).astype(jnp.float16)
+                codes = round_half_even_by_truncation(jnp.minimum(p * inv_p_scale, top)).astype(jnp.float16)
             return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
         acc = jax.lax.fori_loop(0, n_blocks, product, acc0)
         out = acc * (v_scale if probs == "float" else p_scale * v_scale)
+        if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
+            out = quantize_scaled_by_truncation(out, inv_out_scale, out_qtype)
     shape = (bq, d)
     rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
     pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))
@@ -204,7 +196,7 @@ def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype
 
 def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask, bias=None, *, scale: float,
                                       qtype: str, probs: str = "uint8", probs_scale=None, out_dtype=jnp.float32,
-                                      interpret: bool = False) -> jax.Array:
+                                      out_scale=None, interpret: bool = False) -> jax.Array:
     """`quantized_attention_packed_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     from pallas_kernels.quantized_attention.base import fixed_probs_scale
 
@@ -219,6 +211,9 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
     else:
         p_qtype, p_scale = None, jnp.float32(1.0)
     f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(())
-    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale])
-    return _call(qkv_q, key_mask, bias, scales, out_dtype=out_dtype, interpret=interpret,
-                 name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs, p_qtype=p_qtype)
+    inv_out = 1.0 / f32(1.0 if out_scale is None else out_scale)
+    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
+    out_qtype = None if out_scale is None else qtype
+    return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
+                 interpret=interpret, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
+                 p_qtype=p_qtype, out_qtype=out_qtype)

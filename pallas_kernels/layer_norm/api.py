@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from pallas_kernels._dispatch import dispatch
 from pallas_kernels.layer_norm.base import residual_layer_norm_reference
+from pallas_kernels.quant_types import is_codes
 
 _REGISTRY = {"xla": residual_layer_norm_reference}
 try:  # Pallas-Triton needs jaxlib's Triton bindings; the XLA reference always works
@@ -25,16 +27,28 @@ def residual_layer_norm(
     x_bias: jax.Array | None = None,
     eps: float,
     out_dtype=None,
+    residual_scale: jax.Array | None = None,
+    out_scale: jax.Array | None = None,
+    out_qtype: str | None = None,
     implementation: str | None = None,
 ) -> jax.Array:
-    """`LayerNorm(x + x_bias + residual)`; see `residual_layer_norm_reference`."""
+    """`LayerNorm(x + x_bias + residual)`, 8-bit in or out as asked; see `residual_layer_norm_reference`."""
     hidden = x.shape[-1]
     if residual is not None and residual.shape != x.shape:
         raise ValueError(f"residual_layer_norm: residual.shape={residual.shape} != x.shape={x.shape}")
+    if residual is not None and is_codes(residual) != (residual_scale is not None):
+        raise ValueError(f"residual_layer_norm: residual.dtype={residual.dtype} with residual_scale="
+                         f"{'None' if residual_scale is None else 'set'}: 8-bit codes need their scale, floats none")
+    for name, v in (("residual_scale", residual_scale), ("out_scale", out_scale)):
+        if v is not None and jnp.size(v) != 1:
+            raise ValueError(f"residual_layer_norm: {name}.shape={jnp.shape(v)}, expected a per-tensor scalar")
+    if (out_scale is None) != (out_qtype is None) or out_qtype not in (None, "int8", "fp8"):
+        raise ValueError(f"residual_layer_norm: out_qtype={out_qtype!r} needs an out_scale and one of 'int8', 'fp8'")
     for name, p in (("scale", scale), ("bias", bias), ("x_bias", x_bias)):
         if p is not None and p.shape != (hidden,):
             raise ValueError(f"residual_layer_norm: {name}.shape={p.shape}, expected ({hidden},)")
     return dispatch(
         "residual_layer_norm", _REGISTRY, implementation,
-        x, residual, scale, bias, x_bias=x_bias, eps=eps, out_dtype=out_dtype,
+        x, residual, scale, bias, x_bias=x_bias, eps=eps, out_dtype=out_dtype, residual_scale=residual_scale,
+        out_scale=out_scale, out_qtype=out_qtype,
     )

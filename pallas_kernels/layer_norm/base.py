@@ -2,13 +2,18 @@
 
 `y = LayerNorm(x + x_bias + residual) * scale + bias`, statistics in float32.
 Splitting the GEMM's bias off (`x_bias`) lets a GEMM write its raw product and
-this op finish the epilogue, which is how the fused kernels are laid out.
+this op finish the epilogue, which is how the fused kernels are laid out. In
+the `full_*` modes 8-bit data flows in and out: the residual may arrive as
+codes with their `residual_scale`, and `out_scale` makes the output the codes
+the next GEMM reads, so no separate quantize or dequantize kernel runs.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from pallas_kernels.quant_types import quantize_values
 
 
 def residual_layer_norm_reference(
@@ -20,6 +25,9 @@ def residual_layer_norm_reference(
     x_bias: jax.Array | None = None,
     eps: float,
     out_dtype=None,
+    residual_scale: jax.Array | None = None,
+    out_scale: jax.Array | None = None,
+    out_qtype: str | None = None,
 ) -> jax.Array:
     """LayerNorm over the last axis of `x (+ x_bias) (+ residual)`.
 
@@ -30,16 +38,21 @@ def residual_layer_norm_reference(
       x_bias: optional `[H]` bias of the GEMM that produced `x`.
       eps: variance epsilon (Hugging Face's `layer_norm_eps`).
       out_dtype: default `x.dtype`.
+      residual_scale: scalar; set when `residual` is 8-bit codes (dequantized as `codes * scale`).
+      out_scale, out_qtype: when given, the output is `out_qtype` codes (`quantize_values`).
     """
     out_dtype = x.dtype if out_dtype is None else out_dtype
     h = x.astype(jnp.float32)
     if x_bias is not None:
         h = h + x_bias.astype(jnp.float32)
     if residual is not None:
-        h = h + residual.astype(jnp.float32)
+        r = residual.astype(jnp.float32)
+        h = h + (r if residual_scale is None else r * residual_scale.astype(jnp.float32))
     mean = jnp.mean(h, axis=-1, keepdims=True)
     centered = h - mean
     var = jnp.mean(centered * centered, axis=-1, keepdims=True)
     y = centered * jax.lax.rsqrt(var + eps)
     y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    if out_scale is not None:
+        return quantize_values(y, out_scale, out_qtype)
     return y.astype(out_dtype)

@@ -28,6 +28,29 @@ class ResidualLayerNormTest:
         assert out.dtype == jnp.dtype(dtype)
         assert rel_error(out, layer_norm_np(total, scale, bias, 1e-12)) < REL_TOL[dtype]
 
+    @pytest.mark.parametrize("qtype", ["int8", "fp8"])
+    def test_8bit_residual_in_codes_out(self, qtype):
+        """The full_* data flow: codes in as the residual, codes out for the next GEMM, against float64."""
+        rng = np.random.default_rng(5)
+        shape, h = (3, 17, 384), 384
+        x = jnp.asarray(rng.standard_normal(shape) * 3, jnp.float32)
+        r_scale, o_scale = np.float32(0.03), np.float32(0.04 if qtype == "int8" else 0.01)
+        codes = rng.integers(-127, 128, shape) if qtype == "int8" else rng.standard_normal(shape) * 60
+        res = jnp.asarray(codes, jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn)
+        xb, scale, bias = (rng.standard_normal(h).astype(np.float32) for _ in range(3))
+        out = residual_layer_norm(x, res, scale, bias, x_bias=xb, eps=1e-12, residual_scale=jnp.float32(r_scale),
+                                  out_scale=jnp.float32(o_scale), out_qtype=qtype, implementation=self.IMPLEMENTATION)
+        assert out.dtype == (jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn) and out.shape == shape
+        total = np.asarray(x, np.float64) + xb + np.asarray(res, np.float64) * r_scale
+        want = layer_norm_np(total, scale, bias, 1e-12) / o_scale
+        got = np.asarray(out, np.float64)
+        if qtype == "int8":  # float32 statistics: a value within rounding of a tie may take either neighbour
+            want = np.clip(np.round(want), -127, 127)
+            assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.999
+        else:  # within one e4m3 step (3 mantissa bits) of the exact value
+            step = 2.0 ** np.maximum(np.floor(np.log2(np.maximum(np.abs(want), 2.0**-6))) - 3, -9)
+            assert (np.abs(got - np.clip(want, -448, 448)) <= step * 0.5 + 1e-6 * np.abs(want) + 1e-9).mean() > 0.999
+
     def test_constant_row_is_finite(self):
         out = residual_layer_norm(jnp.ones((1, 4, 8)), None, jnp.ones(8), jnp.zeros(8), eps=1e-12,
                                   implementation=self.IMPLEMENTATION)
@@ -36,6 +59,19 @@ class ResidualLayerNormTest:
 
 class TestResidualLayerNormXla(ResidualLayerNormTest):
     IMPLEMENTATION = "xla"
+
+
+def test_8bit_arguments_name_the_bad_value():
+    x, codes = jnp.ones((2, 4)), jnp.ones((2, 4), jnp.int8)
+    one = jnp.ones(4)
+    with pytest.raises(ValueError, match="residual.dtype=int8 with residual_scale=None"):
+        residual_layer_norm(x, codes, one, one, eps=1e-5)
+    with pytest.raises(ValueError, match="residual.dtype=float32 with residual_scale=set"):
+        residual_layer_norm(x, x, one, one, eps=1e-5, residual_scale=jnp.float32(1))
+    with pytest.raises(ValueError, match=r"out_scale.shape=\(4,\), expected a per-tensor scalar"):
+        residual_layer_norm(x, None, one, one, eps=1e-5, out_scale=one, out_qtype="int8")
+    with pytest.raises(ValueError, match="out_qtype='int4' needs an out_scale"):
+        residual_layer_norm(x, None, one, one, eps=1e-5, out_scale=jnp.float32(1), out_qtype="int4")
 
 
 def test_shape_errors():

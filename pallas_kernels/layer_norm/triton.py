@@ -2,7 +2,9 @@
 
 A memory-bound kernel: each program owns `block_rows` rows, reads x, the
 residual and the parameters once, keeps the row statistics in float32
-registers and writes the output once. Rows are padded in registers to a power
+registers and writes the output once. 8-bit residuals are dequantized and
+8-bit outputs quantized in registers, so in the `full_*` modes the residual
+stream crosses memory as one byte per value. Rows are padded in registers to a power
 of two (Triton's block shapes) and the padding masked out of the statistics.
 """
 
@@ -16,6 +18,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
+from pallas_kernels.quant_types import QTYPES, quantize_scaled_by_truncation
 
 
 def next_pow2(n: int) -> int:
@@ -66,12 +69,12 @@ def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
     return centered * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual):
+def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
     r_ref = refs.pop(0) if has_residual else None
-    scale_ref, bias_ref, o_ref = refs
+    scale_ref, bias_ref, qscales_ref, o_ref = refs  # qscales: [residual scale, 1 / output scale]
     rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
     r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
     load = lambda ref: pltriton.load(ref.at[r2, c2], mask=mask, other=0).astype(jnp.float32)
@@ -80,25 +83,32 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
     if has_bias:
         h = h + vec(xb_ref)
     if has_residual:
-        h = h + load(r_ref)
+        h = h + (load(r_ref) * qscales_ref[0] if scaled_residual else load(r_ref))
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
+    if out_qtype is not None:
+        y = quantize_scaled_by_truncation(y, qscales_ref[1], out_qtype)
     pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
 
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
-                               block_rows: int = 4, interpret: bool = False) -> jax.Array:
+                               residual_scale=None, out_scale=None, out_qtype=None, block_rows: int = 4,
+                               interpret: bool = False) -> jax.Array:
     """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
         raise NotImplementedError("triton residual LayerNorm runs on a GPU (or with interpret=True)")
-    out_dtype = x.dtype if out_dtype is None else out_dtype
+    out_dtype = QTYPES[out_qtype][0] if out_scale is not None else (x.dtype if out_dtype is None else out_dtype)
     shape, n_cols = x.shape, x.shape[-1]
     x2 = x.reshape(-1, n_cols)
     n_rows, width = x2.shape[0], next_pow2(n_cols)
     args = [x2] + ([x_bias] if x_bias is not None else []) + (
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
+    f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(())
+    args.append(jnp.stack([f32(residual_scale), 1.0 / f32(out_scale)]))
     kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
-                               has_bias=x_bias is not None, has_residual=residual is not None)
+                               has_bias=x_bias is not None, has_residual=residual is not None,
+                               scaled_residual=residual_scale is not None,
+                               out_qtype=out_qtype if out_scale is not None else None)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
                           interpret=interpret, name="residual_layer_norm")
     return out.reshape(shape)

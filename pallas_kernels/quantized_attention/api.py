@@ -78,12 +78,20 @@ def quantized_attention_packed(
     probs: str = "uint8",
     probs_scale: jax.Array | None = None,
     out_dtype=jnp.float32,
+    out_scale: jax.Array | None = None,
     implementation: str | None = None,
 ) -> jax.Array:
-    """Attention on the requantized QKV GEMM output `[B, S, 3, N, D]`; see `quantized_attention_reference`."""
+    """Attention on the requantized QKV GEMM output `[B, S, 3, N, D]`; see `quantized_attention_reference`.
+
+    With `out_scale` (a per-tensor scalar) the context comes back as `qtype`
+    codes, quantized inside the kernel for the output projection.
+    """
     _check("quantized_attention_packed", qtype, probs, probs_scale, (("qkv_q", qkv_q),))
     check_packed("quantized_attention_packed", qkv_q, key_mask, bias)
+    if out_scale is not None and jnp.size(out_scale) != 1:
+        raise ValueError(f"quantized_attention_packed: out_scale.shape={jnp.shape(out_scale)}, expected a scalar")
     return dispatch(
         "quantized_attention_packed", _PACKED_REGISTRY, implementation, qkv_q, q_scale, k_scale, v_scale, key_mask,
         bias, scale=scale, qtype=qtype, probs=probs, probs_scale=probs_scale, out_dtype=out_dtype,
+        out_scale=out_scale,
     )

@@ -3,6 +3,7 @@
     logits = (q_q . k_q) * q_scale * k_scale * scale     (exact integer sums for int8)
     p      = softmax(logits + bias, masked)              (float32)
     out    = (P_q . v_q) * p_scale * v_scale             (P quantized per `probs`)
+             [-> quantized with `out_scale`, the output projection's 8-bit input]
 
 `probs` picks the treatment of the probabilities, which SAMP's appendix names
 the main source of Fully-Quant's accuracy loss:
@@ -51,8 +52,12 @@ def quantized_attention_reference(
     probs: str = "uint8",
     probs_scale: jax.Array | None = None,
     out_dtype=jnp.float32,
+    out_scale: jax.Array | None = None,
 ) -> jax.Array:
-    """Multi-head attention on quantized `[B, S, N, D]` Q, K, V; returns `[B, S, N, D]`."""
+    """Multi-head attention on quantized `[B, S, N, D]` Q, K, V; returns `[B, S, N, D]`.
+
+    With `out_scale` the result is `qtype` codes (`quantize_values(out, out_scale)`).
+    """
     logits = _product("bqnd,bknd->bnqk", q_q, k_q, q_q.shape[3], qmax("int8") ** 2, qtype)
     logits = logits * (q_scale * k_scale * scale).astype(jnp.float32)
     if bias is not None:
@@ -62,7 +67,7 @@ def quantized_attention_reference(
     if probs == "float":
         v = v_q.astype(jnp.float32) * v_scale.astype(jnp.float32)
         out = jnp.einsum("bnqk,bknd->bqnd", p, v, precision=jax.lax.Precision.HIGHEST)
-        return out.astype(out_dtype)
+        return _output(out, out_dtype, out_scale, qtype)
     if probs == "uint8":
         p_qtype = "uint8" if qtype == "int8" else "fp8"
         p_scale = jnp.float32(fixed_probs_scale(qtype))
@@ -71,13 +76,17 @@ def quantized_attention_reference(
         p_scale = probs_scale.astype(jnp.float32)
     p_q = quantize_values(p, p_scale, p_qtype)
     out = _product("bnqk,bknd->bqnd", p_q, v_q, v_q.shape[1], qmax(p_qtype) * qmax("int8"), qtype)
-    return (out * (p_scale * v_scale).astype(jnp.float32)).astype(out_dtype)
+    return _output(out * (p_scale * v_scale).astype(jnp.float32), out_dtype, out_scale, qtype)
+
+
+def _output(out: jax.Array, out_dtype, out_scale, qtype: str) -> jax.Array:
+    return out.astype(out_dtype) if out_scale is None else quantize_values(out, out_scale, qtype)
 
 
 def quantized_attention_packed_reference(qkv_q: jax.Array, q_scale, k_scale, v_scale, key_mask, bias=None, *,
                                          scale: float, qtype: str, probs: str = "uint8", probs_scale=None,
-                                         out_dtype=jnp.float32) -> jax.Array:
+                                         out_dtype=jnp.float32, out_scale=None) -> jax.Array:
     """`quantized_attention_reference` on the requantized QKV output viewed as `[B, S, 3, N, D]`."""
     return quantized_attention_reference(
         qkv_q[:, :, 0], qkv_q[:, :, 1], qkv_q[:, :, 2], q_scale, k_scale, v_scale, key_mask, bias, scale=scale,
-        qtype=qtype, probs=probs, probs_scale=probs_scale, out_dtype=out_dtype)
+        qtype=qtype, probs=probs, probs_scale=probs_scale, out_dtype=out_dtype, out_scale=out_scale)

@@ -79,7 +79,7 @@ def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
     """The first tuned configuration that divides the problem and fits in shared memory."""
-    for cfg in CANDIDATES_WIDE_N if n >= 3072 else CANDIDATES:
+    for cfg in CANDIDATES_WIDE_N if n >= 3072 and out_itemsize > 1 else CANDIDATES:
         cm, cn = cfg.cta_tile
         if m % cm or n % cn or k % cfg.tile_k:
             continue
@@ -89,9 +89,10 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConf
     raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
 
 
-# Preference order. H100 sweep (bench/kernels.py --sweep, 2026-11-23): on 16384 x 768 x 2304 and
+# Preference order. H100 sweeps (bench/kernels.py --sweep, 2026-11-23): on 16384 x 768 x 2304 and
 # 16384 x 3072 x 768 the 128 x 256 CTA tile reached 922 and 1434 TOPS; on the wide-output
-# 16384 x 768 x 3072 it reached 355 and a 128 x 128 tile (two 128 x 64 warpgroup tiles) 575.
+# 16384 x 768 x 3072 with GELU a 128 x 128 tile (two 128 x 64 warpgroup tiles) is best for a bf16
+# output (658 TOPS at 5d1fbd8) and the 128 x 256 tile for a requantized int8 one (620 vs 589).
 CANDIDATES = (
     DEFAULT_CONFIG,
     MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),

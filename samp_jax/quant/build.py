@@ -65,8 +65,8 @@ def _scale(scales: Scales, name: str, qtype: str) -> jax.Array:
     return jnp.float32(max(scales.activations[name], 1e-12) / qmax(qtype))
 
 
-def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None, defer_bias: bool = False,
-            input_scale: bool = False) -> dict[str, Any]:
+def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None,
+            defer_bias: bool = False) -> dict[str, Any]:
     """A `QuantDense`'s parameters: the packed weight (bias folded in unless the LayerNorm adds it)."""
     w = quantize_weight(p["kernel"], qtype, w_amax)
     bias = jnp.asarray(p["bias"], jnp.float32)
@@ -74,8 +74,6 @@ def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None
                                  out_scale=out_scale, qtype=qtype)}
     if defer_bias:
         out["bias"] = bias
-    if input_scale:
-        out["input_scale"] = x_scale
     return out
 
 
@@ -109,15 +107,18 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
         }
         if mode.startswith("full_"):
             attn_in, q, k, v = s("input"), s("attention/q"), s("attention/k"), s("attention/v")
+            ctx = s("attention/context")
             attn = {
                 "input_scale": attn_in,
                 "q_scale": q,
                 "k_scale": k,
                 "v_scale": v,
+                "context_scale": ctx,  # the attention kernel writes the context as codes
+                "output_scale": ffn_in,  # the residual LayerNorm writes the FFN's 8-bit input
                 "qkv": _qdense(src["attention"]["qkv"], qt, w("attention/qkv"), x_scale=attn_in,
                                out_scale=jnp.repeat(jnp.stack([q, k, v]), config.hidden_size)),
-                "output": _qdense(src["attention"]["output"], qt, w("attention/output"),
-                                  x_scale=s("attention/context"), defer_bias=True, input_scale=True),
+                "output": _qdense(src["attention"]["output"], qt, w("attention/output"), x_scale=ctx,
+                                  defer_bias=True),
                 "layer_norm": layer["attention"]["layer_norm"],
             }
             if plan.probs == "int8":
