@@ -77,7 +77,9 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
     scale_ref, bias_ref, qscales_ref, o_ref = refs  # qscales: [residual scale, 1 / output scale]
     rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
     r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
-    load = lambda ref: pltriton.load(ref.at[r2, c2], mask=mask, other=0).astype(jnp.float32)
+    # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
+    load = lambda ref: pltriton.load(ref.at[r2, c2], mask=mask, other=0 if jnp.issubdtype(ref.dtype, jnp.integer)
+                                     else 0.0).astype(jnp.float32)
     vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
     h = load(x_ref)
     if has_bias:
