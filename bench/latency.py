@@ -11,7 +11,7 @@ is the same encoder on the plain XLA path in bf16 ("kernels=xla"). PyTorch
 runs Hugging Face's `BertModel` in fp16 with SDPA, eager and under
 `torch.compile`. Latency is the median of the host clock around one call and
 `block_until_ready` (PyTorch: CUDA events), so launch gaps count as they do in
-serving. Before timing, each plan's kernel output is compared with its own XLA
+serving; the ids are on the device before the clock starts, for both. Before timing, each plan's kernel output is compared with its own XLA
 path on the GPU at 8 x 128. Records go to DIR/latency.json.
 """
 
@@ -224,7 +224,8 @@ def main() -> None:
             write_records(RECORDS, args.out / "latency_check.json")
             return
         for batch, seq in shapes:
-            ids, mask, types = random_ids(batch, seq)
+            # on the device already, as PyTorch gets them: the timing is the encoder's, not the copy's
+            ids, mask, types = jax.device_put(random_ids(batch, seq))
             for (impl, plan), model in models.items():
                 try:
                     exe = model.executable("hidden", batch, seq)
