@@ -11,8 +11,9 @@ is the same encoder on the plain XLA path in bf16 ("kernels=xla"). PyTorch
 runs Hugging Face's `BertModel` in fp16 with SDPA, eager and under
 `torch.compile`. Latency is the median of the host clock around one call and
 `block_until_ready` (PyTorch: CUDA events), so launch gaps count as they do in
-serving; the ids are on the device before the clock starts, for both. Before timing, each plan's kernel output is compared with its own XLA
-path on the GPU at 8 x 128. Records go to DIR/latency.json.
+serving; the ids are on the device before the clock starts, for both. Before
+timing, each plan's kernel output is compared with its own XLA path on the GPU
+at 8 x 128. Records go to DIR/latency.json.
 """
 
 from __future__ import annotations
