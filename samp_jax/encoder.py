@@ -69,9 +69,10 @@ class SelfAttention(nn.Module):
     config: EncoderConfig
     qtype: str | None = None
     probs: str = "uint8"
+    codes_for_ffn: str | None = None  # ffn_* modes: also return the FFN's 8-bit input, quantized by the LayerNorm
 
     @nn.compact
-    def __call__(self, x, key_mask, position_bias) -> jax.Array:
+    def __call__(self, x, key_mask, position_bias):
         cfg = self.config
         b, s, h = x.shape
         ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
@@ -84,6 +85,9 @@ class SelfAttention(nn.Module):
                     self.sow("intermediates", name, t)
                 self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
             out, out_bias = Dense(h, name="output")(ctx.reshape(b, s, h), defer_bias=True)
+            if self.codes_for_ffn:  # (float output, codes): the FFN's residual and its GEMM input
+                return ln(out, x, x_bias=out_bias, out_scale=built_param(self, "output_scale"),
+                          out_qtype=self.codes_for_ffn, with_float=True)
             return ln(out, x, x_bias=out_bias)
 
         qt = self.qtype
@@ -97,7 +101,8 @@ class SelfAttention(nn.Module):
             qkv, q_scale, k_scale, v_scale, key_mask, position_bias, scale=cfg.head_dim**-0.5, qtype=qt,
             probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
         )
-        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True)
+        # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
+        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True, out_dtype=x.dtype)
         return ln(out, x_q, x_bias=out_bias, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
                   out_qtype=qt)
 
@@ -113,10 +118,11 @@ def _probs(q, k, key_mask, bias, scale):
 class FeedForward(nn.Module):
     """Intermediate GEMM with fused activation, output GEMM, residual LayerNorm.
 
-    With `qtype` set the input is quantized on its way in (full_* modes: it
-    arrives as codes), the first GEMM's epilogue requantizes the activation for
-    the second, and with `quantize_residual` (full_* modes) the residual is the
-    8-bit input too. `out_dtype` is the float dtype of the output.
+    With `qtype` set the input arrives quantized by the LayerNorm before it (as
+    `x` in full_* modes; as `x_q` beside the float `x` in ffn_* ones), the first
+    GEMM's epilogue requantizes the activation for the second, and with
+    `quantize_residual` (full_* modes) the residual is the 8-bit input too.
+    `out_dtype` is the float dtype of the output.
     """
 
     config: EncoderConfig
@@ -124,7 +130,7 @@ class FeedForward(nn.Module):
     quantize_residual: bool = False
 
     @nn.compact
-    def __call__(self, x, *, out_dtype=None) -> jax.Array:
+    def __call__(self, x, *, x_q=None, out_dtype=None) -> jax.Array:
         cfg = self.config
         ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
         if self.qtype is None:
@@ -137,11 +143,12 @@ class FeedForward(nn.Module):
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
         out_dtype = out_dtype or x.dtype
-        x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
+        if x_q is None:
+            x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
         residual, residual_scale = (x_q, in_scale) if self.quantize_residual else (x, None)
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
-        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True)
+        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True, out_dtype=out_dtype)
         return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype)
 
 
@@ -156,13 +163,15 @@ class TransformerLayer(nn.Module):
         full = self.mode.startswith("full_")
         if _observing(self):
             self.sow("intermediates", "input", x)
-        dtype = x.dtype
-        x = SelfAttention(self.config, qtype if full else None, self.probs, name="attention")(
+        dtype, x_q = x.dtype, None
+        x = SelfAttention(self.config, qtype if full else None, self.probs, None if full else qtype, name="attention")(
             x, key_mask, position_bias
-        )  # full_* modes: 8-bit codes
+        )  # full_* modes: 8-bit codes; ffn_* modes: (float, codes)
+        if isinstance(x, tuple):
+            x, x_q = x
         if _observing(self):
             self.sow("intermediates", "attention_output", x)
-        return FeedForward(self.config, qtype, full, name="ffn")(x, out_dtype=dtype)
+        return FeedForward(self.config, qtype, full, name="ffn")(x, x_q=x_q, out_dtype=dtype)
 
 
 def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:

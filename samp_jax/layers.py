@@ -90,10 +90,10 @@ class LayerNorm(nn.Module):
         self.bias = self.param("bias", nn.initializers.zeros_init(), (self.hidden_size,), jnp.float32)
 
     def __call__(self, x, residual=None, *, x_bias=None, out_dtype=None, residual_scale=None, out_scale=None,
-                 out_qtype=None) -> jax.Array:
+                 out_qtype=None, with_float: bool = False):
         return ops.residual_layer_norm(
             x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps, out_dtype=out_dtype,
-            residual_scale=residual_scale, out_scale=out_scale, out_qtype=out_qtype,
+            residual_scale=residual_scale, out_scale=out_scale, out_qtype=out_qtype, with_float=with_float,
             implementation=self.implementation,
         )
 

@@ -48,6 +48,7 @@ def _counting(monkeypatch, registry: dict, name: str, label: str, calls: list) -
 
 @pytest.mark.parametrize("plan, used", [
     ("fp16", {"triton attention"}),
+    ("ffn_int8", {"triton attention", "mosaic gemm"}),
     ("full_int8", {"triton 8-bit attention", "mosaic gemm"}),
 ])
 def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):

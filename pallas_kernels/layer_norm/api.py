@@ -30,9 +30,13 @@ def residual_layer_norm(
     residual_scale: jax.Array | None = None,
     out_scale: jax.Array | None = None,
     out_qtype: str | None = None,
+    with_float: bool = False,
     implementation: str | None = None,
-) -> jax.Array:
-    """`LayerNorm(x + x_bias + residual)`, 8-bit in or out as asked; see `residual_layer_norm_reference`."""
+):
+    """`LayerNorm(x + x_bias + residual)`, 8-bit in or out as asked; see `residual_layer_norm_reference`.
+
+    Returns the output, or `(float output, codes)` with `with_float`.
+    """
     hidden = x.shape[-1]
     if residual is not None and residual.shape != x.shape:
         raise ValueError(f"residual_layer_norm: residual.shape={residual.shape} != x.shape={x.shape}")
@@ -44,11 +48,13 @@ def residual_layer_norm(
             raise ValueError(f"residual_layer_norm: {name}.shape={jnp.shape(v)}, expected a per-tensor scalar")
     if (out_scale is None) != (out_qtype is None) or out_qtype not in (None, "int8", "fp8"):
         raise ValueError(f"residual_layer_norm: out_qtype={out_qtype!r} needs an out_scale and one of 'int8', 'fp8'")
+    if with_float and out_scale is None:
+        raise ValueError("residual_layer_norm: with_float=True returns (float, codes) and needs an out_scale")
     for name, p in (("scale", scale), ("bias", bias), ("x_bias", x_bias)):
         if p is not None and p.shape != (hidden,):
             raise ValueError(f"residual_layer_norm: {name}.shape={p.shape}, expected ({hidden},)")
     return dispatch(
         "residual_layer_norm", _REGISTRY, implementation,
         x, residual, scale, bias, x_bias=x_bias, eps=eps, out_dtype=out_dtype, residual_scale=residual_scale,
-        out_scale=out_scale, out_qtype=out_qtype,
+        out_scale=out_scale, out_qtype=out_qtype, with_float=with_float,
     )

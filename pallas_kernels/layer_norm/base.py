@@ -28,7 +28,8 @@ def residual_layer_norm_reference(
     residual_scale: jax.Array | None = None,
     out_scale: jax.Array | None = None,
     out_qtype: str | None = None,
-) -> jax.Array:
+    with_float: bool = False,
+):
     """LayerNorm over the last axis of `x (+ x_bias) (+ residual)`.
 
     Args:
@@ -40,6 +41,8 @@ def residual_layer_norm_reference(
       out_dtype: default `x.dtype`.
       residual_scale: scalar; set when `residual` is 8-bit codes (dequantized as `codes * scale`).
       out_scale, out_qtype: when given, the output is `out_qtype` codes (`quantize_values`).
+      with_float: with `out_scale`, return `(float output in out_dtype, codes)`: the ffn_* modes
+        need the float value as the FFN's residual and the codes as its GEMM input.
     """
     out_dtype = x.dtype if out_dtype is None else out_dtype
     h = x.astype(jnp.float32)
@@ -53,6 +56,7 @@ def residual_layer_norm_reference(
     var = jnp.mean(centered * centered, axis=-1, keepdims=True)
     y = centered * jax.lax.rsqrt(var + eps)
     y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
-    if out_scale is not None:
-        return quantize_values(y, out_scale, out_qtype)
-    return y.astype(out_dtype)
+    if out_scale is None:
+        return y.astype(out_dtype)
+    codes = quantize_values(y, out_scale, out_qtype)
+    return (y.astype(out_dtype), codes) if with_float else codes

@@ -51,6 +51,19 @@ class ResidualLayerNormTest:
             step = 2.0 ** np.maximum(np.floor(np.log2(np.maximum(np.abs(want), 2.0**-6))) - 3, -9)
             assert (np.abs(got - np.clip(want, -448, 448)) <= step * 0.5 + 1e-6 * np.abs(want) + 1e-9).mean() > 0.999
 
+    def test_float_and_codes_together(self):
+        """`with_float`: the float output and its codes from one pass, each equal to asking for it alone."""
+        rng = np.random.default_rng(9)
+        x, res = (jnp.asarray(rng.standard_normal((2, 9, 256)), jnp.float16) for _ in range(2))
+        scale, bias = (rng.standard_normal(256).astype(np.float32) for _ in range(2))
+        kw = dict(eps=1e-12, implementation=self.IMPLEMENTATION)
+        y, q = residual_layer_norm(x, res, scale, bias, out_scale=jnp.float32(0.05), out_qtype="int8",
+                                   with_float=True, **kw)
+        assert y.dtype == jnp.float16 and q.dtype == jnp.int8
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(residual_layer_norm(x, res, scale, bias, **kw)))
+        alone = residual_layer_norm(x, res, scale, bias, out_scale=jnp.float32(0.05), out_qtype="int8", **kw)
+        np.testing.assert_array_equal(np.asarray(q), np.asarray(alone))
+
     def test_constant_row_is_finite(self):
         out = residual_layer_norm(jnp.ones((1, 4, 8)), None, jnp.ones(8), jnp.zeros(8), eps=1e-12,
                                   implementation=self.IMPLEMENTATION)
@@ -70,6 +83,8 @@ def test_8bit_arguments_name_the_bad_value():
         residual_layer_norm(x, x, one, one, eps=1e-5, residual_scale=jnp.float32(1))
     with pytest.raises(ValueError, match=r"out_scale.shape=\(4,\), expected a per-tensor scalar"):
         residual_layer_norm(x, None, one, one, eps=1e-5, out_scale=one, out_qtype="int8")
+    with pytest.raises(ValueError, match="with_float=True returns"):
+        residual_layer_norm(x, None, one, one, eps=1e-5, with_float=True)
     with pytest.raises(ValueError, match="out_qtype='int4' needs an out_scale"):
         residual_layer_norm(x, None, one, one, eps=1e-5, out_scale=jnp.float32(1), out_qtype="int4")
 

@@ -48,11 +48,13 @@ def load_vector(ref, cols, n_cols: int, block_rows: int):
 
 
 def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_rows: int, interpret: bool,
-                    name: str) -> jax.Array:
-    """Launches a row-blocked kernel writing `[n_rows, n_cols]`: one program per `block_rows` rows."""
+                    name: str):
+    """Launches a row-blocked kernel writing `[n_rows, n_cols]` (one array per dtype when `out_dtype` is a
+    tuple): one program per `block_rows` rows."""
+    shape = lambda dt: jax.ShapeDtypeStruct((n_rows, n_cols), dt)
     return pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((n_rows, n_cols), out_dtype),
+        out_shape=tuple(map(shape, out_dtype)) if isinstance(out_dtype, tuple) else shape(out_dtype),
         grid=(pl.cdiv(n_rows, block_rows),),
         compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
         interpret=interpret,
@@ -69,12 +71,13 @@ def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
     return centered * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype):
+def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype,
+            with_float):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
     r_ref = refs.pop(0) if has_residual else None
-    scale_ref, bias_ref, qscales_ref, o_ref = refs  # qscales: [residual scale, 1 / output scale]
+    scale_ref, bias_ref, qscales_ref, *o_refs = refs  # qscales: [residual scale, 1 / output scale]
     rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
     r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
     # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
@@ -87,19 +90,26 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
     if has_residual:
         h = h + (load(r_ref) * qscales_ref[0] if scaled_residual else load(r_ref))
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
+    if with_float:
+        float_ref = o_refs.pop(0)
+        pltriton.store(float_ref.at[r2, c2], y.astype(float_ref.dtype), mask=mask)
+    (o_ref,) = o_refs
     if out_qtype is not None:
         y = quantize_scaled_by_truncation(y, qscales_ref[1], out_qtype)
     pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
 
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
-                               residual_scale=None, out_scale=None, out_qtype=None, block_rows: int = 4,
-                               interpret: bool = False) -> jax.Array:
+                               residual_scale=None, out_scale=None, out_qtype=None, with_float: bool = False,
+                               block_rows: int = 4, interpret: bool = False):
     """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
         raise NotImplementedError("triton residual LayerNorm runs on a GPU (or with interpret=True)")
-    out_dtype = QTYPES[out_qtype][0] if out_scale is not None else (x.dtype if out_dtype is None else out_dtype)
+    float_dtype = x.dtype if out_dtype is None else out_dtype
+    out_dtype = QTYPES[out_qtype][0] if out_scale is not None else float_dtype
+    if with_float:
+        out_dtype = (float_dtype, out_dtype)
     shape, n_cols = x.shape, x.shape[-1]
     x2 = x.reshape(-1, n_cols)
     n_rows, width = x2.shape[0], next_pow2(n_cols)
@@ -110,7 +120,7 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
-                               out_qtype=out_qtype if out_scale is not None else None)
+                               out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
                           interpret=interpret, name="residual_layer_norm")
-    return out.reshape(shape)
+    return tuple(o.reshape(shape) for o in out) if with_float else out.reshape(shape)

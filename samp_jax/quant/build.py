@@ -105,7 +105,9 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             "output": _qdense(src["ffn"]["output"], qt, w("ffn/output"), x_scale=act, defer_bias=True),
             "layer_norm": layer["ffn"]["layer_norm"],
         }
-        if mode.startswith("full_"):
+        if not mode.startswith("full_"):  # the float attention's LayerNorm also writes the FFN's codes
+            layer["attention"] = {**layer["attention"], "output_scale": ffn_in}
+        else:
             attn_in, q, k, v = s("input"), s("attention/q"), s("attention/k"), s("attention/v")
             ctx = s("attention/context")
             attn = {
