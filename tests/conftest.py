@@ -14,13 +14,26 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SAMP_DATA", REPO.parent / "shared" / "data"))  # as default_data_dir()
 
 # Used only when ../shared/data is absent: real sentences of the same kind.
+# What `real_sentences` selects from SST-2 dev, for machines without the datasets: twelve, so that the
+# tests that pair the first six with the last six still have pairs.
 FALLBACK_SENTENCES = [
-    "it 's a charming and often affecting journey .",
-    "unflinchingly bleak and desperate",
-    "allows us to hope that nolan is poised to embark a major career as a commercial yet inventive filmmaker .",
-    "the acting , costumes , music , cinematography and sound are all astounding given the production 's austere locales .",
-    "it 's slow -- very , very slow .",
-    "a sometimes tedious film .",
+    "this movie is maddening . ",
+    "for starters , the story is just too slim . ",
+    "a subtle and well-crafted ( for the most part ) chiller . ",
+    "it 's a scattershot affair , but when it hits its mark it 's brilliant . ",
+    "it takes talent to make a lifeless movie about the most heinous man who ever lived . ",
+    "the mesmerizing performances of the leads keep the film grounded and keep the audience riveted . ",
+    "allows us to hope that nolan is poised to embark a major career as a commercial yet inventive filmmaker . ",
+    "confirms the nagging suspicion that ethan hawke would be even worse behind the camera than he is in front of it . ",
+    "it 's an offbeat treat that pokes fun at the democratic exercise while also examining its significance for those "
+    "who take part . ",
+    "this illuminating documentary transcends our preconceived vision of the holy land and its inhabitants , "
+    "revealing the human complexities beneath . ",
+    "for all its impressive craftsmanship , and despite an overbearing series of third-act crescendos , lily chou-chou "
+    "never really builds up a head of emotional steam . ",
+    "this is a train wreck of an action film -- a stupefying attempt by the filmmakers to force-feed james bond into "
+    "the mindless xxx mold and throw 40 years of cinematic history down the toilet in favor of bright flashes and "
+    "loud bangs . ",
 ]
 
 
