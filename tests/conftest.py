@@ -116,3 +116,37 @@ def random_batch(vocab: int, lengths: list[int], seq: int, pad_id: int, seed: in
         types[i, n // 2 : n] = 1
         ids[i, n:] = pad_id
     return ids, mask, types
+
+
+def kernel_sized_bert(folder: Path, seed: int):
+    """A random 2-layer BERT whose shapes fill every kernel's tiles (head dim 64, widths multiples of 256),
+    saved to `folder` and converted, so that no op falls back to XLA on the kernel path."""
+    import torch
+    import transformers
+
+    from convert import convert_hf_checkpoint
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512)
+    transformers.BertModel(cfg).eval().save_pretrained(folder)
+    return convert_hf_checkpoint(folder)
+
+
+def count_kernel_calls(monkeypatch) -> list[str]:
+    """Records, in the returned list, each call that reached a Pallas kernel of the encoder's hot ops
+    (a kernel that declines an input raises before it is counted, and dispatch falls back to XLA)."""
+    from pallas_kernels.attention import api as attention_api
+    from pallas_kernels.quantized_attention import api as quantized_attention_api
+    from pallas_kernels.quantized_matmul import api as quantized_matmul_api
+
+    calls: list[str] = []
+    for registry, name, label in ((attention_api._PACKED_REGISTRY, "triton", "triton attention"),
+                                  (quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention"),
+                                  (quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm")):
+        def counted(*a, fn=registry[name], label=label, **k):
+            out = fn(*a, **k)
+            calls.append(label)
+            return out
+
+        monkeypatch.setitem(registry, name, counted)
+    return calls

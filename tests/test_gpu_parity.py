@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from convert import convert_hf_checkpoint
 from samp_jax.calibration import calibrate_batches
 from samp_jax.model import SampModel
-from tests.conftest import make_hf_model, random_batch
+from tests.conftest import count_kernel_calls, kernel_sized_bert, make_hf_model, random_batch
 
 
 def _gpu():
@@ -90,16 +92,7 @@ KERNEL_PLANS = ["fp16", "ffn_int8,dtype:fp32", "full_int8,dtype:fp32", "full_fp8
 
 @pytest.fixture(scope="module")
 def kernel_setup(tmp_path_factory):
-    import dataclasses
-
-    import torch
-    import transformers
-
-    torch.manual_seed(3)
-    cfg = transformers.BertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512)
-    folder = tmp_path_factory.mktemp("gpu_kernel_bert")
-    transformers.BertModel(cfg).eval().save_pretrained(folder)
-    ckpt = convert_hf_checkpoint(folder)
+    ckpt = kernel_sized_bert(tmp_path_factory.mktemp("gpu_kernel_bert"), seed=3)
     batch = random_batch(30000, [128, 70, 128, 5], 128, pad_id=0, seed=4)
     with jax.default_device(jax.devices("cpu")[0]):
         scales = calibrate_batches(SampModel(ckpt, "fp32"), [batch], progress=False)
@@ -108,16 +101,8 @@ def kernel_setup(tmp_path_factory):
 
 @pytest.mark.parametrize("plan", KERNEL_PLANS)
 def test_kernel_path_on_gpu_matches_cpu(kernel_setup, monkeypatch, plan):
-    from pallas_kernels.attention import api as attention_api
-    from pallas_kernels.quantized_attention import api as quantized_attention_api
-    from pallas_kernels.quantized_matmul import api as quantized_matmul_api
-    from tests.test_kernel_path import _counting
-
     ckpt, (ids, mask, types) = kernel_setup
-    calls: list = []
-    _counting(monkeypatch, attention_api._PACKED_REGISTRY, "triton", "triton attention", calls)
-    _counting(monkeypatch, quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention", calls)
-    _counting(monkeypatch, quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm", calls)
+    calls = count_kernel_calls(monkeypatch)
     real = mask.astype(bool)
     with jax.default_device(jax.devices("cpu")[0]):
         cpu = np.asarray(SampModel(ckpt, plan).hidden_states(ids, mask, types), np.float64)[real]

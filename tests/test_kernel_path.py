@@ -9,41 +9,18 @@ import numpy as np
 import pytest
 
 import pallas_kernels as ops
-from convert import convert_hf_checkpoint
-from pallas_kernels.attention import api as attention_api
-from pallas_kernels.quantized_attention import api as quantized_attention_api
-from pallas_kernels.quantized_matmul import api as quantized_matmul_api
 from samp_jax.calibration import calibrate_batches
 from samp_jax.model import SampModel
 
-from .conftest import random_batch
+from .conftest import count_kernel_calls, kernel_sized_bert, random_batch
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    # head dim 64 and widths that fill the kernels' tiles, so no op falls back to XLA
-    cfg = transformers.BertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512)
-    folder = tmp_path_factory.mktemp("kernel_bert")
-    transformers.BertModel(cfg).eval().save_pretrained(folder)
-    ck = convert_hf_checkpoint(folder)
+    ck = kernel_sized_bert(tmp_path_factory.mktemp("kernel_bert"), seed=0)
     batches = [random_batch(30000, [32, 20], 32, 0, seed=s) for s in range(2)]
     scales = calibrate_batches(SampModel(ck, "fp32", kernels="xla"), batches, progress=False)
     return dataclasses.replace(ck, scales=scales)
-
-
-def _counting(monkeypatch, registry: dict, name: str, label: str, calls: list) -> None:
-    fn = registry[name]
-
-    def counted(*a, **k):
-        out = fn(*a, **k)  # a kernel that declines raises before it is counted
-        calls.append(label)
-        return out
-
-    monkeypatch.setitem(registry, name, counted)
 
 
 @pytest.mark.parametrize("plan, used", [
@@ -52,10 +29,7 @@ def _counting(monkeypatch, registry: dict, name: str, label: str, calls: list) -
     ("full_int8", {"triton 8-bit attention", "mosaic gemm"}),
 ])
 def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):
-    calls: list = []
-    _counting(monkeypatch, attention_api._PACKED_REGISTRY, "triton", "triton attention", calls)
-    _counting(monkeypatch, quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention", calls)
-    _counting(monkeypatch, quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm", calls)
+    calls = count_kernel_calls(monkeypatch)
     ids, mask, types = random_batch(30000, [32, 11], 32, 0, seed=5)
     fp32 = np.asarray(SampModel(ckpt, "fp32", kernels="xla").hidden_states(ids, mask, types), np.float64)
     xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)
