@@ -22,3 +22,19 @@ def layer_norm_np(h: np.ndarray, scale, bias, eps) -> np.ndarray:
     var = ((h - mean) ** 2).mean(-1, keepdims=True)
     return (h - mean) / np.sqrt(var + eps) * np.asarray(scale, np.float64) + np.asarray(bias, np.float64)
 
+
+
+def assert_codes_close(out, want: np.ndarray, qtype: str) -> None:
+    """8-bit codes `out` against the exact scaled values `want` (float64, already divided by the scale).
+
+    float32 statistics may send a value within rounding of a tie to either
+    neighbour: int8 codes within 1 of the exact rounding and nearly all equal;
+    fp8 codes within half an e4m3 step (3 mantissa bits) of the exact value.
+    """
+    got = np.asarray(out, np.float64)
+    if qtype == "int8":
+        want = np.clip(np.round(want), -127, 127)
+        assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.999
+    else:
+        step = 2.0 ** np.maximum(np.floor(np.log2(np.maximum(np.abs(want), 2.0**-6))) - 3, -9)
+        assert (np.abs(got - np.clip(want, -448, 448)) <= step * 0.5 + 1e-6 * np.abs(want) + 1e-9).mean() > 0.999

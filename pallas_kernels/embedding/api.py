@@ -29,9 +29,11 @@ def embedding_layer_norm(
     *,
     eps: float,
     out_dtype=jnp.float32,
+    out_scale: jax.Array | None = None,
+    out_qtype: str | None = None,
     implementation: str | None = None,
 ) -> jax.Array:
-    """Word + position (+ token type) embedding and LayerNorm in one op."""
+    """Word + position (+ token type) embedding and LayerNorm in one op; 8-bit codes with `out_scale`."""
     if position_ids.shape != input_ids.shape:
         raise ValueError(
             f"embedding: position_ids.shape={position_ids.shape} != input_ids.shape={input_ids.shape}"
@@ -42,8 +44,12 @@ def embedding_layer_norm(
         raise ValueError(
             f"embedding: token_type_ids.shape={token_type_ids.shape} != input_ids.shape={input_ids.shape}"
         )
+    if (out_scale is None) != (out_qtype is None) or out_qtype not in (None, "int8", "fp8"):
+        raise ValueError(f"embedding: out_qtype={out_qtype!r} needs an out_scale and one of 'int8', 'fp8'")
+    if out_scale is not None and jnp.size(out_scale) != 1:
+        raise ValueError(f"embedding: out_scale.shape={jnp.shape(out_scale)}, expected a per-tensor scalar")
     return dispatch(
         "embedding_layer_norm", _REGISTRY, implementation,
         input_ids, position_ids, token_type_ids, word_table, position_table, token_type_table,
-        scale, bias, eps=eps, out_dtype=out_dtype,
+        scale, bias, eps=eps, out_dtype=out_dtype, out_scale=out_scale, out_qtype=out_qtype,
     )

@@ -25,6 +25,8 @@ def embedding_layer_norm_reference(
     *,
     eps: float,
     out_dtype=jnp.float32,
+    out_scale: jax.Array | None = None,
+    out_qtype: str | None = None,
 ) -> jax.Array:
     """`LayerNorm(word[ids] + position[pos] + token_type[types])`, sum in float32.
 
@@ -34,9 +36,12 @@ def embedding_layer_norm_reference(
         token types, such as MPNet).
       word_table `[V, H]`, position_table `[P, H]`, token_type_table `[T, H]`.
       scale, bias: `[H]` LayerNorm parameters.
+      out_scale, out_qtype: when given, the output is `out_qtype` codes: the 8-bit input of a
+        `full_*` first layer, quantized from float32 with no separate kernel.
     """
     h = jnp.take(word_table, input_ids, axis=0).astype(jnp.float32)
     h = h + jnp.take(position_table, position_ids, axis=0).astype(jnp.float32)
     if token_type_table is not None:
         h = h + jnp.take(token_type_table, token_type_ids, axis=0).astype(jnp.float32)
-    return residual_layer_norm_reference(h, None, scale, bias, eps=eps, out_dtype=out_dtype)
+    return residual_layer_norm_reference(h, None, scale, bias, eps=eps, out_dtype=out_dtype, out_scale=out_scale,
+                                        out_qtype=out_qtype)

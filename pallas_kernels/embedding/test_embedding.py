@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pallas_kernels.embedding.api import embedding_layer_norm
-from pallas_kernels.testing import REL_TOL, layer_norm_np, rel_error
+from pallas_kernels.testing import REL_TOL, assert_codes_close, layer_norm_np, rel_error
 from pallas_kernels.testing_modes import Interpreted, needs_gpu
 
 
@@ -33,6 +33,23 @@ class EmbeddingTest:
         assert out.shape == (batch, seq, hidden) and out.dtype == jnp.dtype(dtype)
         assert rel_error(out, layer_norm_np(h, scale, bias, 1e-5)) < REL_TOL[dtype]
 
+    @pytest.mark.parametrize("qtype", ["int8", "fp8"])
+    def test_codes_out(self, qtype):
+        """A full_* first layer's input: the embedding writes its 8-bit codes, against float64."""
+        rng = np.random.default_rng(11)
+        batch, seq, hidden, v = 2, 45, 384, 97
+        word, pos, typ = (rng.standard_normal((n, hidden)).astype(np.float32) for n in (v, seq, 2))
+        scale, bias = rng.standard_normal(hidden).astype(np.float32), rng.standard_normal(hidden).astype(np.float32)
+        ids, tids = rng.integers(0, v, (batch, seq)), rng.integers(0, 2, (batch, seq))
+        pids = np.broadcast_to(np.arange(seq), (batch, seq))
+        o_scale = np.float32(0.04 if qtype == "int8" else 0.01)
+        out = embedding_layer_norm(jnp.asarray(ids, jnp.int32), jnp.asarray(pids, jnp.int32), jnp.asarray(tids, jnp.int32),
+                                   word, pos, typ, scale, bias, eps=1e-12, out_scale=jnp.float32(o_scale),
+                                   out_qtype=qtype, implementation=self.IMPLEMENTATION)
+        assert out.dtype == (jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn) and out.shape == ids.shape + (hidden,)
+        h = np.float64(word)[ids] + np.float64(pos)[pids] + np.float64(typ)[tids]
+        assert_codes_close(out, layer_norm_np(h, scale, bias, 1e-12) / o_scale, qtype)
+
 
 class TestEmbeddingXla(EmbeddingTest):
     IMPLEMENTATION = "xla"
@@ -45,6 +62,15 @@ class TestEmbeddingTritonInterpret(Interpreted, EmbeddingTest):
 class TestEmbeddingTriton(EmbeddingTest):
     IMPLEMENTATION = "triton"
     pytestmark = needs_gpu()
+
+
+def test_codes_arguments_name_the_bad_value():
+    ids, table, one = jnp.zeros((2, 3), jnp.int32), jnp.zeros((5, 4)), jnp.ones(4)
+    with pytest.raises(ValueError, match="out_qtype='int4' needs an out_scale"):
+        embedding_layer_norm(ids, ids, None, table, table, None, one, one, eps=1e-5, out_scale=jnp.float32(1),
+                             out_qtype="int4")
+    with pytest.raises(ValueError, match=r"out_scale.shape=\(4,\), expected a per-tensor scalar"):
+        embedding_layer_norm(ids, ids, None, table, table, None, one, one, eps=1e-5, out_scale=one, out_qtype="int8")
 
 
 def test_shape_errors():
