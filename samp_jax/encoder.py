@@ -8,6 +8,7 @@ layers and numbers positions RoBERTa-style; it has no token types.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -15,15 +16,23 @@ import jax.numpy as jnp
 import numpy as np
 
 import pallas_kernels as ops
-from pallas_kernels.quant_types import dequantize_values, is_codes, quantize_values
+from pallas_kernels.quant_types import QTYPES, dequantize_values, is_codes, quantize_values
 from samp_jax.config import EncoderConfig
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import Plan, mode_qtype
 
 
 class Embeddings(nn.Module):
+    """Word + position (+ token type) embeddings and LayerNorm, one fused op.
+
+    With `out_qtype` (plan.embedding) the output is quantized: as codes for a
+    `full_*` first layer (`codes=True`), which quantizes its input with the same
+    scale, else dequantized back to the compute dtype.
+    """
+
     config: EncoderConfig
     out_qtype: str | None = None  # 8-bit embedding output (plan.embedding)
+    codes: bool = False
 
     @nn.compact
     def __call__(self, input_ids, position_ids, token_type_ids, *, out_dtype) -> jax.Array:
@@ -40,12 +49,15 @@ class Embeddings(nn.Module):
         else:
             token_type_ids = None
         ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
+        if self.codes and self.out_qtype is None:
+            raise ValueError("Embeddings(codes=True) needs the out_qtype of the full_* first layer")
+        scale = built_param(self, "output_scale") if self.out_qtype is not None else None
         h = ops.embedding_layer_norm(
             input_ids, position_ids, token_type_ids, word, position, token_type, ln.scale, ln.bias,
             eps=cfg.layer_norm_eps, out_dtype=out_dtype,
+            **(dict(out_scale=scale, out_qtype=self.out_qtype) if self.codes else {}),
         )
-        if self.out_qtype is not None:
-            scale = built_param(self, "output_scale")
+        if self.out_qtype is not None and not self.codes:
             h = dequantize_values(quantize_values(h, scale, self.out_qtype), scale, out_dtype)
         return h
 
@@ -72,9 +84,11 @@ class SelfAttention(nn.Module):
     codes_for_ffn: str | None = None  # ffn_* modes: also return the FFN's 8-bit input, quantized by the LayerNorm
 
     @nn.compact
-    def __call__(self, x, key_mask, position_bias):
+    def __call__(self, x, key_mask, position_bias, *, dtype=None):
+        """`x`: the layer input, float or (full_* modes) already 8-bit codes; `dtype`: the compute dtype."""
         cfg = self.config
         b, s, h = x.shape
+        dtype = dtype or x.dtype
         ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
         if self.qtype is None:
             qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
@@ -94,7 +108,7 @@ class SelfAttention(nn.Module):
         in_scale = built_param(self, "input_scale")
         q_scale, k_scale, v_scale = (built_param(self, f"{n}_scale") for n in "qkv")
         probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
-        x_q = quantize_values(x, in_scale, qt)
+        x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
         qkv = QuantDense(3 * h, qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx_q = ops.quantized_attention_packed(
@@ -102,7 +116,7 @@ class SelfAttention(nn.Module):
             probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
-        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True, out_dtype=x.dtype)
+        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True, out_dtype=dtype)
         return ln(out, x_q, x_bias=out_bias, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
                   out_qtype=qt)
 
@@ -122,23 +136,28 @@ class FeedForward(nn.Module):
     `x` in full_* modes; as `x_q` beside the float `x` in ffn_* ones), the first
     GEMM's epilogue requantizes the activation for the second, and with
     `quantize_residual` (full_* modes) the residual is the 8-bit input too.
-    `out_dtype` is the float dtype of the output.
+    `out_dtype` is the float dtype of the output; with `out_qtype` (the next
+    layer is `full_*`) the LayerNorm writes that layer's input codes instead.
     """
 
     config: EncoderConfig
     qtype: str | None = None
     quantize_residual: bool = False
+    out_qtype: str | None = None
 
     @nn.compact
     def __call__(self, x, *, x_q=None, out_dtype=None) -> jax.Array:
         cfg = self.config
         ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
+        codes_out = {}
+        if self.out_qtype is not None:
+            codes_out = dict(out_scale=built_param(self, "next_input_scale"), out_qtype=self.out_qtype)
         if self.qtype is None:
             inner = Dense(cfg.intermediate_size, activation=cfg.hidden_act, name="intermediate")(x)
             if _observing(self):
                 self.sow("intermediates", "activation", inner)
             out, out_bias = Dense(cfg.hidden_size, name="output")(inner, defer_bias=True)
-            return ln(out, x, x_bias=out_bias)
+            return ln(out, x, x_bias=out_bias, **codes_out)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
@@ -149,29 +168,42 @@ class FeedForward(nn.Module):
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
         out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True, out_dtype=out_dtype)
-        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype)
+        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype, **codes_out)
 
 
 class TransformerLayer(nn.Module):
+    """One layer in its plan mode.
+
+    Takes the hidden state in the compute dtype, or (a `full_*` layer after the
+    embedding or another layer that wrote it so) as 8-bit codes; `dtype` is the
+    compute dtype, needed when the input is codes. Returns it in the compute
+    dtype, or with `out_qtype` as the codes of the next, `full_*`, layer.
+    """
+
     config: EncoderConfig
     mode: str = "fp16"
     probs: str = "uint8"
+    dtype: Any = None
+    out_qtype: str | None = None
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
         qtype = mode_qtype(self.mode)
         full = self.mode.startswith("full_")
+        if is_codes(x) and not (full and x.dtype == QTYPES[qtype][0] and self.dtype is not None):
+            raise ValueError(f"layer {self.name} ({self.mode}, dtype={self.dtype}) got 8-bit input ({x.dtype}): only a "
+                             "full_* layer of that type, given its compute dtype, reads its input as codes")
         if _observing(self):
             self.sow("intermediates", "input", x)
-        dtype, x_q = x.dtype, None
+        dtype, x_q = self.dtype or x.dtype, None
         x = SelfAttention(self.config, qtype if full else None, self.probs, None if full else qtype, name="attention")(
-            x, key_mask, position_bias
+            x, key_mask, position_bias, dtype=dtype
         )  # full_* modes: 8-bit codes; ffn_* modes: (float, codes)
         if isinstance(x, tuple):
             x, x_q = x
         if _observing(self):
             self.sow("intermediates", "attention_output", x)
-        return FeedForward(self.config, qtype, full, name="ffn")(x, x_q=x_q, out_dtype=dtype)
+        return FeedForward(self.config, qtype, full, self.out_qtype, name="ffn")(x, x_q=x_q, out_dtype=dtype)
 
 
 def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:
@@ -221,7 +253,7 @@ class Encoder(nn.Module):
         position_ids = position_ids_for(cfg, input_ids)
         plan = self._plan
         emb_qtype = None if plan.embedding == "float" else plan.embedding
-        h = Embeddings(cfg, emb_qtype, name="embeddings")(
+        h = Embeddings(cfg, emb_qtype, plan.input_codes(0) is not None, name="embeddings")(
             input_ids, position_ids, token_type_ids, out_dtype=plan.compute_dtype
         )
         key_mask = attention_mask.astype(bool)
@@ -235,6 +267,9 @@ class Encoder(nn.Module):
             position_bias = jnp.transpose(table[buckets], (2, 0, 1))[None]  # [1, N, S, S]
         if inputs_only:
             return h, key_mask, position_bias
-        for i in range(cfg.num_layers):
-            h = TransformerLayer(cfg, plan.layers[i], plan.probs, name=f"layer_{i}")(h, key_mask, position_bias)
+        for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
+            nxt = plan.input_codes(i + 1) if i + 1 < cfg.num_layers else None
+            h = TransformerLayer(cfg, plan.layers[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
+                h, key_mask, position_bias
+            )
         return h

@@ -10,9 +10,12 @@ by every layer and every plan in that mode) and the head. A sweep then compiles
 six pieces per shape instead of every plan.
 
 What differs from the served executable: the hidden state between layers is
-materialized in the compute dtype, which one executable also does except where
-XLA keeps excess precision inside a fusion across the boundary. The logits agree
-to that rounding (tests/test_layerwise.py); predictions agree except at ties.
+materialized in the compute dtype (or, before a `full_*` layer, as its 8-bit
+codes, as the executable does; so a layer's function is compiled per mode and
+the type of the next layer's input), which one executable also does except
+where XLA keeps excess precision inside a fusion across the boundary. The
+logits agree to that rounding (tests/test_layerwise.py); predictions agree
+except at ties.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from samp_jax.config import EncoderConfig
 from samp_jax.encoder import Encoder, TransformerLayer
 from samp_jax.heads import TaskSpec, task_head
 from samp_jax.model import SampModel, mean_pool_normalize
-from samp_jax.plan import Plan
+from samp_jax.plan import DTYPES, Plan
 
 
 @functools.cache
-def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, xla: bool):
-    plan = Plan(("fp16",) * config.num_layers, dtype=dtype, embedding=embedding)
+def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, codes: str | None, xla: bool):
+    # only the embedding and whether layer 0 reads codes matter to the inputs
+    first = f"full_{codes}" if codes else "fp16"
+    plan = Plan((first,) + ("fp16",) * (config.num_layers - 1), dtype=dtype, embedding=embedding)
     module = Encoder(config, plan)
 
     def run(params, ids, mask, types):
@@ -44,8 +49,8 @@ def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, xla: bool):
 
 
 @functools.cache
-def _layer_fn(config: EncoderConfig, mode: str, probs: str, xla: bool):
-    module = TransformerLayer(config, mode, probs)
+def _layer_fn(config: EncoderConfig, mode: str, probs: str, dtype: str, out_qtype: str | None, xla: bool):
+    module = TransformerLayer(config, mode, probs, DTYPES[dtype], out_qtype)
 
     def run(params, h, key_mask, position_bias):
         with ops.xla_only(xla):
@@ -78,8 +83,9 @@ class LayerwiseModel(SampModel):
         if kind not in ("head", "hidden", "embed"):
             raise ValueError(f"unknown output kind {kind!r}; known: head, hidden, embed")
         cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
-        inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, xla)
-        layers = [_layer_fn(cfg, mode, plan.probs, xla) for mode in plan.layers]
+        inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
+        nxt = [plan.input_codes(i + 1) if i + 1 < cfg.num_layers else None for i in range(cfg.num_layers)]
+        layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, q, xla) for mode, q in zip(plan.layers, nxt)]
         output = _output_fn(cfg, self.task, kind)
 
         def run(params: dict[str, Any], ids, mask, types) -> jax.Array:

@@ -164,6 +164,16 @@ class Plan:
     def num_quantized(self) -> int:
         return sum(m != "fp16" for m in self.layers)
 
+    def input_codes(self, i: int) -> str | None:
+        """The 8-bit type layer `i`'s input crosses memory in, or None where it is float.
+
+        A `full_*` layer quantizes its input once for its QKV GEMM and its residual,
+        so the kernel before it (the embedding, or the previous layer's LayerNorm)
+        writes that input as codes from float32: no quantize kernel between layers.
+        """
+        mode = self.layers[i]
+        return mode_qtype(mode) if mode.startswith("full_") else None
+
 
 def _parse_layers(spec: str, num_layers: int, term: str) -> list[int]:
     if not spec:

@@ -43,3 +43,24 @@ def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):
     quant_err = rel(xla, fp32)
     assert rel(ours, xla) < max(0.1 * quant_err, 2e-3), (rel(ours, xla), quant_err)
     jax.clear_caches()
+
+
+@pytest.mark.parametrize("plan", ["full_int8", "ffn_fp8", "ffn_int8:0,full_int8:1", "fp16:0,full_fp8:1"])
+def test_no_quantize_op_between_kernels(ckpt, monkeypatch, plan):
+    """8-bit activations are written by the kernel before (embedding, LayerNorm, GEMM epilogue, attention),
+    never by a separate quantize op; a float path through the same layers does call it."""
+    import samp_jax.encoder as encoder
+
+    calls = []
+
+    def counted(*a, **k):
+        calls.append(a[0].shape)
+        return quantize_values(*a, **k)
+
+    quantize_values = encoder.quantize_values
+    monkeypatch.setattr(encoder, "quantize_values", counted)
+    ids, mask, types = random_batch(30000, [32, 11], 32, 0, seed=5)
+    SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types)
+    assert calls == [], f"{plan}: separate quantize ops on {calls}"
+    SampModel(ckpt, "fp16,embedding:int8", kernels="xla").hidden_states(ids, mask, types)
+    assert calls, "the counter saw no quantize op where one is expected (the embedding's simulated quantization)"

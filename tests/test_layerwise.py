@@ -42,9 +42,12 @@ def test_layerwise_matches_the_compiled_plan(calibrated, plan):
     assert agree >= 0.95, f"{plan}: only {agree:.0%} of predictions agree"
 
 
-def test_one_compiled_function_per_layer_mode(calibrated):
+def test_one_compiled_function_per_layer_mode_and_next_input(calibrated):
     ckpt, (ids, mask, types) = calibrated
     _layer_fn.cache_clear()
     for plan in ("full_int8:0,fp16:1", "fp16:0,full_int8:1", "full_int8", "fp16"):
         LayerwiseModel(ckpt, plan, kernels="xla")(ids, mask, types)
-    assert _layer_fn.cache_info().currsize == 2  # fp16 and full_int8, whatever the plan
+    # (fp16 | full_int8) x (next layer reads float | int8 codes), whatever the plan
+    assert _layer_fn.cache_info().currsize == 4
+    LayerwiseModel(ckpt, "full_int8:0,fp16:1", kernels="xla")(ids, mask, types)
+    assert _layer_fn.cache_info().currsize == 4
