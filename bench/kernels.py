@@ -41,7 +41,7 @@ def record(kernel: str, implementation: str, shape, ms: float, **extra) -> dict:
     if OUT_DIR:
         write_records(RECORDS, OUT_DIR[0] / "kernels.json")  # kept even if a later section fails
     print(f"  {kernel:<12} {implementation:<34} {str(tuple(shape)):<22} {ms:8.4f} ms "
-          + " ".join(f"{k}={v}" for k, v in extra.items() if k in ("tops", "gbps", "rel_err")), flush=True)
+          + " ".join(f"{k}={v}" for k, v in extra.items() if k in ("tops", "gbps", "rel_err", "equal")), flush=True)
     return rec
 
 
@@ -191,17 +191,89 @@ def bench_embedding() -> None:
 
 
 
+def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
+    """Attention on 128 x 128 tokens, 12 heads of 64 (BERT-base), padded batch: float and 8-bit kernels."""
+    import pallas_kernels as ops
+    from pallas_kernels.attention.triton import (
+        AttentionConfig,
+        attention_packed_triton,
+        quantized_attention_packed_triton,
+    )
+
+    rng = np.random.default_rng(0)
+    b, s, n, d = shape
+    mask = jnp.asarray(np.arange(s)[None, :] < rng.integers(s // 2, s + 1, (b, 1)))
+    qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)), jnp.bfloat16)
+    flops = 4 * b * s * s * n * d
+    tops = lambda ms: round(flops / (ms * 1e-3) / 1e12, 1)  # noqa: E731
+    tiles = [AttentionConfig(bq, bk, w, st) for bq, bk, w in ((64, 64, 4), (64, 128, 4), (32, 128, 4), (128, 128, 8),
+                                                              (128, 64, 8), (64, 128, 8)) for st in (1, 2)]
+    ref = None
+    for impl in ("xla", "triton"):
+        fn = jax.jit(lambda q, m, impl=impl: ops.attention_packed(q, m, scale=d**-0.5, implementation=impl))
+        out = np.asarray(fn(qkv, mask), np.float32)
+        ref = out if ref is None else ref
+        record("attention", f"{impl} bf16", shape, ms := time_jax(fn, qkv, mask), tops=tops(ms),
+               rel_err=f"{rel_error(out, ref):.1e}")
+    for cfg in tiles if sweep else []:
+        fn = jax.jit(lambda q, m, cfg=cfg: attention_packed_triton(q, m, scale=d**-0.5, config=cfg))
+        try:
+            out = np.asarray(fn(qkv, mask), np.float32)
+        except Exception as e:  # a tile that does not compile is a sweep result, not a failure
+            print(f"  attention bf16 {cfg}: {type(e).__name__}: {str(e)[:160]}")
+            continue
+        record("attention-sweep", "triton bf16", shape, ms := time_jax(fn, qkv, mask), tops=tops(ms),
+               rel_err=f"{rel_error(out, ref):.1e}", config=dataclasses.asdict(cfg))
+    scales = [jnp.float32(v) for v in (0.02, 0.03, 0.01)]
+    for qtype in ("int8", "fp8"):
+        raw = rng.integers(-127, 128, qkv.shape) if qtype == "int8" else rng.standard_normal(qkv.shape) * 50
+        q8 = jnp.asarray(raw, jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn)
+        kw = dict(scale=d**-0.5, qtype=qtype, out_scale=jnp.float32(0.01))
+        want = np.asarray(jax.jit(lambda q, m: ops.quantized_attention_packed(q, *scales, m, **kw,
+                                                                             implementation="xla"))(q8, mask), np.float32)
+        configs = [None]
+        if sweep:
+            configs += [dataclasses.replace(t, int_qk=iq) for t in tiles
+                        for iq in ((False, True) if qtype == "int8" else (False,))]
+        for cfg in configs:
+            fn = jax.jit(lambda q, m, cfg=cfg: quantized_attention_packed_triton(q, *scales, m, **kw, config=cfg))
+            try:
+                out = np.asarray(fn(q8, mask), np.float32)
+            except Exception as e:  # a tile that does not compile is a sweep result, not a failure
+                print(f"  attention {qtype} {cfg}: {type(e).__name__}: {str(e)[:160]}")
+                continue
+            same = float(np.mean(out == want))
+            ms = time_jax(fn, q8, mask)
+            if cfg is None:
+                record("attention", f"triton {qtype} (context codes out)", shape, ms, tops=tops(ms), equal=round(same, 5))
+            else:
+                record("attention-sweep", f"triton {qtype}", shape, ms, tops=tops(ms), equal=round(same, 5),
+                       config=dataclasses.asdict(cfg))
+    try:
+        import torch
+    except ImportError:
+        return
+    if not torch.cuda.is_available():
+        return
+    qt, kt, vt = (torch.randn(b, n, s, d, dtype=torch.float16, device="cuda") for _ in range(3))
+    tmask = torch.as_tensor(np.asarray(mask), device="cuda")[:, None, None, :]
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    record("attention", "torch SDPA fp16 (padding mask)", shape, ms := time_torch(lambda: sdpa(qt, kt, vt, tmask)),
+           tops=tops(ms))
+    record("attention", "torch SDPA fp16 (no mask, flash)", shape, ms := time_torch(lambda: sdpa(qt, kt, vt)),
+           tops=tops(ms))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm")
-    ap.add_argument("--sweep", action="store_true", help="also sweep the Mosaic GEMM's tile configurations")
+    ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm,attention")
+    ap.add_argument("--sweep", action="store_true", help="also sweep the GEMM's and the attention's tile configurations")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
     runs = {"copy": bench_copy, "layer_norm": bench_layer_norm, "embedding": bench_embedding,
-            "gemm": lambda: bench_gemm(args.sweep)}
+            "gemm": lambda: bench_gemm(args.sweep), "attention": lambda: bench_attention(args.sweep)}
     for section in args.sections.split(","):
         try:
             runs[section]()
@@ -209,10 +281,10 @@ def main() -> None:
             print(f"section {section} FAILED: {type(e).__name__}: {str(e)[:300]}")
     print(f"\n{'kernel':<12} {'implementation':<42} {'shape':<22} {'ms':>8} {'TOPS/GBps':>9}")
     for r in RECORDS:
-        if r["kernel"] != "gemm-sweep":
+        if not r["kernel"].endswith("-sweep"):
             print(f"{r['kernel']:<12} {r['implementation']:<42} {str(tuple(r['shape'])):<22} {r['median_ms']:8.4f} "
                   f"{r.get('tops', r.get('gbps', '')):>9}")
-    sweep = [r for r in RECORDS if r["kernel"] == "gemm-sweep"]
+    sweep = [r for r in RECORDS if r["kernel"].endswith("-sweep")]
     for key in {(tuple(r["shape"]), r["implementation"]) for r in sweep}:
         best = min((r for r in sweep if (tuple(r["shape"]), r["implementation"]) == key), key=lambda r: r["median_ms"])
         print(f"best sweep {key}: {best['median_ms']:.4f} ms {best['tops']} TOPS {best['config']}")

@@ -9,6 +9,7 @@ import pytest
 
 from pallas_kernels.attention.api import attention_packed
 from pallas_kernels.attention.test_attention import _attention_np
+from pallas_kernels.attention.triton import AttentionConfig, quantized_attention_packed_triton
 from pallas_kernels.quantized_attention.api import quantized_attention_packed
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import Interpreted, needs_gpu
@@ -71,8 +72,16 @@ class TritonAttentionTest:
         qkv = jnp.asarray(raw, jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn)
         self._check(qkv, qtype, "uint8", _mask(b, s), None, out_scale=jnp.float32(0.01))
 
+    @pytest.mark.parametrize("config", [AttentionConfig(64, 64), AttentionConfig(32, 128, int_qk=True),
+                                        AttentionConfig(128, 128, num_warps=8, int_qk=True)])
+    def test_int8_tile_configs(self, config):
+        """Two passes over the keys (block_k < S) or one, Q @ K^T as an int8 or an fp16 dot: each is the reference."""
+        b, s, n, d = SHAPES[2]
+        qkv = jnp.asarray(np.random.default_rng(23).integers(-127, 128, (b, s, 3, n, d)), jnp.int8)
+        self._check(qkv, "int8", "uint8", _mask(b, s), None, config=config)
+
     @staticmethod
-    def _check(qkv, qtype, probs, mask, bias, out_scale=None):
+    def _check(qkv, qtype, probs, mask, bias, out_scale=None, config=None):
         d = qkv.shape[-1]
         scales = [jnp.float32(v) for v in ((0.02, 0.03, 0.01) if qtype == "int8" else (0.05, 0.04, 0.02))]
         kw = dict(scale=d**-0.5, qtype=qtype, probs=probs, probs_scale=jnp.float32(0.5 / 127) if probs == "int8" else None,
@@ -81,7 +90,10 @@ class TritonAttentionTest:
         with jax.default_device(jax.devices("cpu")[0]):
             ref = quantized_attention_packed(*jax.device_put((qkv, *scales, jnp.asarray(mask), bias),
                                                              jax.devices("cpu")[0]), **kw, implementation="xla")
-        out = quantized_attention_packed(qkv, *scales, jnp.asarray(mask), bias, **kw, implementation="triton")
+        if config is None:
+            out = quantized_attention_packed(qkv, *scales, jnp.asarray(mask), bias, **kw, implementation="triton")
+        else:
+            out = quantized_attention_packed_triton(qkv, *scales, jnp.asarray(mask), bias, **kw, config=config)
         assert out.dtype == ref.dtype
         out, ref = np.asarray(out, np.float32), np.asarray(ref, np.float32)
         if out_scale is not None:  # codes: one step at a rounding tie (int8), one e4m3 step (fp8)
@@ -124,6 +136,13 @@ def test_kernel_declines_what_it_cannot_take():
     with pytest.raises(NotImplementedError, match="bf16/fp16"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.float32), jnp.ones((1, 8), bool), scale=1.0,
                                 interpret=True)
+    with pytest.raises(ValueError, match="int_qk=True needs int8 Q and K, not fp8"):
+        quantized_attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.float8_e4m3fn), 1.0, 1.0, 1.0,
+                                          jnp.ones((1, 8), bool), scale=1.0, qtype="fp8",
+                                          config=AttentionConfig(16, 16, int_qk=True), interpret=True)
+    with pytest.raises(ValueError, match="block_k=24 is not a power of two"):
+        attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
+                                config=AttentionConfig(16, 24), interpret=True)
     with pytest.raises(NotImplementedError, match="head dim 8"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 8), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
                                 interpret=True)

@@ -9,15 +9,20 @@ the `[B*S, N*D]` layout the output projection reads.
 Float Q/K/V: one pass with the online softmax (rescaled running sum).
 
 8-bit Q/K/V (`full_*` modes): the reference quantizes the *normalized*
-probabilities, so the kernel makes two passes over the keys: the first finds
-each row's max and sum, the second forms P exactly, quantizes it and multiplies
-by V. 8-bit codes are widened to fp16 in registers: int8 and e4m3 values are
+probabilities, so P needs each row's max and sum before it is formed. Where
+one key block holds the whole sequence (S <= 128 by default) the kernel forms
+the logits once and finishes the row in registers; longer sequences take two
+passes over the keys, the first for each row's max and sum, the second to form
+P exactly, quantize it and multiply by V. The arithmetic is the same either
+way. 8-bit codes are widened to fp16 in registers: int8 and e4m3 values are
 exact in fp16 and the tensor core sums their products in float32, so both
 products equal the reference's integer sums (up to 2^24, far above 64 * 127 * 255).
+With `int_qk` the int8 Q @ K^T runs as an int8 dot into int32, the same integers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -36,10 +41,24 @@ _NT = (((1,), (1,)), ((), ()))  # a @ b.T
 _NN = (((1,), (0,)), ((), ()))
 
 
-def blocks(s: int) -> tuple[int, int]:
-    """(block_q, block_k): at least 16 (the tensor-core dot's minimum), at most 64."""
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+    """Tiles and launch shape; `block_k >= S` makes the 8-bit kernel one pass."""
+
+    block_q: int
+    block_k: int
+    num_warps: int = 4
+    num_stages: int = 2
+    int_qk: bool = False  # int8 Q @ K^T as an int8 dot (int8 plans only)
+
+
+def pick_config(s: int, quant: bool) -> AttentionConfig:
+    """Blocks of at least 16 (the tensor-core dot's minimum); 64 queries per program, 64 keys per block, except
+    that an 8-bit kernel takes up to 128 keys in one block so that it forms the logits once."""
     b = max(16, min(64, next_pow2(s)))
-    return b, b
+    if quant and s <= 128:
+        return AttentionConfig(b, max(16, next_pow2(s)))
+    return AttentionConfig(b, b)
 
 
 def _tile(v, dim: int, shape):
@@ -63,7 +82,10 @@ def _load_rows(ref, rows, ok, col0: int, d: int, wide=None):
 
 def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int, bk: int):
     """float32 logits `[bq, bk]`: scaled, biased, padding keys at MASK_VALUE, keys past S at -inf."""
-    x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.float32) * logit_scale
+    if q.dtype == jnp.int8:  # exact int32 sums, the same integers the fp16 dot forms
+        x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.int32).astype(jnp.float32) * logit_scale
+    else:
+        x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.float32) * logit_scale
     if bias_ref is not None:
         shape = (bq, bk)
         ok = _tile(bias_rows >= 0, 0, shape) & _tile(kpos < s, 1, shape)
@@ -73,7 +95,8 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
     return jnp.where(_tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
 
 
-def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None):
+def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None,
+            int_qk=False):
     qkv_ref, mask_ref, *rest = refs
     scales_ref = rest.pop(0) if quant else None
     bias_ref = rest.pop(0) if has_bias else None
@@ -82,7 +105,8 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
     qpos = i * bq + jax.lax.iota(jnp.int32, bq)
     q_ok = qpos < s
     wide = jnp.float16 if quant else None
-    q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, wide)
+    qk_wide = None if int_qk else wide
+    q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, qk_wide)
     # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
     bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
     if quant:  # [q_scale * k_scale * scale, P's scale, V's scale, 1 / P's scale, 1 / output scale]
@@ -94,7 +118,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
         kpos = j * bk + jax.lax.iota(jnp.int32, bk)
         k_ok = kpos < s
         valid = pltriton.load(mask_ref.at[b * s + kpos], mask=k_ok, other=0) != 0
-        k = _load_rows(qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, wide)
+        k = _load_rows(qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, qk_wide)
         v = _load_rows(qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, wide)
         return _logits(q, k, kpos, valid, s, logit_scale, bias_ref, bias_rows, bq, bk), v
 
@@ -125,11 +149,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             m_new = jnp.maximum(m, jnp.max(x, axis=1))
             return m_new, total * jnp.exp(m - m_new) + jnp.sum(jnp.exp(x - row(m_new, bk)), axis=1)
 
-        m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
-        inv_total = 1.0 / total
-
-        def product(j, acc):
-            x, v = keys(j)
+        def product(acc, x, v, m, inv_total):  # P from the row's max and 1 / sum, quantized, times V
             p = jnp.exp(x - row(m, bk)) * row(inv_total, bk)  # a multiply per element, not a division
             if probs == "float":
                 codes = p.astype(jnp.float16)
@@ -140,7 +160,14 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 codes = round_half_even_by_truncation(jnp.minimum(p * inv_p_scale, top)).astype(jnp.float16)
             return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
-        acc = jax.lax.fori_loop(0, n_blocks, product, acc0)
+        if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
+            x, v = keys(0)
+            m = jnp.max(x, axis=1)
+            acc = product(acc0, x, v, m, 1.0 / jnp.sum(jnp.exp(x - row(m, bk)), axis=1))
+        else:
+            m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
+            inv_total = 1.0 / total
+            acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
         out = acc * (v_scale if probs == "float" else p_scale * v_scale)
         if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
             out = quantize_scaled_by_truncation(out, inv_out_scale, out_qtype)
@@ -160,21 +187,30 @@ def _check_shapes(qkv, bias, what: str) -> tuple[int, int, int, int]:
     return b, s, n, d
 
 
-def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, **static):
+def _check_config(config: AttentionConfig, *, qtype: str | None = None) -> None:
+    for name in ("block_q", "block_k"):
+        v = getattr(config, name)
+        if v < 16 or v != next_pow2(v):
+            raise ValueError(f"attention config: {name}={v} is not a power of two >= 16")
+    if config.int_qk and qtype != "int8":
+        raise ValueError(f"attention config: int_qk=True needs int8 Q and K, not {qtype or 'float'} ones")
+
+
+def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **static):
     b, s, _, n, d = qkv.shape
-    bq, bk = blocks(s)
+    bq, bk = config.block_q, config.block_k
     args = [qkv.reshape(b * s, 3 * n * d), key_mask.reshape(b * s).astype(jnp.int32)]
     if scales is not None:
         args.append(scales)
     if bias is not None:
         args.append(bias.reshape(-1, s))
     kernel = functools.partial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
-                               bias_batched=bias is not None and bias.shape[0] == b, **static)
+                               bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk, **static)
     out = pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
         grid=(b, n, pl.cdiv(s, bq)),
-        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=2),
+        compiler_params=pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages),
         interpret=interpret,
         name=name,
     )(*args)
@@ -182,7 +218,7 @@ def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, **static):
 
 
 def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype=None,
-                            interpret: bool = False) -> jax.Array:
+                            config: AttentionConfig | None = None, interpret: bool = False) -> jax.Array:
     """`attention_packed_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
@@ -190,13 +226,16 @@ def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype
     if qkv.dtype not in (jnp.bfloat16, jnp.float16):
         raise NotImplementedError(f"triton attention takes bf16/fp16 Q, K, V, not {qkv.dtype}")
     _check_shapes(qkv, bias, "triton attention")
-    return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret,
+    config = config or pick_config(qkv.shape[1], quant=False)
+    _check_config(config)
+    return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret, config=config,
                  name="flash_attention", scale=float(scale), quant=False, probs=None, p_qtype=None)
 
 
 def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask, bias=None, *, scale: float,
                                       qtype: str, probs: str = "uint8", probs_scale=None, out_dtype=jnp.float32,
-                                      out_scale=None, interpret: bool = False) -> jax.Array:
+                                      out_scale=None, config: AttentionConfig | None = None,
+                                      interpret: bool = False) -> jax.Array:
     """`quantized_attention_packed_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     from pallas_kernels.quantized_attention.base import fixed_probs_scale
 
@@ -214,6 +253,8 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
     inv_out = 1.0 / f32(1.0 if out_scale is None else out_scale)
     scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
     out_qtype = None if out_scale is None else qtype
+    config = config or pick_config(qkv_q.shape[1], quant=True)
+    _check_config(config, qtype=qtype)
     return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
-                 interpret=interpret, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
+                 interpret=interpret, config=config, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
                  p_qtype=p_qtype, out_qtype=out_qtype)
