@@ -146,12 +146,14 @@ def bench_copy() -> float:
     return gbps
 
 
-def bench_layer_norm() -> None:
-    """Residual LayerNorm on 128 x 128 BERT-base tokens: x + bias + residual in bf16, bf16 out."""
+def bench_layer_norm(sweep: bool = False, m: int = 16384) -> None:
+    """Residual LayerNorm on 128 x 128 BERT-base tokens: x + bias + residual in bf16, bf16 out; and the full_*
+    modes' form (fp16 x, 8-bit residual in, 8-bit codes out), with a (block_rows, num_warps) sweep."""
     import pallas_kernels as ops
+    from pallas_kernels.layer_norm.triton import residual_layer_norm_triton
 
     rng = np.random.default_rng(0)
-    m, h = 16384, 768
+    h = 768
     x, res = (jnp.asarray(rng.standard_normal((m, h)), jnp.bfloat16) for _ in range(2))
     xb, scale, bias = (jnp.asarray(rng.standard_normal(h), jnp.float32) for _ in range(3))
     moved = 3 * m * h * 2  # read x and residual, write the output
@@ -164,6 +166,24 @@ def bench_layer_norm() -> None:
         err = rel_error(np.asarray(out, np.float32), np.asarray(ref, np.float32))
         ms = time_jax(fn, x, res)
         record("layer_norm", impl, (m, h), ms, gbps=round(moved / (ms * 1e-3) / 1e9, 1), rel_err=f"{err:.1e}")
+    xh = x.astype(jnp.float16)
+    moved = m * h * (2 + 1 + 1)  # fp16 x, 8-bit residual, 8-bit codes
+    for qtype, dt in (("int8", jnp.int8), ("fp8", jnp.float8_e4m3fn)):
+        r8 = jnp.clip(res.astype(jnp.float32) * 30, -127, 127).astype(dt)
+        kw = dict(x_bias=xb, eps=1e-12, residual_scale=jnp.float32(0.03), out_scale=jnp.float32(0.04),
+                  out_qtype=qtype)
+        want = np.asarray(jax.jit(lambda a, r: ops.residual_layer_norm(a, r, scale, bias, **kw,
+                                                                       implementation="xla"))(xh, r8), np.float32)
+        tiles = [(4, 4)] + ([(br, w) for br in (1, 2, 4, 8, 16) for w in (1, 2, 4, 8) if (br, w) != (4, 4)]
+                            if sweep else [])
+        for br, w in tiles:
+            fn = jax.jit(lambda a, r, br=br, w=w: residual_layer_norm_triton(a, r, scale, bias, **kw, block_rows=br,
+                                                                            num_warps=w))
+            same = float(np.mean(np.asarray(fn(xh, r8), np.float32) == want))
+            ms = time_jax(fn, xh, r8)
+            record("layer_norm" if (br, w) == (4, 4) else "layer_norm-sweep", f"triton {qtype} codes (full_*)",
+                   (m, h), ms, gbps=round(moved / (ms * 1e-3) / 1e9, 1), equal=round(same, 5),
+                   config=dict(block_rows=br, num_warps=w))
 
 
 def bench_embedding() -> None:
@@ -272,7 +292,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
-    runs = {"copy": bench_copy, "layer_norm": bench_layer_norm, "embedding": bench_embedding,
+    runs = {"copy": bench_copy, "layer_norm": lambda: bench_layer_norm(args.sweep), "embedding": bench_embedding,
             "gemm": lambda: bench_gemm(args.sweep), "attention": lambda: bench_attention(args.sweep)}
     for section in args.sections.split(","):
         try:
@@ -287,7 +307,7 @@ def main() -> None:
     sweep = [r for r in RECORDS if r["kernel"].endswith("-sweep")]
     for key in {(tuple(r["shape"]), r["implementation"]) for r in sweep}:
         best = min((r for r in sweep if (tuple(r["shape"]), r["implementation"]) == key), key=lambda r: r["median_ms"])
-        print(f"best sweep {key}: {best['median_ms']:.4f} ms {best['tops']} TOPS {best['config']}")
+        print(f"best sweep {key}: {best['median_ms']:.4f} ms {best.get('tops') or best.get('gbps')} {best['config']}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def load_vector(ref, cols, n_cols: int, block_rows: int):
 
 
 def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_rows: int, interpret: bool,
-                    name: str):
+                    name: str, num_warps: int = 4):
     """Launches a row-blocked kernel writing `[n_rows, n_cols]` (one array per dtype when `out_dtype` is a
     tuple): one program per `block_rows` rows."""
     shape = lambda dt: jax.ShapeDtypeStruct((n_rows, n_cols), dt)
@@ -56,7 +56,7 @@ def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_
         kernel,
         out_shape=tuple(map(shape, out_dtype)) if isinstance(out_dtype, tuple) else shape(out_dtype),
         grid=(pl.cdiv(n_rows, block_rows),),
-        compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
+        compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
         interpret=interpret,
         name=name,
     )(*args)
@@ -101,7 +101,7 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
                                residual_scale=None, out_scale=None, out_qtype=None, with_float: bool = False,
-                               block_rows: int = 4, interpret: bool = False):
+                               block_rows: int = 4, num_warps: int = 4, interpret: bool = False):
     """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
@@ -122,5 +122,5 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
                                scaled_residual=residual_scale is not None,
                                out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
-                          interpret=interpret, name="residual_layer_norm")
+                          interpret=interpret, name="residual_layer_norm", num_warps=num_warps)
     return tuple(o.reshape(shape) for o in out) if with_float else out.reshape(shape)
