@@ -61,13 +61,32 @@ def round_half_even_by_truncation(y: jax.Array) -> jax.Array:
     return jnp.where(y < 0, -r, r)
 
 
-def quantize_scaled_by_truncation(x: jax.Array, inv_scale, qtype: str) -> jax.Array:
+_RNE_SHIFT = 1.5 * 2.0**23
+
+
+def round_half_even_in_triton(y: jax.Array, *, compiled: bool) -> jax.Array:
+    """Nearest-even rounding of float32 `|y| < 2^22` inside a Pallas-Triton kernel (float32 result).
+
+    Compiled: `(y + 1.5 * 2^23) - 1.5 * 2^23`, two IEEE adds that round to
+    nearest-even on float32's integer grid; Triton does not reassociate float
+    adds, and this is a fifth of the instructions of the truncation form, which
+    made the int8-output LayerNorm instruction-bound (bench/RESULTS.md). In
+    interpret mode XLA's simplifier folds that pair away, so it takes
+    `round_half_even_by_truncation`. The GPU tests check the compiled form.
+    """
+    if not compiled:
+        return round_half_even_by_truncation(y)
+    return (y + _RNE_SHIFT) - _RNE_SHIFT
+
+
+def quantize_in_triton(x: jax.Array, inv_scale, qtype: str, *, compiled: bool) -> jax.Array:
     """`quantize_scaled` spelled for Pallas-Triton kernels (no `round`; the fp8 cast is the hardware's RNE one)."""
     dtype, top = QTYPES[qtype]
     y = x.astype(jnp.float32) * inv_scale
     if qtype == "fp8":
         return jnp.clip(y, -top, top).astype(dtype)
-    return jnp.clip(round_half_even_by_truncation(y), 0.0 if qtype == "uint8" else -top, top).astype(dtype)
+    # clipped first: the bounds are integers, and the rounding then sees |y| <= 255
+    return round_half_even_in_triton(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), compiled=compiled).astype(dtype)
 
 
 def round_to_e4m3(y: jax.Array) -> jax.Array:

@@ -34,7 +34,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
 from pallas_kernels.layer_norm.triton import next_pow2
-from pallas_kernels.quant_types import QTYPES, quantize_scaled_by_truncation, round_half_even_by_truncation
+from pallas_kernels.quant_types import QTYPES, quantize_in_triton, round_half_even_in_triton
 
 MAX_SEQ = 512
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -99,7 +99,7 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
 
 
 def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None,
-            int_qk=False):
+            int_qk=False, compiled=True):
     qkv_ref, mask_ref, *rest = refs
     scales_ref = rest.pop(0) if quant else None
     bias_ref = rest.pop(0) if has_bias else None
@@ -160,7 +160,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 codes = jnp.minimum(p * inv_p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
             else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
                 top = 255.0 if p_qtype == "uint8" else 127.0
-                codes = round_half_even_by_truncation(jnp.minimum(p * inv_p_scale, top)).astype(jnp.float16)
+                codes = round_half_even_in_triton(jnp.minimum(p * inv_p_scale, top), compiled=compiled).astype(jnp.float16)
             return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
         if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
@@ -173,7 +173,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
         out = acc * (v_scale if probs == "float" else p_scale * v_scale)
         if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
-            out = quantize_scaled_by_truncation(out, inv_out_scale, out_qtype)
+            out = quantize_in_triton(out, inv_out_scale, out_qtype, compiled=compiled)
     shape = (bq, d)
     rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
     pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))
@@ -208,7 +208,8 @@ def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **
     if bias is not None:
         args.append(bias.reshape(-1, s))
     kernel = functools.partial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
-                               bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk, **static)
+                               bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk,
+                               compiled=not interpret, **static)
     out = pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
