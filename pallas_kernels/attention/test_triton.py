@@ -140,6 +140,10 @@ def test_kernel_declines_what_it_cannot_take():
         quantized_attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.float8_e4m3fn), 1.0, 1.0, 1.0,
                                           jnp.ones((1, 8), bool), scale=1.0, qtype="fp8",
                                           config=AttentionConfig(16, 16, int_qk=True), interpret=True)
+    with pytest.raises(ValueError, match="int_qk=True needs a head dim >= 32, not 16"):
+        quantized_attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.int8), 1.0, 1.0, 1.0,
+                                          jnp.ones((1, 8), bool), scale=1.0, qtype="int8",
+                                          config=AttentionConfig(16, 16, int_qk=True), interpret=True)
     with pytest.raises(ValueError, match="block_k=24 is not a power of two"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
                                 config=AttentionConfig(16, 24), interpret=True)

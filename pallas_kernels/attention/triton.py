@@ -37,6 +37,8 @@ from pallas_kernels.layer_norm.triton import next_pow2
 from pallas_kernels.quant_types import QTYPES, quantize_in_triton, round_half_even_in_triton
 
 MAX_SEQ = 512
+# an int8 dot over a shorter K compiles but returns wrong sums (H100, jax 0.11.2, head dim 16: relative error 0.42)
+INT_DOT_K = 32
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
 _NN = (((1,), (0,)), ((), ()))
 
@@ -49,19 +51,20 @@ class AttentionConfig:
     block_k: int
     num_warps: int = 4
     num_stages: int = 2
-    int_qk: bool = False  # int8 Q @ K^T as an int8 dot (int8 plans only)
+    int_qk: bool = False  # int8 Q @ K^T as an int8 dot (int8 plans, head dim >= 32)
 
 
-def pick_config(s: int, quant: bool, qtype: str | None = None) -> AttentionConfig:
+def pick_config(s: int, d: int, quant: bool, qtype: str | None = None) -> AttentionConfig:
     """Square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum), 8 warps for 128;
-    an 8-bit kernel past 128 keys takes them in blocks of 64, in two passes; int8 Q @ K^T as an int8 dot.
+    an 8-bit kernel past 128 keys takes them in blocks of 64, in two passes; int8 Q @ K^T as an int8 dot where
+    the head dim reaches the int8 tensor-core instruction's K of 32.
 
     Measured on the H100 at 128 x 128 x 12 x 64 (bench/RESULTS.md, tile sweep): 128-row blocks took the float
     kernel from 0.0645 to 0.0554 ms; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077 ms.
     """
     blk = max(16, min(128, next_pow2(s)))
     warps = 8 if blk == 128 else 4
-    return AttentionConfig(blk, 64 if quant and s > 128 else blk, warps, 1, int_qk=qtype == "int8")
+    return AttentionConfig(blk, 64 if quant and s > 128 else blk, warps, 1, int_qk=qtype == "int8" and d >= INT_DOT_K)
 
 
 def _tile(v, dim: int, shape):
@@ -190,13 +193,15 @@ def _check_shapes(qkv, bias, what: str) -> tuple[int, int, int, int]:
     return b, s, n, d
 
 
-def _check_config(config: AttentionConfig, *, qtype: str | None = None) -> None:
+def _check_config(config: AttentionConfig, d: int, *, qtype: str | None = None) -> None:
     for name in ("block_q", "block_k"):
         v = getattr(config, name)
         if v < 16 or v != next_pow2(v):
             raise ValueError(f"attention config: {name}={v} is not a power of two >= 16")
     if config.int_qk and qtype != "int8":
         raise ValueError(f"attention config: int_qk=True needs int8 Q and K, not {qtype or 'float'} ones")
+    if config.int_qk and d < INT_DOT_K:
+        raise ValueError(f"attention config: int_qk=True needs a head dim >= {INT_DOT_K}, not {d}")
 
 
 def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **static):
@@ -230,8 +235,8 @@ def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype
     if qkv.dtype not in (jnp.bfloat16, jnp.float16):
         raise NotImplementedError(f"triton attention takes bf16/fp16 Q, K, V, not {qkv.dtype}")
     _check_shapes(qkv, bias, "triton attention")
-    config = config or pick_config(qkv.shape[1], quant=False)
-    _check_config(config)
+    config = config or pick_config(qkv.shape[1], qkv.shape[-1], quant=False)
+    _check_config(config, qkv.shape[-1])
     return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret, config=config,
                  name="flash_attention", scale=float(scale), quant=False, probs=None, p_qtype=None)
 
@@ -257,8 +262,8 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
     inv_out = 1.0 / f32(1.0 if out_scale is None else out_scale)
     scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
     out_qtype = None if out_scale is None else qtype
-    config = config or pick_config(qkv_q.shape[1], quant=True, qtype=qtype)
-    _check_config(config, qtype=qtype)
+    config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype)
+    _check_config(config, qkv_q.shape[-1], qtype=qtype)
     return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
                  interpret=interpret, config=config, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
                  p_qtype=p_qtype, out_qtype=out_qtype)
