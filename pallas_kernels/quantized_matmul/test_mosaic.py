@@ -6,8 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.quantized_matmul.base import column_scale, epilogue, quantized_matmul_reference
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, pick_config, quantized_matmul_mosaic, smem_bytes
+from pallas_kernels.quantized_matmul.base import column_scale, epilogue, pack_weight, quantized_matmul_reference
+from pallas_kernels.quantized_matmul.mosaic import (
+    MosaicGemmConfig,
+    pick_config,
+    quantized_matmul_mosaic,
+    quantized_matmul_mosaic_packed,
+    smem_bytes,
+)
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
@@ -115,3 +121,19 @@ def test_undividable_shapes_fall_back():
 @pytest.mark.parametrize("_", [pytest.param(0, marks=needs_hopper())])
 def test_compiled_matches_reference(m, k, n, qtype, activation, output, _):
     _check(m, k, n, qtype, activation, output)
+
+
+@pytest.mark.parametrize("m, k, n, mode", [(128, 256, 256, "interpret"),
+                                           pytest.param(512, 768, 3072, "compiled", marks=needs_hopper())])
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_fp8_hardware_cast_equals_bit_rounding(m, k, n, mode, activation):
+    """One kernel, the same accumulators: requantizing by the saturating hardware cast and by the reference's
+    integer-bit rounding gives the same fp8 codes, subnormals and saturated values included."""
+    x, xs, w, ws, b = _operands(m, k, n, "fp8", 3)
+    # a small output scale drives the products past 448; the smallest reach e4m3's subnormals
+    packed = pack_weight(w, ws, b, x_scale=xs, out_scale=jnp.float32(OUT_SCALE / 8), qtype="fp8")
+    outs = [np.asarray(quantized_matmul_mosaic_packed(x, packed, activation=activation, out_qtype="fp8",
+                                                      fp8_cast=cast, interpret=mode == "interpret"), np.float32)
+            for cast in (True, False)]
+    assert np.abs(outs[1]).max() == 448 and (np.abs(outs[1][outs[1] != 0]) < 2.0**-6).any()
+    np.testing.assert_array_equal(outs[0], outs[1])
