@@ -64,7 +64,7 @@ def round_half_even_by_truncation(y: jax.Array) -> jax.Array:
 _RNE_SHIFT = 1.5 * 2.0**23
 
 
-def round_half_even_in_triton(y: jax.Array, *, compiled: bool) -> jax.Array:
+def round_half_even_in_kernel(y: jax.Array, *, compiled: bool) -> jax.Array:
     """Nearest-even rounding of float32 `|y| < 2^22` inside a Pallas-Triton kernel (float32 result).
 
     Compiled: `(y + 1.5 * 2^23) - 1.5 * 2^23`, two IEEE adds that round to
@@ -79,14 +79,16 @@ def round_half_even_in_triton(y: jax.Array, *, compiled: bool) -> jax.Array:
     return (y + _RNE_SHIFT) - _RNE_SHIFT
 
 
-def quantize_in_triton(x: jax.Array, inv_scale, qtype: str, *, compiled: bool) -> jax.Array:
-    """`quantize_scaled` spelled for Pallas-Triton kernels (no `round`; the fp8 cast is the hardware's RNE one)."""
+def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str, *, compiled: bool) -> jax.Array:
+    """`quantize_scaled` spelled for GPU kernels: no `round` (Pallas-Triton lowers none), and fp8 by the
+    hardware's saturating round-to-nearest-even cast, equal to `round_to_e4m3` and one instruction where
+    that bit form is about ten (the Mosaic GEMM's epilogue takes only this fp8 branch)."""
     dtype, top = QTYPES[qtype]
     y = x.astype(jnp.float32) * inv_scale
     if qtype == "fp8":
         return jnp.clip(y, -top, top).astype(dtype)
     # clipped first: the bounds are integers, and the rounding then sees |y| <= 255
-    return round_half_even_in_triton(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), compiled=compiled).astype(dtype)
+    return round_half_even_in_kernel(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), compiled=compiled).astype(dtype)
 
 
 def round_to_e4m3(y: jax.Array) -> jax.Array:

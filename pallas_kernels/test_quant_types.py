@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.quant_types import quantize_in_triton, quantize_values, round_half_even_in_triton
+from pallas_kernels.quant_types import quantize_in_kernel, quantize_values, round_half_even_in_kernel
 
 
 def _values() -> np.ndarray:
@@ -18,20 +18,20 @@ def _values() -> np.ndarray:
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_round_half_even_in_triton(compiled):
+def test_round_half_even_in_kernel(compiled):
     y = jnp.asarray(_values())
     # op by op, as a compiled kernel computes it: under jit XLA folds the compiled form's two adds away
     with jax.disable_jit():
-        got = np.asarray(round_half_even_in_triton(y, compiled=compiled))
+        got = np.asarray(round_half_even_in_kernel(y, compiled=compiled))
     np.testing.assert_array_equal(got, np.round(np.asarray(y)))
 
 
 @pytest.mark.parametrize("qtype", ["int8", "uint8", "fp8"])
 @pytest.mark.parametrize("compiled", [False, True])
-def test_quantize_in_triton_equals_quantize_values(qtype, compiled):
+def test_quantize_in_kernel_equals_quantize_values(qtype, compiled):
     x = jnp.asarray(_values() * 0.03)
     inv = 1.0 / jnp.float32(0.03)  # the reciprocal quantize_values takes
     with jax.disable_jit():
-        got = np.asarray(quantize_in_triton(x, inv, qtype, compiled=compiled), np.float32)
+        got = np.asarray(quantize_in_kernel(x, inv, qtype, compiled=compiled), np.float32)
     want = np.asarray(quantize_values(x, jnp.float32(0.03), qtype), np.float32)
     np.testing.assert_array_equal(got, want)

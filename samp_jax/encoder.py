@@ -268,7 +268,7 @@ class Encoder(nn.Module):
         if inputs_only:
             return h, key_mask, position_bias
         for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
-            nxt = plan.input_codes(i + 1) if i + 1 < cfg.num_layers else None
+            nxt = plan.input_codes(i + 1)
             h = TransformerLayer(cfg, plan.layers[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
                 h, key_mask, position_bias
             )

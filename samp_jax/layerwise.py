@@ -84,8 +84,8 @@ class LayerwiseModel(SampModel):
             raise ValueError(f"unknown output kind {kind!r}; known: head, hidden, embed")
         cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
         inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
-        nxt = [plan.input_codes(i + 1) if i + 1 < cfg.num_layers else None for i in range(cfg.num_layers)]
-        layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, q, xla) for mode, q in zip(plan.layers, nxt)]
+        layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla)
+                  for i, mode in enumerate(plan.layers)]
         output = _output_fn(cfg, self.task, kind)
 
         def run(params: dict[str, Any], ids, mask, types) -> jax.Array:

@@ -170,7 +170,10 @@ class Plan:
         A `full_*` layer quantizes its input once for its QKV GEMM and its residual,
         so the kernel before it (the embedding, or the previous layer's LayerNorm)
         writes that input as codes from float32: no quantize kernel between layers.
+        `i == len(layers)` is the encoder's output, which is float.
         """
+        if i == len(self.layers):
+            return None
         mode = self.layers[i]
         return mode_qtype(mode) if mode.startswith("full_") else None
 

@@ -34,7 +34,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
 from pallas_kernels.layer_norm.triton import next_pow2
-from pallas_kernels.quant_types import QTYPES, quantize_in_triton, round_half_even_in_triton
+from pallas_kernels.quant_types import QTYPES, quantize_in_kernel, round_half_even_in_kernel
 
 MAX_SEQ = 512
 # an int8 dot over a shorter K compiles but returns wrong sums (H100, jax 0.11.2, head dim 16: relative error 0.42)
@@ -163,7 +163,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 codes = jnp.minimum(p * inv_p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
             else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
                 top = 255.0 if p_qtype == "uint8" else 127.0
-                codes = round_half_even_in_triton(jnp.minimum(p * inv_p_scale, top), compiled=compiled).astype(jnp.float16)
+                codes = round_half_even_in_kernel(jnp.minimum(p * inv_p_scale, top), compiled=compiled).astype(jnp.float16)
             return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
         if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
@@ -176,7 +176,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
         out = acc * (v_scale if probs == "float" else p_scale * v_scale)
         if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
-            out = quantize_in_triton(out, inv_out_scale, out_qtype, compiled=compiled)
+            out = quantize_in_kernel(out, inv_out_scale, out_qtype, compiled=compiled)
     shape = (bq, d)
     rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
     pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))

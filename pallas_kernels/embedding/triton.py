@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.quant_types import QTYPES, quantize_in_triton
+from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 from pallas_kernels.layer_norm.triton import (
     call_row_kernel,
     layer_norm_rows,
@@ -46,7 +46,7 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype,
     vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
     if out_qtype is not None:
-        y = quantize_in_triton(y, inv_ref[0], out_qtype, compiled=compiled)
+        y = quantize_in_kernel(y, inv_ref[0], out_qtype, compiled=compiled)
     pltriton.store(o_ref.at[tile(rows, 0, block_rows, width), c2], y.astype(o_ref.dtype), mask=mask)
 
 

@@ -18,7 +18,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.quant_types import QTYPES, quantize_in_triton
+from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 
 
 def next_pow2(n: int) -> int:
@@ -95,7 +95,7 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
         pltriton.store(float_ref.at[r2, c2], y.astype(float_ref.dtype), mask=mask)
     (o_ref,) = o_refs
     if out_qtype is not None:
-        y = quantize_in_triton(y, qscales_ref[1], out_qtype, compiled=compiled)
+        y = quantize_in_kernel(y, qscales_ref[1], out_qtype, compiled=compiled)
     pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.matmul.base import ACTIVATIONS
-from pallas_kernels.quant_types import QTYPES, dot_8bit, quantize_scaled
+from pallas_kernels.quant_types import QTYPES, dot_8bit, quantize_in_kernel, quantize_scaled
 
 
 @jax.tree_util.register_dataclass
@@ -164,6 +164,6 @@ def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_
         y = activations[activation](y)
     if out_inv_scale is not None:
         if fp8_cast and out_qtype == "fp8":
-            return jnp.clip(y * out_inv_scale, -448.0, 448.0).astype(jnp.float8_e4m3fn)
+            return quantize_in_kernel(y, out_inv_scale, "fp8", compiled=True)
         return quantize_scaled(y, out_inv_scale, out_qtype)
     return y.astype(out_dtype)

@@ -126,7 +126,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             if plan.probs == "int8":
                 attn["probs_scale"] = s("attention/probs")
             layer["attention"] = attn
-    for i in range(config.num_layers - 1):  # the LayerNorm before a full_* layer writes that layer's input codes
+    for i in range(config.num_layers):  # the LayerNorm before a full_* layer writes that layer's input codes
         nxt = plan.input_codes(i + 1)
         if nxt is not None:
             ffn = enc[f"layer_{i}"]["ffn"]
