@@ -91,7 +91,7 @@ def bench_gemm(sweep: bool) -> None:
                 cfg = mosaic.pick_config(m, n, k, jnp.dtype(out.dtype).itemsize)
                 record("gemm", f"mosaic {qt} + epilogue {label}", shape, ms := time_jax(fn, xa, packed),
                        tops=tops(ms), rel_err=f"{err:.1e}", config=dataclasses.asdict(cfg))
-        if sweep and n == 3072:
+        if sweep:
             _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops)
         try:
             import torch
@@ -106,34 +106,44 @@ def bench_gemm(sweep: bool) -> None:
         record("gemm", "torch bf16 matmul (cuBLAS)", shape, ms := time_torch(lambda: ah @ bh), tops=tops(ms))
 
 
+# Sweep candidates: (schedule, tile_m, tile_n, tile_k, stages, wg_axis). Cooperative tiles are split between the
+# two compute warpgroups along wg_axis; ping-pong tiles are one warpgroup's, with a slot ring per warpgroup.
+SWEEP_TILES = (
+    ("cooperative", 128, 128, 128, 4, "n"), ("cooperative", 128, 64, 128, 4, "n"), ("cooperative", 64, 128, 128, 4, "m"),
+    ("cooperative", 128, 128, 64, 4, "n"), ("cooperative", 64, 256, 64, 4, "m"),
+    ("pingpong", 128, 128, 128, 2, "n"), ("pingpong", 128, 128, 128, 3, "n"), ("pingpong", 128, 128, 64, 4, "n"),
+    ("pingpong", 128, 128, 64, 6, "n"), ("pingpong", 64, 256, 64, 4, "n"), ("pingpong", 128, 64, 128, 4, "n"),
+    ("pingpong", 64, 128, 128, 4, "n"),
+)
+
+
 def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
-    """Tile configurations of the FFN1 GEMM, with a bf16 output and with the requantized int8 one the 8-bit plans use."""
+    """Tile configurations and schedules of one GEMM, with a bf16 output and the requantized int8 one the 8-bit
+    plans use; each output is compared code for code with the reference before it is timed."""
     from pallas_kernels.quantized_matmul import mosaic
 
     for out_label, out_scale, out_bytes in (("bf16", None, 2), ("int8", jnp.float32(0.05), 1)):
         packed = pack_weight(w8, ws, bias, x_scale=xs, out_scale=out_scale, qtype="int8")
         ref = np.asarray(quantized_matmul_reference(x8, xs, w8, ws, bias, qtype="int8", activation=act,
                                                     out_dtype=jnp.bfloat16, out_scale=out_scale), np.float32)
-        for tm, tn, wg in ((128, 128, "n"), (64, 128, "m"), (64, 256, "m"), (128, 64, "n"), (64, 64, "m"),
-                           (128, 128, "m")):
-            for tk in (64, 128):
-                for stages in (4,):  # one pipeline depth keeps the sweep inside one device call
-                    cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
-                                                  wg_axis=wg)
-                    cm, cn = cfg.cta_tile
-                    if m % cm or n % cn or k % tk or mosaic.smem_bytes(cfg, out_bytes) > mosaic.SMEM_BYTES:
-                        continue
-                    fn = jax.jit(lambda a, p, cfg=cfg: mosaic.quantized_matmul_mosaic_packed(
-                        a, p, activation=act, out_dtype=jnp.bfloat16, config=cfg))
-                    try:
-                        out = fn(x8, packed)
-                        ms = time_jax(fn, x8, packed, iterations=10)
-                    except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
-                        print(f"  sweep {cfg}: {type(e).__name__}: {str(e)[:120]}")
-                        continue
-                    err = rel_error(np.asarray(out, np.float32), ref)
-                    record("gemm-sweep", f"mosaic int8 + epilogue -> {out_label}", (m, k, n), ms, tops=tops(ms),
-                           rel_err=f"{err:.1e}", config=dataclasses.asdict(cfg))
+        for schedule, tm, tn, tk, stages, wg in SWEEP_TILES:
+            for width in (4, 8):
+                cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
+                                              wg_axis=wg, schedule=schedule, grid_tile_width=width)
+                cm, cn = cfg.cta_tile
+                if m % cm or n % cn or k % tk or mosaic.smem_bytes(cfg, out_bytes) > mosaic.SMEM_BYTES:
+                    continue
+                fn = jax.jit(lambda a, p, cfg=cfg: mosaic.quantized_matmul_mosaic_packed(
+                    a, p, activation=act, out_dtype=jnp.bfloat16, config=cfg))
+                try:
+                    out = np.asarray(fn(x8, packed), np.float32)
+                    ms = time_jax(fn, x8, packed, iterations=10)
+                except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
+                    print(f"  sweep {cfg}: {type(e).__name__}: {str(e)[:160]}")
+                    continue
+                record("gemm-sweep", f"mosaic int8 + epilogue -> {out_label}", (m, k, n), ms, tops=tops(ms),
+                       rel_err=f"{rel_error(out, ref):.1e}", equal=round(float(np.mean(out == ref)), 5),
+                       config=dataclasses.asdict(cfg))
 
 
 def bench_copy() -> float:

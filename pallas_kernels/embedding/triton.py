@@ -14,7 +14,6 @@ import jax.numpy as jnp
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 from pallas_kernels.layer_norm.triton import (
     call_row_kernel,
     layer_norm_rows,
@@ -23,6 +22,7 @@ from pallas_kernels.layer_norm.triton import (
     row_block,
     tile,
 )
+from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 
 
 def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype, compiled):

@@ -3,21 +3,25 @@
     out = epilogue(x_q @ w_q)      (base.epilogue: column scale, bias, activation,
                                     cast or requantize)
 
-Structure (a persistent, warp-specialized kernel):
-  * one CTA per SM walks the (M/tile, N/tile) output tiles in a planar snake;
-  * a memory warpgroup streams `[tile_m, tile_k]` activation and
-    `[tile_n, tile_k]` weight tiles through `max_concurrent_steps` shared-memory
-    slots with TMA; two compute warpgroups each own half the CTA tile and issue
-    `wgmma` with an int32 (int8) or float32 (fp8) accumulator in registers;
-  * the epilogue runs on the accumulator registers and leaves through shared
-    memory in `epi_tile` pieces, double buffered, so only the final bf16/fp16 or
-    8-bit values ever reach device memory (an int32 output would double the
-    bytes written, which on K = 768 costs as much as the math: ../shared/GPU.md).
+Both schedules are persistent, warp-specialized kernels: one CTA per SM walks
+the (M/tile, N/tile) output tiles in a planar snake, a memory warpgroup streams
+`[tile_m, tile_k]` activation and `[tile_n, tile_k]` weight tiles into shared
+memory with TMA, and two compute warpgroups issue `wgmma` with an int32 (int8)
+or float32 (fp8) accumulator in registers, then run the epilogue on it
+(mosaic_epilogue.py).
+
+  * "cooperative" (this file): the two compute warpgroups split one CTA tile
+    and run its main loop, then its epilogue, together. While they run the
+    epilogue the tensor cores idle, and on FFN1 (GELU, a 16384 x 3072 output)
+    the epilogue costs as much as the main loop.
+  * "pingpong" (mosaic_pingpong.py): each compute warpgroup owns whole tiles,
+    taking turns, so one runs its epilogue while the other's main loop has the
+    tensor cores.
 
 8-bit `wgmma` takes B K-major only, so the weight arrives packed
 (`base.pack_weight`: `[N, K]` codes and the `[3, N]` epilogue vectors, built
 once per plan) and is handed over as a transposed view of its shared-memory
-tile. The kernel is compiled with approximate math: the epilogue's GELU and
+tile. The kernels are compiled with approximate math: the epilogue's GELU and
 requantization are instruction-bound on wide outputs, and `exp`/`rsqrt` become
 single `ex2.approx`/`rsqrt.approx` instructions (relative error ~2^-22).
 """
@@ -37,16 +41,23 @@ from pallas_kernels._platform import interpreting, num_sms, on_hopper
 from pallas_kernels.quantized_matmul.base import (
     KERNEL_ACTIVATIONS,
     PackedWeight,
-    epilogue,
     pack_weight,
     packed_result_dtype,
 )
+from pallas_kernels.quantized_matmul.mosaic_epilogue import epilogue_and_store, out_slots, swizzled
+from pallas_kernels.quantized_matmul.mosaic_pingpong import pingpong_kernel
+
+SCHEDULES = ("cooperative", "pingpong")
 
 
 @dataclasses.dataclass(frozen=True)
 class MosaicGemmConfig:
-    """Tiles of the 8-bit GEMM. `tile_n` is per compute warpgroup; `wg_axis` says
-    whether the two compute warpgroups split the CTA tile along M or N."""
+    """Tiles and schedule of the 8-bit GEMM.
+
+    `tile_m x tile_n` is one compute warpgroup's tile. "cooperative": `wg_axis` says whether the two warpgroups
+    split the CTA tile along M or N; `max_concurrent_steps` shared-memory slots feed both. "pingpong": the CTA
+    tile is the warpgroup tile, and each warpgroup has `max_concurrent_steps` slots of its own.
+    """
 
     tile_m: int = 128
     tile_n: int = 128
@@ -57,9 +68,19 @@ class MosaicGemmConfig:
     wg_axis: str = "n"
     grid_minor: str = "n"
     grid_tile_width: int = 4
+    schedule: str = "cooperative"
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"MosaicGemmConfig: schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if self.wg_axis not in ("m", "n") or self.grid_minor not in ("m", "n"):
+            raise ValueError(f"MosaicGemmConfig: wg_axis={self.wg_axis!r} and grid_minor={self.grid_minor!r} "
+                             "must be 'm' or 'n'")
 
     @property
     def cta_tile(self) -> tuple[int, int]:
+        if self.schedule == "pingpong":
+            return self.tile_m, self.tile_n
         return (self.tile_m * (2 if self.wg_axis == "m" else 1), self.tile_n * (2 if self.wg_axis == "n" else 1))
 
 
@@ -72,9 +93,10 @@ SMEM_BYTES = 232448  # H100 shared memory per block (the limit Mosaic GPU report
 def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
     """Shared memory the kernel allocates: pipeline slots, epilogue tiles, the per-column vectors."""
     cm, cn = cfg.cta_tile
-    slots = min(2, (cfg.tile_m * cfg.tile_n) // (cfg.epi_tile_m * cfg.epi_tile_n))
-    pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
-    return pipeline + 2 * slots * cfg.epi_tile_m * cfg.epi_tile_n * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
+    rings = 2 if cfg.schedule == "pingpong" else 1
+    pipeline = rings * cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
+    epi = 2 * out_slots(cfg.tile_m, cfg.tile_n, cfg.epi_tile_m, cfg.epi_tile_n) * cfg.epi_tile_m * cfg.epi_tile_n
+    return pipeline + epi * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
 
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
@@ -101,18 +123,8 @@ CANDIDATES = (
 CANDIDATES_WIDE_N = (MosaicGemmConfig(tile_m=128, tile_n=64),) + CANDIDATES
 
 
-def _column(vec_smem, interpret: bool) -> jax.Array:
-    """A `[tile_n]` per-column vector from shared memory, laid out to broadcast over the accumulator's rows.
-
-    The CPU interpreter has no layouts and reads the ref directly.
-    """
-    if interpret:
-        return vec_smem[...]
-    return plgpu.load(vec_smem, (), layout=plgpu.Layout.WGMMA.reduce(0))
-
-
-def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, has_bias, quantize_out, interpret,
-            fp8_cast):
+def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):
+    del grid_size  # nd_loop spreads the tiles over the SMs
     m, k = x_gmem.shape
     n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
     in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
@@ -120,19 +132,10 @@ def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, h
     cta_m, cta_n = cfg.cta_tile
     m_iters, n_iters, k_iters = m // cta_m, n // cta_n, k // tile_k
     acc_dtype = jnp.float32 if in_dtype == jnp.float8_e4m3fn else jnp.int32
-
-    swizzle = plgpu.find_swizzle(tile_k * jnp.dtype(in_dtype).itemsize * 8)
-    in_transforms = (
-        plgpu.TilingTransform((8, swizzle // jnp.dtype(in_dtype).itemsize)),
-        plgpu.SwizzleTransform(swizzle),
-    )
+    in_transforms = swizzled(tile_k, in_dtype)
     epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
-    out_swizzle = plgpu.find_swizzle(epi_n * jnp.dtype(out_dtype).itemsize * 8)
-    out_transforms = (
-        plgpu.TilingTransform((8, out_swizzle // jnp.dtype(out_dtype).itemsize)),
-        plgpu.SwizzleTransform(out_swizzle),
-    )
-    slots = min(2, (tile_m * tile_n) // (epi_m * epi_n))
+    out_transforms = swizzled(epi_n, out_dtype)
+    slots = out_slots(tile_m, tile_n, epi_m, epi_n)
 
     def pipeline(body, compute_context):
         return plgpu.emit_pipeline_warp_specialized(
@@ -188,24 +191,8 @@ def _kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, activation, out_qtype, h
                 @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), acc_dtype))
                 def _acc(acc_ref):
                     run_pipeline(acc_ref)
-                    acc = acc_ref[...]
-                    plgpu.barrier_wait(vbar)
-                    col = _column(vecs.at[0], interpret)
-                    bias = _column(vecs.at[1], interpret) if has_bias else None
-                    inv_oscale = _column(vecs.at[2], interpret) if quantize_out else None
-                    bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
-                    y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
-                                 out_qtype=out_qtype, out_dtype=out_dtype, activations=KERNEL_ACTIVATIONS,
-                                 fp8_cast=fp8_cast)
-                    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-                    for ei in range(tile_m // epi_m):
-                        for ej in range(tile_n // epi_n):
-                            slot = (ei * (tile_n // epi_n) + ej) % slots
-                            rows, cols = slice(ei * epi_m, (ei + 1) * epi_m), slice(ej * epi_n, (ej + 1) * epi_n)
-                            plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
-                            out_smem[wg, slot] = y[rows, cols]
-                            plgpu.commit_smem()
-                            plgpu.copy_smem_to_gmem(out_smem.at[wg, slot], out_gmem.at[wg_rows, wg_cols].at[rows, cols])
+                    epilogue_and_store(acc_ref[...], vecs, vbar, out_smem.at[wg], out_gmem.at[wg_rows, wg_cols],
+                                       epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
 
             def mma(_, a_smem, b_smem, acc_ref):
                 b = b_smem.at[:, b_rows] if interpret else b_smem.at[b_rows].T
@@ -281,9 +268,11 @@ def quantized_matmul_mosaic_packed(
     if m_pad != m:
         x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))
     w = packed.w_t.T if interpret else packed.w_t
+    grid = num_sms()
     kernel = functools.partial(
-        _kernel, cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
-        quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast,
+        pingpong_kernel if cfg.schedule == "pingpong" else _cooperative_kernel,
+        cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
+        quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast, grid_size=grid,
     )
     extra = {}
     if interpret:
@@ -293,7 +282,7 @@ def quantized_matmul_mosaic_packed(
     call = plgpu.kernel(
         kernel,
         out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
-        grid=(num_sms(),),
+        grid=(grid,),
         grid_names=("sm",),
         num_threads=3,
         thread_name="wg",

@@ -92,16 +92,35 @@ def _check(m, k, n, qtype, activation, output, **kw):
 
 
 SMALL = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
+SMALL_PINGPONG = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, grid_tile_width=2,
+                                  schedule="pingpong")
+SMALL_CONFIGS = pytest.mark.parametrize("config", [SMALL, SMALL_PINGPONG], ids=lambda c: c.schedule)
 
 
+@SMALL_CONFIGS
 @pytest.mark.parametrize("qtype, activation, output", VARIANTS)
-def test_interpreted_matches_reference(qtype, activation, output):
-    # 2 x 3 CTA tiles over 4 simulated SMs, 2 K steps: the persistent loop, the pipeline and the epilogue
-    _check(256, 256, 192, qtype, activation, output, config=SMALL, interpret=True)
+def test_interpreted_matches_reference(qtype, activation, output, config):
+    # cooperative: 2 x 3 CTA tiles over 4 simulated SMs; pingpong: 4 x 3, so three tiles an SM (two for
+    # warpgroup 0, one for warpgroup 1) and four uses of each warpgroup's two slots. 2 K steps: the
+    # persistent loop, the pipeline and the epilogue
+    _check(256, 256, 192, qtype, activation, output, config=config, interpret=True)
 
 
-def test_interpreted_pads_rows():
-    _check(40, 128, 64, "int8", "gelu", "bfloat16", config=SMALL, interpret=True)
+@SMALL_CONFIGS
+def test_interpreted_pads_rows(config):
+    # one tile over 4 simulated SMs: three SMs have none
+    _check(40, 128, 64, "int8", "gelu", "bfloat16", config=config, interpret=True)
+
+
+@pytest.mark.parametrize("m, n", [(128, 64), (256, 128)])
+def test_interpreted_pingpong_tile_counts(m, n):
+    # two tiles (one per warpgroup on two SMs) and eight (two per warpgroup), with 4 K steps through 2 slots
+    _check(m, 512, n, "int8", None, "float32", config=SMALL_PINGPONG, interpret=True)
+
+
+def test_config_rejects_unknown_schedule():
+    with pytest.raises(ValueError, match="schedule='pingpang'"):
+        MosaicGemmConfig(schedule="pingpang")
 
 
 def test_configs_fit_shared_memory():
@@ -116,11 +135,15 @@ def test_undividable_shapes_fall_back():
         quantized_matmul_mosaic(x, xs, w, ws, b, qtype="int8", interpret=True)
 
 
+PINGPONG = MosaicGemmConfig(tile_k=64, max_concurrent_steps=4, schedule="pingpong")
+
+
 @pytest.mark.parametrize("m, k, n", [(1024, 768, 2304), (512, 768, 3072), (512, 3072, 768), (256, 768, 768), (40, 768, 768)])
 @pytest.mark.parametrize("qtype, activation, output", VARIANTS)
-@pytest.mark.parametrize("_", [pytest.param(0, marks=needs_hopper())])
-def test_compiled_matches_reference(m, k, n, qtype, activation, output, _):
-    _check(m, k, n, qtype, activation, output)
+@pytest.mark.parametrize("config", [pytest.param(None, marks=needs_hopper(), id="picked"),
+                                    pytest.param(PINGPONG, marks=needs_hopper(), id="pingpong")])
+def test_compiled_matches_reference(m, k, n, qtype, activation, output, config):
+    _check(m, k, n, qtype, activation, output, config=config)
 
 
 @pytest.mark.parametrize("m, k, n, mode", [(128, 256, 256, "interpret"),

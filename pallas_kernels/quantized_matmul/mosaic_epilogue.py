@@ -1,0 +1,66 @@
+"""What both Mosaic GPU GEMM schedules share: shared-memory layouts and the epilogue of one warpgroup's tile.
+
+The epilogue runs on the accumulator registers and leaves through shared memory
+in `epi_tile` pieces, double buffered, so only the final bf16/fp16 or 8-bit
+values ever reach device memory (an int32 output would double the bytes
+written, which on K = 768 costs as much as the math: ../shared/GPU.md).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, epilogue
+
+
+def swizzled(minor_elems: int, dtype) -> tuple:
+    """TMA/`wgmma` shared-memory transforms for tiles whose minor dimension holds `minor_elems` of `dtype`."""
+    itemsize = jnp.dtype(dtype).itemsize
+    swizzle = plgpu.find_swizzle(minor_elems * itemsize * 8)
+    return plgpu.TilingTransform((8, swizzle // itemsize)), plgpu.SwizzleTransform(swizzle)
+
+
+def out_slots(tile_m: int, tile_n: int, epi_m: int, epi_n: int) -> int:
+    """Epilogue staging buffers per warpgroup: two, unless the tile is a single epilogue piece."""
+    return min(2, (tile_m * tile_n) // (epi_m * epi_n))
+
+
+def column(vec_smem, interpret: bool) -> jax.Array:
+    """A `[tile_n]` per-column vector from shared memory, laid out to broadcast over the accumulator's rows.
+
+    The CPU interpreter has no layouts and reads the ref directly.
+    """
+    if interpret:
+        return vec_smem[...]
+    return plgpu.load(vec_smem, (), layout=plgpu.Layout.WGMMA.reduce(0))
+
+
+def epilogue_and_store(acc: jax.Array, vecs, vbar, out_smem, out_tile, *, epi_m: int, epi_n: int, activation,
+                       out_qtype, has_bias: bool, quantize_out: bool, fp8_cast: bool,
+                       interpret: bool) -> None:
+    """Scale, bias, activation and cast (or requantize) one warpgroup's `[tile_m, tile_n]` accumulator, then store it.
+
+    `vecs` holds the tile's column scale, bias and reciprocal output scale, landing on `vbar`; `out_smem` is
+    this warpgroup's `[slots, epi_m, epi_n]` staging buffer; `out_tile` the tile's device-memory view.
+    """
+    tile_m, tile_n = acc.shape
+    plgpu.barrier_wait(vbar)
+    col = column(vecs.at[0], interpret)
+    bias = column(vecs.at[1], interpret) if has_bias else None
+    inv_oscale = column(vecs.at[2], interpret) if quantize_out else None
+    bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
+    y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
+                 out_qtype=out_qtype, out_dtype=out_smem.dtype, activations=KERNEL_ACTIVATIONS, fp8_cast=fp8_cast)
+    slots = out_slots(tile_m, tile_n, epi_m, epi_n)
+    plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the previous tile's stores have left the buffers
+    for ei in range(tile_m // epi_m):
+        for ej in range(tile_n // epi_n):
+            slot = (ei * (tile_n // epi_n) + ej) % slots
+            rows, cols = slice(ei * epi_m, (ei + 1) * epi_m), slice(ej * epi_n, (ej + 1) * epi_n)
+            plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
+            out_smem[slot] = y[rows, cols]
+            plgpu.commit_smem()
+            plgpu.copy_smem_to_gmem(out_smem.at[slot], out_tile.at[rows, cols])

@@ -1,0 +1,153 @@
+"""The "pingpong" schedule of the Mosaic GPU 8-bit GEMM: one warpgroup's epilogue under the other's main loop.
+
+The cooperative schedule (mosaic.py) runs each CTA tile's main loop on both
+compute warpgroups, then its epilogue on both: the tensor cores idle for the
+whole epilogue, which on FFN1 (GELU and requantization of a 16384 x 3072 output)
+costs about as much as the main loop (bench/RESULTS.md, fourth pass: 0.115 ms
+against 0.081 without GELU and 0.054 for FFN2's equal FLOPs).
+
+Here the SM's tiles j = 0, 1, 2, ... alternate between the compute warpgroups
+(tile j belongs to warpgroup j % 2), and their main loops take turns: warpgroup
+w starts tile j's `wgmma`s once the other has issued and retired tile j-1's,
+then runs tile j's epilogue while the other's tile j+1 has the tensor cores
+(CUTLASS's "ping-pong" kernel schedule). Each warpgroup has its own ring of
+`max_concurrent_steps` shared-memory slots, so every barrier is waited on by
+one warpgroup only, in order: Pallas tracks a barrier's phase per thread.
+
+Barriers (one phase per use):
+  full[w, s]   TMA landed in warpgroup w's slot s (two arrivals: A and B tile)
+  empty[w, s]  warpgroup w's `wgmma`s have finished reading slot s
+  turn[w]      warpgroup w may start its next main loop
+  vec[w, v]    the tile's epilogue vectors landed (two slots, alternating)
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from pallas_kernels.quantized_matmul.mosaic_epilogue import epilogue_and_store, out_slots, swizzled
+
+MEMORY_REGISTERS = 40  # the TMA warpgroup needs few; the compute warpgroups take the rest
+COMPUTE_REGISTERS = 232
+
+
+def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):
+    m, k = x_gmem.shape
+    n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
+    in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
+    tm, tn, tk, steps = cfg.tile_m, cfg.tile_n, cfg.tile_k, cfg.max_concurrent_steps
+    m_iters, n_iters, k_iters = m // tm, n // tn, k // tk
+    num_tiles = m_iters * n_iters
+    acc_dtype = jnp.float32 if in_dtype == jnp.float8_e4m3fn else jnp.int32
+    in_transforms = swizzled(tk, in_dtype)
+    epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
+    # the interpreter cannot transpose a shared-memory view: it streams `[K, N]` weight tiles instead
+    b_tile, b_transforms = ((tk, tn), ()) if interpret else ((tn, tk), in_transforms)
+
+    @functools.partial(
+        pl.run_scoped,
+        a_smem=plgpu.SMEM((2, steps, tm, tk), in_dtype, transforms=in_transforms),
+        b_smem=plgpu.SMEM((2, steps, *b_tile), in_dtype, transforms=b_transforms),
+        out_smem=plgpu.SMEM((2, out_slots(tm, tn, epi_m, epi_n), epi_m, epi_n), out_dtype,
+                            transforms=swizzled(epi_n, out_dtype)),
+        vec_smem=plgpu.SMEM((2, 2, 3, tn), jnp.float32),
+        full=plgpu.Barrier(num_arrivals=2, num_barriers=2 * steps),
+        empty=plgpu.Barrier(num_barriers=2 * steps),
+        turn=plgpu.Barrier(num_barriers=2),
+        vec_bar=plgpu.Barrier(num_barriers=4),
+        collective_axes="wg",
+    )
+    def _scope(a_smem, b_smem, out_smem, vec_smem, full, empty, turn, vec_bar):
+        wg = lax.axis_index("wg")
+        sm = lax.axis_index("sm")
+        count = lax.div(num_tiles - sm + grid_size - 1, grid_size)  # this SM's tiles: sm, sm + grid_size, ...
+        minor = 1 if cfg.grid_minor == "n" else 0
+
+        def tile_origin(j):
+            mi, ni = plgpu.planar_snake(sm + j * grid_size, (m_iters, n_iters), minor, cfg.grid_tile_width)
+            return mi * tm, ni * tn
+
+        @pl.when(wg == 2)
+        def _memory():
+            plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
+
+            @pl.loop(0, count)
+            def _tile(j):
+                row0, col0 = tile_origin(j)
+                ring = lax.rem(j, 2)
+                first_use = lax.div(j, 2) * k_iters  # uses of this ring's slots before tile j
+
+                @pl.loop(0, k_iters)
+                def _step(kk):
+                    use = first_use + kk
+                    slot = lax.rem(use, steps)
+                    bar = ring * steps + slot
+
+                    @pl.when(use >= steps)
+                    def _():
+                        plgpu.barrier_wait(empty.at[bar])
+
+                    ks = pl.ds(kk * tk, tk)
+                    plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[ring, slot], full.at[bar])
+                    w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if interpret else w_gmem.at[pl.ds(col0, tn), ks]
+                    plgpu.copy_gmem_to_smem(w_tile, b_smem.at[ring, slot], full.at[bar])
+
+            # wait for the last release of every slot used, so each barrier phase is observed (the interpreter
+            # checks it) and no load is left in flight
+            for ring in range(2):
+                uses = lax.div(count + 1 - ring, 2) * k_iters
+                for slot in range(steps):
+                    @pl.when(uses > slot)
+                    def _(bar=ring * steps + slot):
+                        plgpu.barrier_wait(empty.at[bar])
+
+        @pl.when(wg < 2)
+        def _compute():
+            plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
+
+            @pl.when(wg == 1)
+            def _():
+                plgpu.barrier_arrive(turn.at[0])  # warpgroup 0 takes the first turn
+
+            @pl.loop(0, lax.div(count - wg + 1, 2))
+            def _tile(i):
+                row0, col0 = tile_origin(2 * i + wg)
+                vslot = lax.rem(i, 2)
+                vecs, vbar = vec_smem.at[wg, vslot], vec_bar.at[wg * 2 + vslot]
+                plgpu.copy_gmem_to_smem(vec_gmem.at[:, pl.ds(col0, tn)], vecs, vbar)  # lands during the main loop
+                plgpu.barrier_wait(turn.at[wg])
+
+                def main_loop(acc_ref):
+                    def step(kk, _):
+                        use = i * k_iters + kk
+                        slot = lax.rem(use, steps)
+                        plgpu.barrier_wait(full.at[wg * steps + slot])
+                        b = b_smem.at[wg, slot] if interpret else b_smem.at[wg, slot].T
+                        plgpu.wgmma(acc_ref, a_smem.at[wg, slot], b)
+                        plgpu.wgmma_wait(1)  # the previous step's wgmma is done: its slot can be refilled
+
+                        @pl.when(kk > 0)
+                        def _():
+                            plgpu.barrier_arrive(empty.at[wg * steps + lax.rem(use - 1, steps)])
+
+                    lax.fori_loop(0, k_iters, step, None)
+                    plgpu.wgmma_wait(0)
+                    plgpu.barrier_arrive(empty.at[wg * steps + lax.rem(i * k_iters + k_iters - 1, steps)])
+                    return acc_ref[...]
+
+                acc = pl.run_scoped(main_loop, plgpu.ACC((tm, tn), acc_dtype))
+                plgpu.barrier_arrive(turn.at[1 - wg])  # the tensor cores are the other warpgroup's
+                epilogue_and_store(acc, vecs, vbar, out_smem.at[wg], out_gmem.at[pl.ds(row0, tm), pl.ds(col0, tn)],
+                                   epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
+
+            # turn[0] has 1 + (tiles of warpgroup 1) arrivals, turn[1] has (tiles of warpgroup 0): observe the last
+            @pl.when(lax.rem(count + wg + 1, 2) == 1)
+            def _():
+                plgpu.barrier_wait(turn.at[wg])
+
+    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
