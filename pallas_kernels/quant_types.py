@@ -79,16 +79,28 @@ def round_half_even_in_kernel(y: jax.Array, *, compiled: bool) -> jax.Array:
     return (y + _RNE_SHIFT) - _RNE_SHIFT
 
 
-def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str, *, compiled: bool) -> jax.Array:
-    """`quantize_scaled` spelled for GPU kernels: no `round` (Pallas-Triton lowers none), and fp8 by the
-    hardware's saturating round-to-nearest-even cast, equal to `round_to_e4m3` and one instruction where
-    that bit form is about ten (the Mosaic GEMM's epilogue takes only this fp8 branch)."""
+def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
+    """int8/uint8 codes of float32 `y`, already clipped to the code range, rounded to nearest-even.
+
+    `y + 1.5 * 2^23` rounds (one IEEE add) onto float32's integer grid, and the low byte of its bits is
+    the code (the shift's low 22 bits are zero, so two's complement survives). No round and no
+    float-to-int conversion issues: on Hopper those run at an eighth of the FMA rate, and the 8-bit
+    GEMM's epilogue is instruction-bound (bench/RESULTS.md). With no subtraction, no compiler can fold
+    the add away, so the same form runs compiled and interpreted.
+    """
+    bits = jax.lax.bitcast_convert_type(y + _RNE_SHIFT, jnp.int32)
+    return bits.astype(QTYPES[qtype][0])  # truncation to the low byte
+
+
+def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str) -> jax.Array:
+    """`quantize_scaled` spelled for GPU kernels, equal to it code for code: integer codes by
+    `int_codes_in_kernel`, fp8 by the hardware's saturating round-to-nearest-even cast (equal to
+    `round_to_e4m3`, one instruction where that bit form is about ten)."""
     dtype, top = QTYPES[qtype]
     y = x.astype(jnp.float32) * inv_scale
     if qtype == "fp8":
         return jnp.clip(y, -top, top).astype(dtype)
-    # clipped first: the bounds are integers, and the rounding then sees |y| <= 255
-    return round_half_even_in_kernel(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), compiled=compiled).astype(dtype)
+    return int_codes_in_kernel(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), qtype)
 
 
 def round_to_e4m3(y: jax.Array) -> jax.Array:

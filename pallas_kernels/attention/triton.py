@@ -176,7 +176,7 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
         out = acc * (v_scale if probs == "float" else p_scale * v_scale)
         if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
-            out = quantize_in_kernel(out, inv_out_scale, out_qtype, compiled=compiled)
+            out = quantize_in_kernel(out, inv_out_scale, out_qtype)
     shape = (bq, d)
     rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
     pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))

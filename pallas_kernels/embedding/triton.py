@@ -25,7 +25,7 @@ from pallas_kernels.layer_norm.triton import (
 from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 
 
-def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype, compiled):
+def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype):
     refs = list(refs)
     ids_ref, pos_ref = refs.pop(0), refs.pop(0)
     types_ref = refs.pop(0) if has_types else None
@@ -46,7 +46,7 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype,
     vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
     y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
     if out_qtype is not None:
-        y = quantize_in_kernel(y, inv_ref[0], out_qtype, compiled=compiled)
+        y = quantize_in_kernel(y, inv_ref[0], out_qtype)
     pltriton.store(o_ref.at[tile(rows, 0, block_rows, width), c2], y.astype(o_ref.dtype), mask=mask)
 
 
@@ -68,7 +68,7 @@ def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_ta
         out_dtype = QTYPES[out_qtype][0]
     kernel = functools.partial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
                                n_cols=n_cols, eps=eps, has_types=has_types,
-                               out_qtype=out_qtype if out_scale is not None else None, compiled=not interpret)
+                               out_qtype=out_qtype if out_scale is not None else None)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
                           interpret=interpret, name="embedding_layer_norm")
     return out.reshape(*shape, n_cols)

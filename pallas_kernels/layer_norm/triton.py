@@ -72,7 +72,7 @@ def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
 
 
 def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype,
-            with_float, compiled):
+            with_float):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
@@ -95,7 +95,7 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residua
         pltriton.store(float_ref.at[r2, c2], y.astype(float_ref.dtype), mask=mask)
     (o_ref,) = o_refs
     if out_qtype is not None:
-        y = quantize_in_kernel(y, qscales_ref[1], out_qtype, compiled=compiled)
+        y = quantize_in_kernel(y, qscales_ref[1], out_qtype)
     pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
 
 
@@ -120,8 +120,7 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
-                               out_qtype=out_qtype if out_scale is not None else None, with_float=with_float,
-                               compiled=not interpret)
+                               out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
                           interpret=interpret, name="residual_layer_norm", num_warps=num_warps)
     return tuple(o.reshape(shape) for o in out) if with_float else out.reshape(shape)

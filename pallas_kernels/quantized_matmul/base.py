@@ -16,6 +16,7 @@ precomputed, so no transpose or vector arithmetic runs per call.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -115,25 +116,28 @@ _GELU_Q = (-0.7978860139846802, -0.31829676032066345, -0.036381084471940994, 0.0
            -4.2523253796389326e-05, -0.00016895750013645738, 4.332652679295279e-05, -5.213066742726369e-06,
            2.6052245516439143e-07)
 _GELU_CLAMP = 6.0
+# log2(0.5 erfc(a / sqrt 2)) = -1 + log2(e) a q(a): a degree-9 polynomial in a, so one exp2 gives half of
+# erfc with no multiply before it (Mosaic GPU's exp is a multiply by log2(e) and `ex2.approx`)
+_GELU_P2 = (-1.0, *(c * math.log2(math.e) for c in _GELU_Q))
 
 
 def gelu_one_exp(x: jax.Array) -> jax.Array:
-    """Exact (erf) GELU from one exp, max/min, a select and FMAs: `0.5 x erfc(-x / sqrt 2)`.
+    """Exact (erf) GELU from one exp2, max/min, a select and FMAs: `x (1 - h)` for `x >= 0`, `x h` below,
+    with `h = 0.5 erfc(|x| / sqrt 2)`.
 
-    `erfc(|x| / sqrt 2) = exp(|x| q(|x|))` with `|x|` clamped at 6 (where erfc is 2e-9), and
-    `erfc(-t) = 2 - erfc(t)`. Against float64 the fit's |error| is <= 3e-8 on [-8, 8] (the tests bound
-    it, with float32 rounding, on [-12, 12]): an absolute bound, the one requantization cares about.
-    Mosaic GPU (jax 0.11.2) has no layout rule for `math.erf`; this form compiles there, and it issues
-    one special-function instruction
-    per output (`ex2.approx`) where Abramowitz & Stegun's erf takes two (`rsqrt`, `ex2`). Those issue at an
-    eighth of the FMA rate, and the FFN1 GEMM's GELU epilogue is instruction-bound (bench/RESULTS.md).
+    `log2 h = -1 + log2(e) |x| q(|x|)` with `|x|` clamped at 6 (where erfc is 2e-9). Against float64 the
+    fit's |error| is <= 3e-8 on [-8, 8] (the tests bound it, with float32 rounding, on [-12, 12]): an
+    absolute bound, the one requantization cares about. Mosaic GPU (jax 0.11.2) has no layout rule for
+    `math.erf`; this form compiles there, and it issues one special-function instruction per output
+    (`ex2.approx`) where Abramowitz & Stegun's erf takes two (`rsqrt`, `ex2`). Those issue at an eighth
+    of the FMA rate, and the FFN1 GEMM's GELU epilogue is instruction-bound (bench/RESULTS.md).
     """
     a = jnp.minimum(jnp.maximum(x, -x), _GELU_CLAMP)
-    q = a * _GELU_Q[-1] + _GELU_Q[-2]
-    for c in _GELU_Q[-3::-1]:
-        q = q * a + c
-    e = jnp.exp(a * q)
-    return 0.5 * x * jnp.where(x >= 0, 2.0 - e, e)
+    p = a * _GELU_P2[-1] + _GELU_P2[-2]
+    for c in _GELU_P2[-3::-1]:
+        p = p * a + c
+    h = jnp.exp2(p)
+    return x * jnp.where(x >= 0, 1.0 - h, h)
 
 
 # The activations the fused GEMM kernels compute in their epilogue.
@@ -146,14 +150,15 @@ def column_scale(x_scale: jax.Array, w_scale: jax.Array) -> jax.Array:
 
 
 def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_dtype, activations=ACTIVATIONS,
-             fp8_cast: bool = False):
+             in_kernel: bool = False, fp8_cast: bool = True):
     """The fused epilogue on an accumulator tile, in float32; every kernel runs this same function.
 
     `col_scale`, `bias` and `out_inv_scale` are `[N]` (or a tile of it) and
     broadcast over rows; `out_inv_scale` (the reciprocal output scale) set means
     requantize to `out_qtype`. Kernels whose compiler lacks an op pass their own
-    `activations` (KERNEL_ACTIVATIONS). `fp8_cast`: requantize to fp8 by the saturated hardware cast
-    (round to nearest even, like `round_to_e4m3`), one instruction where the bit form is about ten.
+    `activations` (KERNEL_ACTIVATIONS). `in_kernel`: requantize by `quantize_in_kernel`'s
+    conversion-free forms, code for code equal to the reference's; `fp8_cast=False` keeps fp8
+    on the reference's bit form there (the tests compare the two).
     """
     y = acc.astype(jnp.float32) * col_scale
     if bias is not None:
@@ -163,7 +168,7 @@ def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_
             raise NotImplementedError(f"{activation=} has no in-kernel form here")
         y = activations[activation](y)
     if out_inv_scale is not None:
-        if fp8_cast and out_qtype == "fp8":
-            return quantize_in_kernel(y, out_inv_scale, "fp8", compiled=True)
+        if in_kernel and (fp8_cast or out_qtype != "fp8"):
+            return quantize_in_kernel(y, out_inv_scale, out_qtype)
         return quantize_scaled(y, out_inv_scale, out_qtype)
     return y.astype(out_dtype)

@@ -55,8 +55,8 @@ class MosaicGemmConfig:
     """Tiles and schedule of the 8-bit GEMM.
 
     `tile_m x tile_n` is one compute warpgroup's tile. "cooperative": `wg_axis` says whether the two warpgroups
-    split the CTA tile along M or N; `max_concurrent_steps` shared-memory slots feed both. "pingpong": the CTA
-    tile is the warpgroup tile, and each warpgroup has `max_concurrent_steps` slots of its own.
+    split the CTA tile along M or N. "pingpong": the CTA tile is the warpgroup tile. Either way
+    `max_concurrent_steps` shared-memory slots of A and B tiles feed the main loops.
     """
 
     tile_m: int = 128
@@ -93,10 +93,16 @@ SMEM_BYTES = 232448  # H100 shared memory per block (the limit Mosaic GPU report
 def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
     """Shared memory the kernel allocates: pipeline slots, epilogue tiles, the per-column vectors."""
     cm, cn = cfg.cta_tile
-    rings = 2 if cfg.schedule == "pingpong" else 1
-    pipeline = rings * cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
+    pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
     epi = 2 * out_slots(cfg.tile_m, cfg.tile_n, cfg.epi_tile_m, cfg.epi_tile_n) * cfg.epi_tile_m * cfg.epi_tile_n
     return pipeline + epi * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
+
+
+def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int) -> MosaicGemmConfig:
+    """`cfg` with its pipeline cut to as many stages (at least 2) as fit in shared memory."""
+    while smem_bytes(cfg, out_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
+        cfg = dataclasses.replace(cfg, max_concurrent_steps=cfg.max_concurrent_steps - 1)
+    return cfg
 
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
@@ -105,9 +111,7 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConf
         cm, cn = cfg.cta_tile
         if m % cm or n % cn or k % cfg.tile_k:
             continue
-        while smem_bytes(cfg, out_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
-            cfg = dataclasses.replace(cfg, max_concurrent_steps=cfg.max_concurrent_steps - 1)
-        return cfg
+        return fit_shared_memory(cfg, out_itemsize)
     raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
 
 

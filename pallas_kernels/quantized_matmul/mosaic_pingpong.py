@@ -10,12 +10,18 @@ Here the SM's tiles j = 0, 1, 2, ... alternate between the compute warpgroups
 (tile j belongs to warpgroup j % 2), and their main loops take turns: warpgroup
 w starts tile j's `wgmma`s once the other has issued and retired tile j-1's,
 then runs tile j's epilogue while the other's tile j+1 has the tensor cores
-(CUTLASS's "ping-pong" kernel schedule). Each warpgroup has its own ring of
-`max_concurrent_steps` shared-memory slots, so every barrier is waited on by
-one warpgroup only, in order: Pallas tracks a barrier's phase per thread.
+(CUTLASS's "ping-pong" kernel schedule).
+
+The main loops run in tile order, so the warpgroups consume one ring of
+`max_concurrent_steps` shared-memory slots in the order the memory warpgroup
+fills it: use u = j * k_iters + kk of tile j goes to slot u % steps. Each slot's
+barriers come in two copies, one per compute warpgroup, and the memory warpgroup
+signals the copy of the tile's owner: Pallas tracks a barrier's phase per
+thread, so every phase of a barrier must be waited on by the one warpgroup that
+waits on all of them, in order.
 
 Barriers (one phase per use):
-  full[w, s]   TMA landed in warpgroup w's slot s (two arrivals: A and B tile)
+  full[w, s]   TMA landed in slot s for warpgroup w (two arrivals: A and B tile)
   empty[w, s]  warpgroup w's `wgmma`s have finished reading slot s
   turn[w]      warpgroup w may start its next main loop
   vec[w, v]    the tile's epilogue vectors landed (two slots, alternating)
@@ -51,8 +57,8 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
     @functools.partial(
         pl.run_scoped,
-        a_smem=plgpu.SMEM((2, steps, tm, tk), in_dtype, transforms=in_transforms),
-        b_smem=plgpu.SMEM((2, steps, *b_tile), in_dtype, transforms=b_transforms),
+        a_smem=plgpu.SMEM((steps, tm, tk), in_dtype, transforms=in_transforms),
+        b_smem=plgpu.SMEM((steps, *b_tile), in_dtype, transforms=b_transforms),
         out_smem=plgpu.SMEM((2, out_slots(tm, tn, epi_m, epi_n), epi_m, epi_n), out_dtype,
                             transforms=swizzled(epi_n, out_dtype)),
         vec_smem=plgpu.SMEM((2, 2, 3, tn), jnp.float32),
@@ -67,6 +73,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
         sm = lax.axis_index("sm")
         count = lax.div(num_tiles - sm + grid_size - 1, grid_size)  # this SM's tiles: sm, sm + grid_size, ...
         minor = 1 if cfg.grid_minor == "n" else 0
+        owner = lambda use: lax.rem(lax.div(use, k_iters), 2)  # the warpgroup whose tile a slot use belongs to
 
         def tile_origin(j):
             mi, ni = plgpu.planar_snake(sm + j * grid_size, (m_iters, n_iters), minor, cfg.grid_tile_width)
@@ -79,32 +86,29 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
             @pl.loop(0, count)
             def _tile(j):
                 row0, col0 = tile_origin(j)
-                ring = lax.rem(j, 2)
-                first_use = lax.div(j, 2) * k_iters  # uses of this ring's slots before tile j
 
                 @pl.loop(0, k_iters)
                 def _step(kk):
-                    use = first_use + kk
+                    use = j * k_iters + kk
                     slot = lax.rem(use, steps)
-                    bar = ring * steps + slot
 
                     @pl.when(use >= steps)
                     def _():
-                        plgpu.barrier_wait(empty.at[bar])
+                        plgpu.barrier_wait(empty.at[owner(use - steps) * steps + slot])
 
-                    ks = pl.ds(kk * tk, tk)
-                    plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[ring, slot], full.at[bar])
+                    ks, bar = pl.ds(kk * tk, tk), full.at[lax.rem(j, 2) * steps + slot]
+                    plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[slot], bar)
                     w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if interpret else w_gmem.at[pl.ds(col0, tn), ks]
-                    plgpu.copy_gmem_to_smem(w_tile, b_smem.at[ring, slot], full.at[bar])
+                    plgpu.copy_gmem_to_smem(w_tile, b_smem.at[slot], bar)
 
-            # wait for the last release of every slot used, so each barrier phase is observed (the interpreter
-            # checks it) and no load is left in flight
-            for ring in range(2):
-                uses = lax.div(count + 1 - ring, 2) * k_iters
-                for slot in range(steps):
-                    @pl.when(uses > slot)
-                    def _(bar=ring * steps + slot):
-                        plgpu.barrier_wait(empty.at[bar])
+            # wait for the last release of every slot, so each barrier phase is observed (the interpreter
+            # checks it) and nothing is in flight when the kernel ends
+            total = count * k_iters
+            for slot in range(steps):
+                @pl.when(total > slot)
+                def _(slot=slot):
+                    last = total - 1 - lax.rem(total - 1 - slot, steps)
+                    plgpu.barrier_wait(empty.at[owner(last) * steps + slot])
 
         @pl.when(wg < 2)
         def _compute():
@@ -116,7 +120,8 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
             @pl.loop(0, lax.div(count - wg + 1, 2))
             def _tile(i):
-                row0, col0 = tile_origin(2 * i + wg)
+                j = 2 * i + wg
+                row0, col0 = tile_origin(j)
                 vslot = lax.rem(i, 2)
                 vecs, vbar = vec_smem.at[wg, vslot], vec_bar.at[wg * 2 + vslot]
                 plgpu.copy_gmem_to_smem(vec_gmem.at[:, pl.ds(col0, tn)], vecs, vbar)  # lands during the main loop
@@ -124,11 +129,11 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
                 def main_loop(acc_ref):
                     def step(kk, _):
-                        use = i * k_iters + kk
+                        use = j * k_iters + kk
                         slot = lax.rem(use, steps)
                         plgpu.barrier_wait(full.at[wg * steps + slot])
-                        b = b_smem.at[wg, slot] if interpret else b_smem.at[wg, slot].T
-                        plgpu.wgmma(acc_ref, a_smem.at[wg, slot], b)
+                        b = b_smem.at[slot] if interpret else b_smem.at[slot].T
+                        plgpu.wgmma(acc_ref, a_smem.at[slot], b)
                         plgpu.wgmma_wait(1)  # the previous step's wgmma is done: its slot can be refilled
 
                         @pl.when(kk > 0)
@@ -137,7 +142,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
                     lax.fori_loop(0, k_iters, step, None)
                     plgpu.wgmma_wait(0)
-                    plgpu.barrier_arrive(empty.at[wg * steps + lax.rem(i * k_iters + k_iters - 1, steps)])
+                    plgpu.barrier_arrive(empty.at[wg * steps + lax.rem(j * k_iters + k_iters - 1, steps)])
                     return acc_ref[...]
 
                 acc = pl.run_scoped(main_loop, plgpu.ACC((tm, tn), acc_dtype))

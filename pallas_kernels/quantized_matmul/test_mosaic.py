@@ -101,8 +101,8 @@ SMALL_CONFIGS = pytest.mark.parametrize("config", [SMALL, SMALL_PINGPONG], ids=l
 @pytest.mark.parametrize("qtype, activation, output", VARIANTS)
 def test_interpreted_matches_reference(qtype, activation, output, config):
     # cooperative: 2 x 3 CTA tiles over 4 simulated SMs; pingpong: 4 x 3, so three tiles an SM (two for
-    # warpgroup 0, one for warpgroup 1) and four uses of each warpgroup's two slots. 2 K steps: the
-    # persistent loop, the pipeline and the epilogue
+    # warpgroup 0, one for warpgroup 1) and six uses of the two slots. 2 K steps: the persistent loop, the
+    # pipeline and the epilogue
     _check(256, 256, 192, qtype, activation, output, config=config, interpret=True)
 
 
@@ -135,7 +135,7 @@ def test_undividable_shapes_fall_back():
         quantized_matmul_mosaic(x, xs, w, ws, b, qtype="int8", interpret=True)
 
 
-PINGPONG = MosaicGemmConfig(tile_k=64, max_concurrent_steps=4, schedule="pingpong")
+PINGPONG = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong")
 
 
 @pytest.mark.parametrize("m, k, n", [(1024, 768, 2304), (512, 768, 3072), (512, 3072, 768), (256, 768, 768), (40, 768, 768)])
