@@ -106,8 +106,9 @@ def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int) -> MosaicGemmCon
 
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
-    """The first tuned configuration that divides the problem and fits in shared memory."""
-    for cfg in CANDIDATES_WIDE_N if n >= 3072 and out_itemsize > 1 else CANDIDATES:
+    """The first tuned configuration that divides the problem, cut to what fits in shared memory."""
+    pingpong = k <= 1024 and n >= 2048 and (n < 3072 or out_itemsize > 1)
+    for cfg in (PINGPONG_SHORT_K,) + CANDIDATES if pingpong else CANDIDATES:
         cm, cn = cfg.cta_tile
         if m % cm or n % cn or k % cfg.tile_k:
             continue
@@ -115,16 +116,21 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConf
     raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
 
 
-# Preference order. H100 sweeps (bench/kernels.py --sweep, 2026-11-23): on 16384 x 768 x 2304 and
-# 16384 x 3072 x 768 the 128 x 256 CTA tile reached 922 and 1434 TOPS; on the wide-output
-# 16384 x 768 x 3072 with GELU a 128 x 128 tile (two 128 x 64 warpgroup tiles) is best for a bf16
-# output (658 TOPS at 5d1fbd8) and the 128 x 256 tile for a requantized int8 one (620 vs 589).
+# H100 sweeps (bench/kernels.py --sweep, 2026-11-23 at 8cb36ed, ms at 128 x 128 tokens):
+#   QKV 16384 x 768 x 2304: ping-pong 128 x 128 (6 stages) 0.0471 to int8, 0.0533 to bf16 (5 stages, what
+#     fits), where the cooperative 128 x 256 CTA tile takes 0.0545 and 0.0632;
+#   FFN1 16384 x 768 x 3072 + GELU: to bf16 ping-pong 0.0984 against 0.1039-0.1082 cooperative; to int8 the
+#     cooperative 128 x 256 tile 0.1020 against 0.1009-0.1116 for ping-pong tiles (a tie: it stays);
+#   FFN2 16384 x 3072 x 768: the cooperative 128 x 256 tile (0.0523 int8, 0.0539 bf16) ties or beats
+#     ping-pong (0.0523, 0.0575).
+# So ping-pong where K is short and the output wide (the epilogue is a large part of the time), the
+# cooperative 128 x 256 CTA tile elsewhere, smaller tiles for shapes it does not divide.
+PINGPONG_SHORT_K = MosaicGemmConfig(max_concurrent_steps=6, schedule="pingpong")
 CANDIDATES = (
     DEFAULT_CONFIG,
     MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),
     MosaicGemmConfig(tile_m=64, tile_n=64, wg_axis="m"),
 )
-CANDIDATES_WIDE_N = (MosaicGemmConfig(tile_m=128, tile_n=64),) + CANDIDATES
 
 
 def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):

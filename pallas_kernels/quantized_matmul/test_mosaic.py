@@ -9,6 +9,7 @@ import pytest
 from pallas_kernels.quantized_matmul.base import column_scale, epilogue, pack_weight, quantized_matmul_reference
 from pallas_kernels.quantized_matmul.mosaic import (
     MosaicGemmConfig,
+    fit_shared_memory,
     pick_config,
     quantized_matmul_mosaic,
     quantized_matmul_mosaic_packed,
@@ -143,6 +144,8 @@ PINGPONG = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong")
 @pytest.mark.parametrize("config", [pytest.param(None, marks=needs_hopper(), id="picked"),
                                     pytest.param(PINGPONG, marks=needs_hopper(), id="pingpong")])
 def test_compiled_matches_reference(m, k, n, qtype, activation, output, config):
+    if config is not None:
+        config = fit_shared_memory(config, np.dtype(jnp.dtype(output) if output not in ("int8", "fp8") else "int8").itemsize)
     _check(m, k, n, qtype, activation, output, config=config)
 
 
