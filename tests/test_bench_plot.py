@@ -1,0 +1,44 @@
+"""bench/plot_latency.py draws one run's records: the committed H100 records, and a tiny synthetic run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.plot_latency import RESULTS, _kind, plot  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _rec(impl, mode, ms, commit="abc1234"):
+    return dict(implementation=impl, mode=mode, batch=8, seq=128, median_ms=ms, device="GPU (gpu), jax", commit=commit)
+
+
+def test_plots_the_newest_run_of_synthetic_records(tmp_path):
+    (tmp_path / "latency.json").write_text(json.dumps([
+        _rec("samp-jax plain XLA", "bf16", 9.0, commit="old0000"),
+        _rec("samp-jax plain XLA", "bf16", 3.0), _rec("samp-jax kernels", "fp16", 2.0),
+        _rec("samp-jax kernels (pipelined)", "fp16", 1.5), _rec("pytorch fp16 torch.compile", "fp16", 2.5)]))
+    out = plot(tmp_path)
+    assert out == tmp_path / "latency.png" and out.read_bytes().startswith(PNG)
+    with pytest.raises(ValueError, match="commit='nope'"):
+        plot(tmp_path, commit="nope")
+
+
+@pytest.mark.skipif(not (RESULTS / "latency.json").exists(), reason="no committed latency records")
+def test_plots_the_committed_h100_records(tmp_path):
+    out = plot(commit="4a1728c", out=tmp_path / "h100.png")
+    assert out.read_bytes().startswith(PNG)
+
+
+def test_kernel_families_fall_into_kinds():
+    assert _kind("anonymous_mosaic_gpu_kernel") == "8-bit GEMM (Mosaic)"
+    assert _kind("nvjet_sm90_hss_128x128_64x6_2x1_v_bz_bias_NNT") == "float GEMM (XLA, cuBLAS)"
+    assert _kind("flash_attention_8bit") == "attention"
+    assert _kind("residual_layer_norm_") == "LayerNorm, embedding"
+    assert _kind("loop_convert_fusion") == "other XLA ops"
