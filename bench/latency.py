@@ -1,7 +1,7 @@
 """The BERT-base encoder in every plan against the plain-XLA bf16 encoder and PyTorch FP16 (GPU machine).
 
     python bench/latency.py [--batches 1,8,32,128] [--seqs 32,128,512] [--plans ...] [--compile-shapes 1x128,32x128]
-                            [--out DIR]
+                            [--out DIR] [--cache DIR] [--run LABEL]
 
 A random BERT-base (`transformers.BertModel`, 12 layers, hidden 768) is
 converted with samp-jax's own converter, calibrated on random ids (speed does
@@ -14,6 +14,11 @@ runs Hugging Face's `BertModel` in fp16 with SDPA, eager and under
 serving; the ids are on the device before the clock starts, for both. Before
 timing, each plan's kernel output is compared with its own XLA path on the GPU
 at 8 x 128. Records go to DIR/latency.json.
+
+The whole grid compiles about 60 executables, more than one 10-minute device
+call: split it by `--seqs` over calls on one warm machine with the same
+`--cache` and `--run`, merge the records, and draw them with
+`bench/plot_latency.py --run LABEL`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from bench._timing import commit, device_name, time_torch, today, write_records 
 
 PLANS = ["fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8"]
 RECORDS: list[dict] = []
+RUN: list[str] = []  # --run: the label that ties records of one run split over several device calls
 
 
 def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **extra) -> None:
@@ -49,6 +55,7 @@ def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **ex
             device=device_name(),
             date=today(),
             commit=commit(),
+            **({"run": RUN[0]} if RUN else {}),
             **extra,
         )
     )
@@ -206,7 +213,9 @@ def main() -> None:
     ap.add_argument("--breakdown", help="BxS: only split each plan's device time by kernel at that shape")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--cache", help="persistent compilation cache folder (a run split over calls compiles once)")
+    ap.add_argument("--run", help="label every record with this run name (one run split over calls: same label)")
     args = ap.parse_args()
+    RUN[:] = [args.run] if args.run else []
     if args.cache:
         jax.config.update("jax_compilation_cache_dir", args.cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

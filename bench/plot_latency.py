@@ -1,6 +1,6 @@
 """Plot one run's encoder latency and device-time breakdown from the raw records.
 
-    python bench/plot_latency.py [--results bench/results] [--commit C] [--out bench/results/latency.png]
+    python bench/plot_latency.py [--results bench/results] [--commit C] [--run LABEL] [--out bench/results/latency.png]
 
 Left: wall-clock ms per implementation at each batch x seq of the run
 (`latency.json`: samp-jax plans, the plain-XLA bf16 encoder, PyTorch), with
@@ -44,19 +44,24 @@ def _label(rec: dict) -> str:
     return "XLA bf16" if "plain XLA" in impl else mode
 
 
-def _run(records: list[dict], commit: str | None) -> tuple[str, list[dict]]:
+def _run(records: list[dict], commit: str | None, run: str | None = None) -> tuple[str, list[dict]]:
+    if run is not None:
+        records = [r for r in records if r.get("run") == run]
+        if not records:
+            raise ValueError(f"no records with run={run!r}")
     if not records:
         raise ValueError("no records to plot")
     commit = commit or records[-1]["commit"]
-    run = [r for r in records if r["commit"] == commit]
-    if not run:
+    picked = [r for r in records if r["commit"] == commit]
+    if not picked:
         raise ValueError(f"no records with commit={commit!r}; there are {sorted({r['commit'] for r in records})}")
-    return commit, run
+    return commit, picked
 
 
-def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = None) -> Path:
-    """Write the latency figure of one commit's records in `results` to `out` (default results/latency.png)."""
-    commit, lat = _run(json.loads((results / "latency.json").read_text()), commit)
+def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = None, run: str | None = None) -> Path:
+    """Write the latency figure of one commit's records in `results` (of one `run` label, if given) to `out`
+    (default results/latency.png)."""
+    commit, lat = _run(json.loads((results / "latency.json").read_text()), commit, run)
     breakdown_path = results / "breakdown.json"
     brk = [r for r in json.loads(breakdown_path.read_text()) if r["commit"] == commit] if breakdown_path.exists() else []
     fig, axes = plt.subplots(1, 2 if brk else 1, figsize=(14 if brk else 8, 5), squeeze=False)
@@ -111,8 +116,9 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder with latency.json (and breakdown.json)")
     ap.add_argument("--commit", help="the run to plot (default: the newest record's commit)")
     ap.add_argument("--out", type=Path, help="PNG path (default: RESULTS/latency.png)")
+    ap.add_argument("--run", help="only records with this run label (latency.py --run)")
     args = ap.parse_args()
-    print(plot(args.results, args.commit, args.out))
+    print(plot(args.results, args.commit, args.out, args.run))
 
 
 if __name__ == "__main__":

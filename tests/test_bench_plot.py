@@ -28,6 +28,14 @@ def test_plots_the_newest_run_of_synthetic_records(tmp_path):
     assert out == tmp_path / "latency.png" and out.read_bytes().startswith(PNG)
     with pytest.raises(ValueError, match="commit='nope'"):
         plot(tmp_path, commit="nope")
+    with pytest.raises(ValueError, match="run='grid'"):
+        plot(tmp_path, run="grid")
+
+
+def test_plots_one_run_label(tmp_path):
+    recs = [dict(_rec("samp-jax kernels", "fp16", 2.0), run="grid"), _rec("samp-jax kernels", "fp16", 9.0, "new0000")]
+    (tmp_path / "latency.json").write_text(json.dumps(recs))
+    assert plot(tmp_path, run="grid").read_bytes().startswith(PNG)  # the run's commit, not the newest record's
 
 
 @pytest.mark.skipif(not (RESULTS / "latency.json").exists(), reason="no committed latency records")
