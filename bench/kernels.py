@@ -126,24 +126,23 @@ def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
         ref = np.asarray(quantized_matmul_reference(x8, xs, w8, ws, bias, qtype="int8", activation=act,
                                                     out_dtype=jnp.bfloat16, out_scale=out_scale), np.float32)
         for schedule, tm, tn, tk, stages, wg in SWEEP_TILES:
-            for width in (4,):
-                cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
-                                              wg_axis=wg, schedule=schedule, grid_tile_width=width)
-                cm, cn = cfg.cta_tile
-                if m % cm or n % cn or k % tk:
-                    continue
-                cfg = mosaic.fit_shared_memory(cfg, out_bytes)
-                fn = jax.jit(lambda a, p, cfg=cfg: mosaic.quantized_matmul_mosaic_packed(
-                    a, p, activation=act, out_dtype=jnp.bfloat16, config=cfg))
-                try:
-                    out = np.asarray(fn(x8, packed), np.float32)
-                    ms = time_jax(fn, x8, packed, iterations=10)
-                except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
-                    print(f"  sweep {cfg}: {type(e).__name__}: {str(e)[:160]}")
-                    continue
-                record("gemm-sweep", f"mosaic int8 + epilogue -> {out_label}", (m, k, n), ms, tops=tops(ms),
-                       rel_err=f"{rel_error(out, ref):.1e}", equal=round(float(np.mean(out == ref)), 5),
-                       config=dataclasses.asdict(cfg))
+            cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
+                                          wg_axis=wg, schedule=schedule)
+            cm, cn = cfg.cta_tile
+            if m % cm or n % cn or k % tk:
+                continue
+            cfg = mosaic.fit_shared_memory(cfg, out_bytes)
+            fn = jax.jit(lambda a, p, cfg=cfg: mosaic.quantized_matmul_mosaic_packed(
+                a, p, activation=act, out_dtype=jnp.bfloat16, config=cfg))
+            try:
+                out = np.asarray(fn(x8, packed), np.float32)
+                ms = time_jax(fn, x8, packed, iterations=10)
+            except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
+                print(f"  sweep {cfg}: {type(e).__name__}: {str(e)[:160]}")
+                continue
+            record("gemm-sweep", f"mosaic int8 + epilogue -> {out_label}", (m, k, n), ms, tops=tops(ms),
+                   rel_err=f"{rel_error(out, ref):.1e}", equal=round(float(np.mean(out == ref)), 5),
+                   config=dataclasses.asdict(cfg))
 
 
 def bench_copy() -> float:

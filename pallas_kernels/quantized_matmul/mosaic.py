@@ -133,8 +133,7 @@ CANDIDATES = (
 )
 
 
-def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):
-    del grid_size  # nd_loop spreads the tiles over the SMs
+def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, **epi):
     m, k = x_gmem.shape
     n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
     in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
@@ -279,10 +278,12 @@ def quantized_matmul_mosaic_packed(
         x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))
     w = packed.w_t.T if interpret else packed.w_t
     grid = num_sms()
+    # the cooperative kernel's nd_loop spreads tiles over the SMs itself; the ping-pong one counts them
+    schedule = (functools.partial(pingpong_kernel, grid_size=grid) if cfg.schedule == "pingpong"
+                else _cooperative_kernel)
     kernel = functools.partial(
-        pingpong_kernel if cfg.schedule == "pingpong" else _cooperative_kernel,
-        cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
-        quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast, grid_size=grid,
+        schedule, cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
+        quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast,
     )
     extra = {}
     if interpret:
