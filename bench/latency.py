@@ -13,7 +13,8 @@ runs Hugging Face's `BertModel` in fp16 with SDPA, eager and under
 `block_until_ready` (PyTorch: CUDA events), so launch gaps count as they do in
 serving; the ids are on the device before the clock starts, for both. Before
 timing, each plan's kernel output is compared with its own XLA path on the GPU
-at 8 x 128. Records go to DIR/latency.json.
+at 8 x 128. Records go to DIR/latency.json; each samp-jax record also says how
+long its executable took to build (`compile_s`; a `--cache` hit loads it).
 
 The whole grid compiles about 60 executables, more than one 10-minute device
 call: split it by `--seqs` over calls on one warm machine with the same
@@ -59,7 +60,8 @@ def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **ex
             **extra,
         )
     )
-    print(f"  {implementation:<26} {plan:<10} {batch:>4} x {seq:<4} {ms:9.3f} ms", flush=True)
+    built = f"  (built in {extra['compile_s']} s)" if "compile_s" in extra else ""
+    print(f"  {implementation:<26} {plan:<10} {batch:>4} x {seq:<4} {ms:9.3f} ms{built}", flush=True)
 
 
 def wall_ms(fn, iterations: int = 30) -> float:
@@ -251,10 +253,12 @@ def main() -> None:
             ids, mask, types = jax.device_put(random_ids(batch, seq))
             for (impl, plan), model in models.items():
                 try:
+                    t0 = time.perf_counter()
                     exe = model.executable("hidden", batch, seq)
+                    compile_s = round(time.perf_counter() - t0, 1)  # a --cache hit loads it instead
                     run = lambda exe=exe, model=model: exe(model._params, ids, mask, types)
                     name = "samp-jax " + ("plain XLA" if impl == "xla" else "kernels")
-                    record(name, plan, batch, seq, wall_ms(run))
+                    record(name, plan, batch, seq, wall_ms(run), compile_s=compile_s)
                     if args.pipelined:
                         record(name + " (pipelined)", plan, batch, seq, pipelined_ms(run))
                 except Exception as e:  # recorded and reported; the other plans still run

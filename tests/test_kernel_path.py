@@ -64,3 +64,32 @@ def test_no_quantize_op_between_kernels(ckpt, monkeypatch, plan):
     assert calls == [], f"{plan}: separate quantize ops on {calls}"
     SampModel(ckpt, "fp16,embedding:int8", kernels="xla").hidden_states(ids, mask, types)
     assert calls, "the counter saw no quantize op where one is expected (the embedding's simulated quantization)"
+
+
+def test_each_distinct_kernel_launch_is_traced_once(ckpt, monkeypatch):
+    """Both layers call the same kernels at the same shapes: each distinct launch is traced (and lowered) once
+    per executable, not once per layer (pallas_kernels/_launch.py: on the H100 this is most of a compile)."""
+    import importlib
+
+    # (the package exports ops named like these folders: import the modules by name)
+    attention_triton, layer_norm_triton, mosaic = map(importlib.import_module, (
+        "pallas_kernels.attention.triton", "pallas_kernels.layer_norm.triton", "pallas_kernels.quantized_matmul.mosaic"))
+    traced: dict[str, int] = {}
+    for module, name in ((mosaic, "_gemm_call"), (layer_norm_triton, "_row_call"),
+                         (attention_triton, "_attention_call")):
+        launcher = getattr(module, name)
+
+        def counted(*a, _fn=launcher, _name=name, **k):
+            traced[_name] = traced.get(_name, 0) + 1
+            return _fn(*a, **k)
+
+        monkeypatch.setattr(module, name, counted)  # a new function: nothing is cached for it yet
+    model = SampModel(ckpt, "full_int8", kernels="auto")
+    assert model.config.num_layers == 2
+    ids = jax.ShapeDtypeStruct((2, 32), np.int32)
+    with ops.interpret_kernels():
+        jax.jit(lambda p, i, m, t: model._forward("hidden", p, i, m, t)).lower(model._params, ids, ids, ids)
+    # QKV, output, FFN1 and FFN2 GEMMs; one attention; row kernels: the embedding, the residual LayerNorm that
+    # writes codes (both of a layer's LayerNorms take the same inputs), and the last one, which writes floats.
+    # Traced per layer, these would be 8, 2 and 5.
+    assert traced == {"_gemm_call": 4, "_attention_call": 1, "_row_call": 3}, traced

@@ -23,7 +23,6 @@ With `int_qk` the int8 Q @ K^T runs as an int8 dot into int32, the same integers
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
 from pallas_kernels.layer_norm.triton import next_pow2
@@ -204,6 +204,17 @@ def _check_config(config: AttentionConfig, d: int, *, qtype: str | None = None) 
         raise ValueError(f"attention config: int_qk=True needs a head dim >= {INT_DOT_K}, not {d}")
 
 
+def _attention_call(*args, kernel, out_shape, grid, config: AttentionConfig, interpret: bool, name: str):
+    return pl.pallas_call(
+        kernel,
+        out_shape=out_shape,
+        grid=grid,
+        compiler_params=pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages),
+        interpret=interpret,
+        name=name,
+    )(*args)
+
+
 def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **static):
     b, s, _, n, d = qkv.shape
     bq, bk = config.block_q, config.block_k
@@ -212,17 +223,12 @@ def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **
         args.append(scales)
     if bias is not None:
         args.append(bias.reshape(-1, s))
-    kernel = functools.partial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
-                               bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk,
-                               compiled=not interpret, **static)
-    out = pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
-        grid=(b, n, pl.cdiv(s, bq)),
-        compiler_params=pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages),
-        interpret=interpret,
-        name=name,
-    )(*args)
+    kernel = StaticPartial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
+                           bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk,
+                           compiled=not interpret, **static)
+    # one lowering per executable for all layers (_launch)
+    out = launch(StaticPartial(_attention_call, kernel=kernel, out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
+                               grid=(b, n, pl.cdiv(s, bq)), config=config, interpret=interpret, name=name), *args)
     return out.reshape(b, s, n, d)
 
 

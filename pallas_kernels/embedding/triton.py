@@ -7,12 +7,11 @@ tables, sums them in float32, normalizes and writes the hidden state once.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas import triton as pltriton
 
+from pallas_kernels._launch import StaticPartial
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.layer_norm.triton import (
     call_row_kernel,
@@ -66,7 +65,7 @@ def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_ta
     if out_scale is not None:
         args.append(1.0 / jnp.asarray(out_scale, jnp.float32).reshape(1))
         out_dtype = QTYPES[out_qtype][0]
-    kernel = functools.partial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
+    kernel = StaticPartial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
                                n_cols=n_cols, eps=eps, has_types=has_types,
                                out_qtype=out_qtype if out_scale is not None else None)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,

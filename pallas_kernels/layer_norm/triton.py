@@ -10,13 +10,12 @@ of two (Triton's block shapes) and the padding masked out of the statistics.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 
@@ -47,10 +46,8 @@ def load_vector(ref, cols, n_cols: int, block_rows: int):
     return tile(v, 1, block_rows, cols.shape[0])
 
 
-def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_rows: int, interpret: bool,
-                    name: str, num_warps: int = 4):
-    """Launches a row-blocked kernel writing `[n_rows, n_cols]` (one array per dtype when `out_dtype` is a
-    tuple): one program per `block_rows` rows."""
+def _row_call(*args, kernel, n_rows: int, n_cols: int, out_dtype, block_rows: int, interpret: bool, name: str,
+              num_warps: int):
     shape = lambda dt: jax.ShapeDtypeStruct((n_rows, n_cols), dt)
     return pl.pallas_call(
         kernel,
@@ -60,6 +57,14 @@ def call_row_kernel(kernel, args, *, n_rows: int, n_cols: int, out_dtype, block_
         interpret=interpret,
         name=name,
     )(*args)
+
+
+def call_row_kernel(kernel: StaticPartial, args, *, n_rows: int, n_cols: int, out_dtype, block_rows: int,
+                    interpret: bool, name: str, num_warps: int = 4):
+    """Launches a row-blocked kernel writing `[n_rows, n_cols]` (one array per dtype when `out_dtype` is a
+    tuple): one program per `block_rows` rows, lowered once per executable (`_launch`)."""
+    return launch(StaticPartial(_row_call, kernel=kernel, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype,
+                                block_rows=block_rows, interpret=interpret, name=name, num_warps=num_warps), *args)
 
 
 def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
@@ -117,7 +122,7 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
     f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(())
     args.append(jnp.stack([f32(residual_scale), 1.0 / f32(out_scale)]))
-    kernel = functools.partial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
+    kernel = StaticPartial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
                                out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)

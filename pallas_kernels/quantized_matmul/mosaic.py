@@ -37,6 +37,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, num_sms, on_hopper
 from pallas_kernels.quantized_matmul.base import (
     KERNEL_ACTIVATIONS,
@@ -279,12 +280,19 @@ def quantized_matmul_mosaic_packed(
     w = packed.w_t.T if interpret else packed.w_t
     grid = num_sms()
     # the cooperative kernel's nd_loop spreads tiles over the SMs itself; the ping-pong one counts them
-    schedule = (functools.partial(pingpong_kernel, grid_size=grid) if cfg.schedule == "pingpong"
+    schedule = (StaticPartial(pingpong_kernel, grid_size=grid) if cfg.schedule == "pingpong"
                 else _cooperative_kernel)
-    kernel = functools.partial(
+    kernel = StaticPartial(
         schedule, cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
         quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast,
     )
+    # one lowering per executable for all layers (_launch)
+    out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
+                               grid=grid, interpret=interpret), x2, w, packed.vectors)
+    return (out[:m] if m_pad != m else out).reshape(*lead, n)
+
+
+def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):
     extra = {}
     if interpret:
         from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
@@ -292,7 +300,7 @@ def quantized_matmul_mosaic_packed(
         extra["interpret"] = InterpretGPUParams()
     call = plgpu.kernel(
         kernel,
-        out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
+        out_type=out_type,
         grid=(grid,),
         grid_names=("sm",),
         num_threads=3,
@@ -300,8 +308,7 @@ def quantized_matmul_mosaic_packed(
         compiler_params=plgpu.CompilerParams(approx_math=True),
         **extra,
     )
-    out = call(x2, w, packed.vectors)
-    return (out[:m] if m_pad != m else out).reshape(*lead, n)
+    return call(x2, w, vectors)
 
 
 def _round_up(x: int, to: int) -> int:
