@@ -24,7 +24,7 @@ class StaticPartial:
     Every bound value must be hashable: shapes, dtypes, strings, numbers, frozen configs, other StaticPartials.
     """
 
-    __slots__ = ("fn", "kwargs", "_key")
+    __slots__ = ("fn", "kwargs", "_key", "__weakref__")  # jax 0.11's Pallas tracing weak-references the kernel
 
     def __init__(self, fn: Callable[..., Any], /, **kwargs: Any):
         self.fn, self.kwargs = fn, kwargs
