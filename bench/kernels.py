@@ -1,6 +1,7 @@
 """Each kernel against XLA and cuBLAS on BERT-base shapes (run on the GPU machine).
 
-    python bench/kernels.py [--sections gemm,copy,layer_norm,embedding,attention] [--sweep] [--out DIR]
+    python bench/kernels.py [--sections gemm,copy,layer_norm,embedding,attention] [--sweep]
+                            [--attention-shape BxSxNxD] [--out DIR]
 
 Writes one JSON record per measurement to `DIR/kernels.json` (default
 bench/results): implementation, kernel, shape, median ms, derived TOPS or GB/s,
@@ -221,7 +222,8 @@ def bench_embedding() -> None:
 
 
 def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
-    """Attention on 128 x 128 tokens, 12 heads of 64 (BERT-base), padded batch: float and 8-bit kernels."""
+    """Attention on B x S tokens (default 128 x 128), 12 heads of 64 (BERT-base), padded batch: float and 8-bit
+    kernels."""
     import pallas_kernels as ops
     from pallas_kernels.attention.triton import (
         AttentionConfig,
@@ -236,7 +238,8 @@ def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
     flops = 4 * b * s * s * n * d
     tops = lambda ms: round(flops / (ms * 1e-3) / 1e12, 1)  # noqa: E731
     tiles = [AttentionConfig(bq, bk, w, st) for bq, bk, w in ((64, 64, 4), (64, 128, 4), (32, 128, 4), (128, 128, 8),
-                                                              (128, 64, 8), (64, 128, 8)) for st in (1, 2)]
+                                                              (128, 64, 8), (64, 128, 8))
+             for st in ((1, 2, 3) if s > 128 else (1, 2))]  # longer key loops: a deeper pipeline may pay
     ref = None
     for impl in ("xla", "triton"):
         fn = jax.jit(lambda q, m, impl=impl: ops.attention_packed(q, m, scale=d**-0.5, implementation=impl))
@@ -297,12 +300,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm,attention")
     ap.add_argument("--sweep", action="store_true", help="also sweep the GEMM's and the attention's tile configurations")
+    ap.add_argument("--attention-shape", default="128x128x12x64", help="BxSxNxD of the attention section")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
+    attention_shape = tuple(int(v) for v in args.attention_shape.split("x"))
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
     runs = {"copy": bench_copy, "layer_norm": lambda: bench_layer_norm(args.sweep), "embedding": bench_embedding,
-            "gemm": lambda: bench_gemm(args.sweep), "attention": lambda: bench_attention(args.sweep)}
+            "gemm": lambda: bench_gemm(args.sweep), "attention": lambda: bench_attention(args.sweep, attention_shape)}
     for section in args.sections.split(","):
         try:
             runs[section]()
