@@ -55,16 +55,21 @@ class AttentionConfig:
 
 
 def pick_config(s: int, d: int, quant: bool, qtype: str | None = None) -> AttentionConfig:
-    """Square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum), 8 warps for 128;
-    an 8-bit kernel past 128 keys takes them in blocks of 64, in two passes; int8 Q @ K^T as an int8 dot where
-    the head dim reaches the int8 tensor-core instruction's K of 32.
+    """Up to 128 keys: square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum),
+    8 warps for 128, one key block (the 8-bit kernel in one pass). Longer sequences take the keys in blocks of
+    64: 128 query rows on 8 warps for the float kernel, 64 on 4 for the 8-bit one (two passes). int8 Q @ K^T
+    runs as an int8 dot where the head dim reaches the int8 tensor-core instruction's K of 32.
 
-    Measured on the H100 at 128 x 128 x 12 x 64 (bench/RESULTS.md, tile sweep): 128-row blocks took the float
+    Measured on the H100 (bench/RESULTS.md, tile sweeps), at 128 x 128 x 12 x 64: 128-row blocks took the float
     kernel from 0.0645 to 0.0554 ms; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077 ms.
+    At 32 x 512: 64-key blocks took the float kernel from 0.207 to 0.140 ms, and 64 query rows the int8 kernel
+    from 0.216 to 0.202 ms.
     """
-    blk = max(16, min(128, next_pow2(s)))
-    warps = 8 if blk == 128 else 4
-    return AttentionConfig(blk, 64 if quant and s > 128 else blk, warps, 1, int_qk=qtype == "int8" and d >= INT_DOT_K)
+    int_qk = qtype == "int8" and d >= INT_DOT_K
+    if s <= 128:
+        blk = max(16, next_pow2(s))
+        return AttentionConfig(blk, blk, 8 if blk == 128 else 4, 1, int_qk=int_qk)
+    return AttentionConfig(64, 64, 4, 1, int_qk=int_qk) if quant else AttentionConfig(128, 64, 8, 1)
 
 
 def _tile(v, dim: int, shape):
