@@ -56,20 +56,22 @@ class AttentionConfig:
 
 def pick_config(s: int, d: int, quant: bool, qtype: str | None = None) -> AttentionConfig:
     """Up to 128 keys: square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum),
-    8 warps for 128, one key block (the 8-bit kernel in one pass). Longer sequences take the keys in blocks of
-    64: 128 query rows on 8 warps for the float kernel, 64 on 4 for the 8-bit one (two passes). int8 Q @ K^T
-    runs as an int8 dot where the head dim reaches the int8 tensor-core instruction's K of 32.
+    8 warps for 128, one key block (the 8-bit kernel in one pass). Longer sequences: 128 query rows on 8 warps,
+    keys in blocks of 64 (the 8-bit kernel in two passes). int8 Q @ K^T runs as an int8 dot where the head dim
+    reaches the int8 tensor-core instruction's K of 32.
 
     Measured on the H100 (bench/RESULTS.md, tile sweeps), at 128 x 128 x 12 x 64: 128-row blocks took the float
     kernel from 0.0645 to 0.0554 ms; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077 ms.
-    At 32 x 512: 64-key blocks took the float kernel from 0.207 to 0.140 ms, and 64 query rows the int8 kernel
-    from 0.216 to 0.202 ms.
+    At 32 x 512, 64-key blocks took the float kernel from 0.207 to 0.140 ms (the fp16 plan at 128 x 512 from
+    36.8 to 33.7 ms). 64 query rows on 4 warps timed 7% faster for the int8 kernel alone, but the encoder
+    showed no gain (full_int8 at 32 x 512: 6.61 ms before, 6.89 with it, in runs whose XLA baseline moved 3%),
+    so the 8-bit kernel keeps 128 rows.
     """
     int_qk = qtype == "int8" and d >= INT_DOT_K
     if s <= 128:
         blk = max(16, next_pow2(s))
         return AttentionConfig(blk, blk, 8 if blk == 128 else 4, 1, int_qk=int_qk)
-    return AttentionConfig(64, 64, 4, 1, int_qk=int_qk) if quant else AttentionConfig(128, 64, 8, 1)
+    return AttentionConfig(128, 64, 8, 1, int_qk=int_qk)
 
 
 def _tile(v, dim: int, shape):
