@@ -1,11 +1,13 @@
 """Plot one run's encoder latency and device-time breakdown from the raw records.
 
     python bench/plot_latency.py [--results bench/results] [--commit C] [--run LABEL] [--out bench/results/latency.png]
+                                 [--breakdown-commit C]
 
 Left: wall-clock ms per implementation at each batch x seq of the run
 (`latency.json`: samp-jax plans, the plain-XLA bf16 encoder, PyTorch), with
-queued ("pipelined") calls beside single calls. Right: each plan's device time
-split by kernel kind (`breakdown.json`, same commit), where the time goes.
+queued ("pipelined") calls beside single calls; a grid gets one log-log panel
+per sequence length. Right: each plan's device time split by kernel kind
+(`breakdown.json`, same commit unless `--breakdown-commit`), where the time goes.
 The run is the records of one commit (default: the newest record's), so every
 bar was measured in the same session on the same machine.
 """
@@ -21,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["XLA bf16", "fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8", "torch eager", "torch.compile"]
@@ -58,21 +61,9 @@ def _run(records: list[dict], commit: str | None, run: str | None = None) -> tup
     return commit, picked
 
 
-def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = None, run: str | None = None) -> Path:
-    """Write the latency figure of one commit's records in `results` (of one `run` label, if given) to `out`
-    (default results/latency.png)."""
-    commit, lat = _run(json.loads((results / "latency.json").read_text()), commit, run)
-    breakdown_path = results / "breakdown.json"
-    brk = [r for r in json.loads(breakdown_path.read_text()) if r["commit"] == commit] if breakdown_path.exists() else []
-    fig, axes = plt.subplots(1, 2 if brk else 1, figsize=(14 if brk else 8, 5), squeeze=False)
-
-    ax = axes[0][0]
+def _bars(ax, lat: list[dict], labels: list[str], single, queued) -> None:
+    """One group of bars per batch x seq (a run of a few shapes); queued calls hatched inside."""
     shapes = sorted({(r["batch"], r["seq"]) for r in lat})
-    labels = sorted({_label(r) for r in lat}, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))
-    single = defaultdict(dict)
-    queued = defaultdict(dict)
-    for r in lat:  # the latest record wins where a run measured a point twice
-        (queued if "pipelined" in r["implementation"] else single)[(r["batch"], r["seq"])][_label(r)] = r["median_ms"]
     width = 0.8 / max(len(labels), 1)
     for i, label in enumerate(labels):
         xs = [s + i * width for s in range(len(shapes))]
@@ -86,11 +77,63 @@ def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = 
             ax.bar(xs, q, width * 0.45, color="none", edgecolor="black", hatch="//")
     ax.set_xticks([s + 0.4 - width / 2 for s in range(len(shapes))], [f"{b} x {s}" for b, s in shapes])
     ax.set_ylabel("ms per call (hatched: calls queued back to back)")
-    ax.set_title(f"Encoder latency, {lat[0]['device'].split(' (')[0]}, {commit}")
-    ax.legend(fontsize=8)
+
+
+def _lines(ax, seq: int, labels: list[str], single, queued) -> None:
+    """Latency against batch at one sequence length, log-log (a grid spans 0.3 to 55 ms); queued calls dotted."""
+    batches = sorted({b for b, s in single if s == seq} | {b for b, s in queued if s == seq})
+    for i, label in enumerate(labels):
+        for points, style in ((single, "-"), (queued, ":")):
+            xy = [(b, points[(b, seq)][label]) for b in batches if label in points.get((b, seq), {})]
+            if xy:
+                ax.plot(*zip(*xy), style, marker="o", markersize=3, color=f"C{i}",
+                        label=label if style == "-" else None)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch")
+    ax.set_title(f"sequence {seq}")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = None, run: str | None = None,
+         breakdown_commit: str | None = None) -> Path:
+    """Write the latency figure of one commit's records in `results` (of one `run` label, if given) to `out`
+    (default results/latency.png). A grid (several batches per sequence length) is drawn as one log-log panel
+    per sequence length, a few shapes as bars. The device-time panel takes `breakdown.json`'s records of
+    `breakdown_commit` (default: the same commit), at the last shape that commit broke down."""
+    commit, lat = _run(json.loads((results / "latency.json").read_text()), commit, run)
+    breakdown_path = results / "breakdown.json"
+    brk = []
+    if breakdown_path.exists():
+        brk = [r for r in json.loads(breakdown_path.read_text()) if r["commit"] == (breakdown_commit or commit)]
+        brk = [r for r in brk if (r["batch"], r["seq"]) == (brk[-1]["batch"], brk[-1]["seq"])] if brk else []
+    elif breakdown_commit:
+        raise ValueError(f"breakdown_commit={breakdown_commit!r} but {breakdown_path} does not exist")
+    labels = sorted({_label(r) for r in lat}, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))
+    single, queued = defaultdict(dict), defaultdict(dict)
+    for r in lat:  # the latest record wins where a run measured a point twice
+        (queued if "pipelined" in r["implementation"] else single)[(r["batch"], r["seq"])][_label(r)] = r["median_ms"]
+    seqs = sorted({s for _, s in single})
+    grid = any(len({b for b, s in single if s == seq}) > 1 for seq in seqs)
+    panels = (len(seqs) if grid else 1) + bool(brk)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels if grid else 8 + 6 * bool(brk), 5), squeeze=False)
+    device = lat[0]["device"].split(" (")[0]
+    if grid:
+        for ax, seq in zip(axes[0], seqs):
+            _lines(ax, seq, labels, single, queued)
+        axes[0][0].set_ylabel("ms per call (dotted: calls queued back to back)")
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(f"Encoder latency, BERT-base, {device}, {commit}" + (f" (run {run!r})" if run else ""))
+    else:
+        _bars(axes[0][0], lat, labels, single, queued)
+        axes[0][0].set_title(f"Encoder latency, {device}, {commit}")
+        axes[0][0].legend(fontsize=8)
 
     if brk:
-        ax = axes[0][1]
+        ax = axes[0][-1]
         names = [_label(r) for r in brk]
         bottom = [0.0] * len(brk)
         for kind, _ in KINDS:
@@ -99,9 +142,8 @@ def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = 
             bottom = [b + v for b, v in zip(bottom, ms)]
         for x, r in enumerate(brk):
             ax.text(x, r["device_ms"], f"{r['device_ms']:.2f}", ha="center", va="bottom", fontsize=8)
-        shape = f"{brk[0]['batch']} x {brk[0]['seq']}"
         ax.set_ylabel("device ms")
-        ax.set_title(f"Device time by kernel kind at {shape}")
+        ax.set_title(f"Device time by kernel kind at {brk[0]['batch']} x {brk[0]['seq']} ({brk[0]['commit']})")
         ax.legend(fontsize=8)
 
     fig.tight_layout()
@@ -117,8 +159,9 @@ def main() -> None:
     ap.add_argument("--commit", help="the run to plot (default: the newest record's commit)")
     ap.add_argument("--out", type=Path, help="PNG path (default: RESULTS/latency.png)")
     ap.add_argument("--run", help="only records with this run label (latency.py --run)")
+    ap.add_argument("--breakdown-commit", help="the device-time breakdown's commit (default: the run's)")
     args = ap.parse_args()
-    print(plot(args.results, args.commit, args.out, args.run))
+    print(plot(args.results, args.commit, args.out, args.run, args.breakdown_commit))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from bench.plot_latency import RESULTS, _kind, plot  # noqa: E402
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _rec(impl, mode, ms, commit="abc1234"):
-    return dict(implementation=impl, mode=mode, batch=8, seq=128, median_ms=ms, device="GPU (gpu), jax", commit=commit)
+def _rec(impl, mode, ms, commit="abc1234", batch=8, seq=128):
+    return dict(implementation=impl, mode=mode, batch=batch, seq=seq, median_ms=ms, device="GPU (gpu), jax",
+                commit=commit)
 
 
 def test_plots_the_newest_run_of_synthetic_records(tmp_path):
@@ -38,14 +39,27 @@ def test_plots_one_run_label(tmp_path):
     assert plot(tmp_path, run="grid").read_bytes().startswith(PNG)  # the run's commit, not the newest record's
 
 
+def test_plots_a_grid_with_a_breakdown_of_another_commit(tmp_path):
+    lat = [_rec(impl, "fp16", 0.1 * b * s, batch=b, seq=s) for b in (1, 8) for s in (32, 128)
+           for impl in ("samp-jax kernels", "samp-jax kernels (pipelined)")]
+    (tmp_path / "latency.json").write_text(json.dumps(lat))
+    brk = [dict(_rec("breakdown kernels", "fp16", 0, commit="brk0000"), device_ms=1.0,
+                kernels=[dict(family="flash_attention", ms=1.0, launches=1)])]
+    (tmp_path / "breakdown.json").write_text(json.dumps(brk))
+    assert plot(tmp_path, breakdown_commit="brk0000").read_bytes().startswith(PNG)
+
+
 @pytest.mark.skipif(not (RESULTS / "latency.json").exists(), reason="no committed latency records")
 def test_plots_the_committed_h100_records(tmp_path):
     out = plot(commit="4a1728c", out=tmp_path / "h100.png")
     assert out.read_bytes().startswith(PNG)
+    grid = plot(run="session 8 grid", breakdown_commit="848476f", out=tmp_path / "grid.png")
+    assert grid.read_bytes().startswith(PNG)
 
 
 def test_kernel_families_fall_into_kinds():
     assert _kind("anonymous_mosaic_gpu_kernel") == "8-bit GEMM (Mosaic)"
+    assert _kind("pingpong_kernel_mosaic_gpu_kernel") == "8-bit GEMM (Mosaic)"
     assert _kind("nvjet_sm90_hss_128x128_64x6_2x1_v_bz_bias_NNT") == "float GEMM (XLA, cuBLAS)"
     assert _kind("flash_attention_8bit") == "attention"
     assert _kind("residual_layer_norm_") == "LayerNorm, embedding"
