@@ -16,9 +16,12 @@ timing, each plan's kernel output is compared with its own XLA path on the GPU
 at 8 x 128. Records go to DIR/latency.json; each samp-jax record also says how
 long its executable took to build (`compile_s`; a `--cache` hit loads it).
 
-The whole grid compiles about 60 executables, more than one 10-minute device
-call: split it by `--seqs` over calls on one warm machine with the same
-`--cache` and `--run`, merge the records, and draw them with
+The whole grid builds 72 executables (about 5 s each on the H100, since each
+kernel is compiled once per executable) and runs `torch.compile` at each
+shape in `--compile-shapes`: about 9 minutes, more than one 10-minute device
+call holds with the start-up. Split it by `--seqs` over calls on one warm
+machine with the same `--cache` and `--run` (session 8: `--seqs 128`, then
+`--seqs 32,512 --no-check`), merge the records, and draw them with
 `bench/plot_latency.py --run LABEL`.
 """
 
