@@ -303,7 +303,11 @@ def main() -> None:
     ap.add_argument("--attention-shape", default="128x128x12x64", help="BxSxNxD of the attention section")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
-    attention_shape = tuple(int(v) for v in args.attention_shape.split("x"))
+    try:
+        attention_shape = tuple(int(v) for v in args.attention_shape.split("x"))
+        b, s, n, d = attention_shape
+    except ValueError:
+        ap.error(f"--attention-shape={args.attention_shape!r}: expected BxSxNxD, e.g. 32x512x12x64")
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
     runs = {"copy": bench_copy, "layer_norm": lambda: bench_layer_norm(args.sweep), "embedding": bench_embedding,

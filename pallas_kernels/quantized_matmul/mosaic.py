@@ -280,11 +280,11 @@ def quantized_matmul_mosaic_packed(
     w = packed.w_t.T if interpret else packed.w_t
     grid = num_sms()
     # the cooperative kernel's nd_loop spreads tiles over the SMs itself; the ping-pong one counts them
-    schedule = (StaticPartial(pingpong_kernel, grid_size=grid) if cfg.schedule == "pingpong"
-                else _cooperative_kernel)
+    pingpong = cfg.schedule == "pingpong"
     kernel = StaticPartial(
-        schedule, cfg=cfg, activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
-        quantize_out=packed.requantize, interpret=interpret, fp8_cast=fp8_cast,
+        pingpong_kernel if pingpong else _cooperative_kernel, cfg=cfg, activation=activation,
+        out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias, quantize_out=packed.requantize,
+        interpret=interpret, fp8_cast=fp8_cast, **(dict(grid_size=grid) if pingpong else {}),
     )
     # one lowering per executable for all layers (_launch)
     out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
