@@ -1,7 +1,7 @@
 """Each kernel against XLA and cuBLAS on BERT-base shapes (run on the GPU machine).
 
-    python bench/kernels.py [--sections gemm,copy,layer_norm,embedding,attention] [--sweep]
-                            [--attention-shape BxSxNxD] [--out DIR]
+    python bench/kernels.py [--sections gemm,gemm-rows,copy,layer_norm,embedding,attention] [--sweep]
+                            [--attention-shape BxSxNxD] [--gemm-rows 128,1024] [--out DIR]
 
 Writes one JSON record per measurement to `DIR/kernels.json` (default
 bench/results): implementation, kernel, shape, median ms, derived TOPS or GB/s,
@@ -144,6 +144,70 @@ def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
             record("gemm-sweep", f"mosaic int8 + epilogue -> {out_label}", (m, k, n), ms, tops=tops(ms),
                    rel_err=f"{rel_error(out, ref):.1e}", equal=round(float(np.mean(out == ref)), 5),
                    config=dataclasses.asdict(cfg))
+
+
+# BERT-base's four GEMMs as the plans call them: (name, K, N, activation, deferred bias). The attention-out and
+# FFN2 GEMMs leave their bias to the residual LayerNorm; full_int8 requantizes QKV and FFN1 for the next kernel.
+LAYER_GEMMS = (("qkv", 768, 2304, None, False), ("attn-out", 768, 768, None, True),
+               ("ffn1", 768, 3072, "gelu", False), ("ffn2", 3072, 768, None, True))
+# (schedule, tile_m, tile_n, wg_axis) for the rows sweep; stages are as many as fit (up to 8)
+ROWS_SWEEP = (("cooperative", 128, 128, "n"), ("cooperative", 64, 128, "m"), ("cooperative", 64, 64, "m"),
+              ("pingpong", 128, 128, "n"), ("pingpong", 128, 64, "n"), ("pingpong", 64, 128, "n"),
+              ("pingpong", 64, 64, "n"))
+
+
+def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
+    """The layer's GEMMs at few rows (batch 1-32 tokens): the fp16 plan's (XLA: cuBLAS or Triton, plus the
+    GELU fusion) against the Mosaic float GEMM, and the full_int8 plan's 8-bit GEMM; with `sweep`, every
+    `ROWS_SWEEP` tile on both Mosaic GEMMs. Device time (all the kernels one call launches)."""
+    from pallas_kernels.matmul.base import matmul_reference
+    from pallas_kernels.matmul.mosaic import matmul_mosaic
+    from pallas_kernels.quantized_matmul import mosaic
+
+    for m in rows:
+        for name, k, n, act, defer in LAYER_GEMMS:
+            shape = (m, k, n)
+            gbps = lambda ms, nbytes: round(nbytes / (ms * 1e-3) / 1e9, 1)
+            x8, w8, xf, wf, xs, ws, bias = _gemm_operands(m, k, n)
+            xh, wh = xf.astype(jnp.float16), wf.astype(jnp.float16)
+            b = None if defer else bias
+            ref_fn = jax.jit(lambda a, w, b=b, act=act: matmul_reference(a, w, b, activation=act))
+            ref = np.asarray(ref_fn(xh, wh), np.float32)
+            record("gemm-rows", f"xla fp16 {name}", shape, ms := time_jax(ref_fn, xh, wh), gbps=gbps(ms, 2 * k * n))
+            out_scale = None if defer else jnp.float32(0.05)
+            packed = pack_weight(w8, ws, b, x_scale=xs, out_scale=out_scale, qtype="int8")
+            ref8 = np.asarray(quantized_matmul_reference(x8, xs, w8, ws, b, qtype="int8", activation=act,
+                                                         out_dtype=jnp.float16, out_scale=out_scale), np.float32)
+            configs = [None]
+            if sweep:
+                configs += [mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, max_concurrent_steps=8, wg_axis=wg,
+                                                    schedule=sc) for sc, tm, tn, wg in ROWS_SWEEP]
+            for cfg in configs:
+                for label, in_bytes, out_bytes in (("fp16", 2, 2), ("int8", 1, 1 if out_scale is not None else 2)):
+                    if cfg is None:
+                        c = mosaic.pick_config(-(-m // 64) * 64, n, k, out_bytes, in_bytes, mosaic.num_sms())
+                    else:
+                        c = dataclasses.replace(cfg, tile_k=128 // in_bytes)
+                        cm, cn = c.cta_tile
+                        if m % cm or n % cn:
+                            continue
+                        c = mosaic.fit_shared_memory(c, out_bytes, in_bytes)
+                    if label == "fp16":
+                        fn = jax.jit(lambda a, w, c=c, b=b, act=act: matmul_mosaic(a, w, b, activation=act, config=c))
+                        args, want = (xh, wh), ref
+                    else:
+                        fn = jax.jit(lambda a, p, c=c, act=act: mosaic.quantized_matmul_mosaic_packed(
+                            a, p, activation=act, out_dtype=jnp.float16, config=c))
+                        args, want = (x8, packed), ref8
+                    try:
+                        out = np.asarray(fn(*args), np.float32)
+                        ms = time_jax(fn, *args, iterations=20)
+                    except Exception as e:  # a configuration Mosaic rejects is recorded, not fatal
+                        print(f"  {name} {shape} {c}: {type(e).__name__}: {str(e)[:160]}")
+                        continue
+                    kind = "gemm-rows" if cfg is None else "gemm-rows-sweep"
+                    record(kind, f"mosaic {label} {name}", shape, ms, gbps=gbps(ms, in_bytes * k * n),
+                           rel_err=f"{rel_error(out, want):.1e}", config=dataclasses.asdict(c))
 
 
 def bench_copy() -> float:
@@ -301,6 +365,7 @@ def main() -> None:
     ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm,attention")
     ap.add_argument("--sweep", action="store_true", help="also sweep the GEMM's and the attention's tile configurations")
     ap.add_argument("--attention-shape", default="128x128x12x64", help="BxSxNxD of the attention section")
+    ap.add_argument("--gemm-rows", default="128,1024,4096", help="M of the gemm-rows section (tokens per call)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     try:
@@ -308,10 +373,15 @@ def main() -> None:
         b, s, n, d = attention_shape
     except ValueError:
         ap.error(f"--attention-shape={args.attention_shape!r}: expected BxSxNxD, e.g. 32x512x12x64")
+    try:
+        gemm_rows = [int(v) for v in args.gemm_rows.split(",")]
+    except ValueError:
+        ap.error(f"--gemm-rows={args.gemm_rows!r}: expected comma-separated row counts, e.g. 128,1024")
     print(f"device: {device_name()}, commit {commit()}, {today()}")
     OUT_DIR.append(args.out)
     runs = {"copy": bench_copy, "layer_norm": lambda: bench_layer_norm(args.sweep), "embedding": bench_embedding,
-            "gemm": lambda: bench_gemm(args.sweep), "attention": lambda: bench_attention(args.sweep, attention_shape)}
+            "gemm": lambda: bench_gemm(args.sweep), "gemm-rows": lambda: bench_gemm_rows(gemm_rows, args.sweep),
+            "attention": lambda: bench_attention(args.sweep, attention_shape)}
     for section in args.sections.split(","):
         try:
             runs[section]()

@@ -136,13 +136,15 @@ def count_kernel_calls(monkeypatch) -> list[str]:
     """Records, in the returned list, each call that reached a Pallas kernel of the encoder's hot ops
     (a kernel that declines an input raises before it is counted, and dispatch falls back to XLA)."""
     from pallas_kernels.attention import api as attention_api
+    from pallas_kernels.matmul import api as matmul_api
     from pallas_kernels.quantized_attention import api as quantized_attention_api
     from pallas_kernels.quantized_matmul import api as quantized_matmul_api
 
     calls: list[str] = []
     for registry, name, label in ((attention_api._PACKED_REGISTRY, "triton", "triton attention"),
                                   (quantized_attention_api._PACKED_REGISTRY, "triton", "triton 8-bit attention"),
-                                  (quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm")):
+                                  (quantized_matmul_api._PACKED_REGISTRY, "mosaic", "mosaic gemm"),
+                                  (matmul_api._REGISTRY, "mosaic", "mosaic float gemm")):
         def counted(*a, fn=registry[name], label=label, **k):
             out = fn(*a, **k)
             calls.append(label)

@@ -24,8 +24,8 @@ def ckpt(tmp_path_factory):
 
 
 @pytest.mark.parametrize("plan, used", [
-    ("fp16", {"triton attention"}),
-    ("ffn_int8", {"triton attention", "mosaic gemm"}),
+    ("fp16", {"triton attention", "mosaic float gemm"}),
+    ("ffn_int8", {"triton attention", "mosaic gemm", "mosaic float gemm"}),
     ("full_int8", {"triton 8-bit attention", "mosaic gemm"}),
 ])
 def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):

@@ -8,6 +8,12 @@ from pallas_kernels._dispatch import dispatch
 from pallas_kernels.matmul.base import ACTIVATIONS, matmul_reference
 
 _REGISTRY = {"xla": matmul_reference}
+try:  # Mosaic GPU needs a jaxlib with its dialects; the XLA reference always works
+    from pallas_kernels.matmul.mosaic import matmul_mosaic
+
+    _REGISTRY["mosaic"] = matmul_mosaic
+except ImportError:  # pragma: no cover
+    pass
 
 
 def matmul(

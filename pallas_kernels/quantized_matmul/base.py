@@ -160,7 +160,9 @@ def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_
     conversion-free forms, code for code equal to the reference's; `fp8_cast=False` keeps fp8
     on the reference's bit form there (the tests compare the two).
     """
-    y = acc.astype(jnp.float32) * col_scale
+    y = acc.astype(jnp.float32)
+    if col_scale is not None:  # None: a float GEMM, nothing to dequantize
+        y = y * col_scale
     if bias is not None:
         y = y + bias.astype(jnp.float32)
     if activation is not None:

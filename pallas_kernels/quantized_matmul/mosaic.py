@@ -45,7 +45,13 @@ from pallas_kernels.quantized_matmul.base import (
     pack_weight,
     packed_result_dtype,
 )
-from pallas_kernels.quantized_matmul.mosaic_epilogue import epilogue_and_store, out_slots, swizzled
+from pallas_kernels.quantized_matmul.mosaic_epilogue import (
+    accumulator_dtype,
+    epilogue_and_store,
+    out_slots,
+    swizzled,
+    weight_kn,
+)
 from pallas_kernels.quantized_matmul.mosaic_pingpong import pingpong_kernel
 
 SCHEDULES = ("cooperative", "pingpong")
@@ -91,30 +97,42 @@ DEFAULT_CONFIG = MosaicGemmConfig()
 SMEM_BYTES = 232448  # H100 shared memory per block (the limit Mosaic GPU reports)
 
 
-def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int) -> int:
+def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -> int:
     """Shared memory the kernel allocates: pipeline slots, epilogue tiles, the per-column vectors."""
     cm, cn = cfg.cta_tile
-    pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k
+    pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k * in_itemsize
     epi = 2 * out_slots(cfg.tile_m, cfg.tile_n, cfg.epi_tile_m, cfg.epi_tile_n) * cfg.epi_tile_m * cfg.epi_tile_n
     return pipeline + epi * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
 
 
-def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int) -> MosaicGemmConfig:
+def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -> MosaicGemmConfig:
     """`cfg` with its pipeline cut to as many stages (at least 2) as fit in shared memory."""
-    while smem_bytes(cfg, out_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
+    while smem_bytes(cfg, out_itemsize, in_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
         cfg = dataclasses.replace(cfg, max_concurrent_steps=cfg.max_concurrent_steps - 1)
     return cfg
 
 
-def pick_config(m: int, n: int, k: int, out_itemsize: int = 2) -> MosaicGemmConfig:
-    """The first tuned configuration that divides the problem, cut to what fits in shared memory."""
+def num_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
+    cm, cn = cfg.cta_tile
+    return (m // cm) * (n // cn)
+
+
+def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int = 1,
+                sms: int = 132) -> MosaicGemmConfig:
+    """The tuned configuration for a GEMM: the first large tile that divides the problem and still gives every
+    SM a tile; where none does (few rows: batch 1-8), the candidate with the most tiles. Cut to what fits in
+    shared memory; K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit values)."""
     pingpong = k <= 1024 and n >= 2048 and (n < 3072 or out_itemsize > 1)
-    for cfg in (PINGPONG_SHORT_K,) + CANDIDATES if pingpong else CANDIDATES:
-        cm, cn = cfg.cta_tile
-        if m % cm or n % cn or k % cfg.tile_k:
-            continue
-        return fit_shared_memory(cfg, out_itemsize)
-    raise NotImplementedError(f"mosaic 8-bit GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
+    large = ((PINGPONG_SHORT_K,) if pingpong else ()) + CANDIDATES
+    tile_k = 128 // in_itemsize
+    fitting = [dataclasses.replace(cfg, tile_k=tile_k) for cfg in large + SMALL_M_CANDIDATES
+               if not (m % cfg.cta_tile[0] or n % cfg.cta_tile[1] or k % tile_k)]
+    if not fitting:
+        raise NotImplementedError(f"mosaic GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
+    cfg = next((c for c in fitting if num_tiles(c, m, n) >= sms), None)
+    if cfg is None:
+        cfg = max(fitting, key=lambda c: num_tiles(c, m, n))
+    return fit_shared_memory(cfg, out_itemsize, in_itemsize)
 
 
 # H100 sweeps (bench/kernels.py --sweep, 2026-11-23 at 8cb36ed, ms at 128 x 128 tokens):
@@ -132,16 +150,23 @@ CANDIDATES = (
     MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),
     MosaicGemmConfig(tile_m=64, tile_n=64, wg_axis="m"),
 )
+# Few rows (M = 128 at batch 1 x 128): a GEMM streams its weight, and 128 x 256 tiles put an N = 768 weight
+# on 3 SMs. Ping-pong tiles of 64 rows, one warpgroup's `wgmma` height, spread it over up to 24 per 128 rows.
+SMALL_M_CANDIDATES = (
+    MosaicGemmConfig(tile_m=64, tile_n=128, max_concurrent_steps=6, schedule="pingpong"),
+    MosaicGemmConfig(tile_m=64, tile_n=64, max_concurrent_steps=8, schedule="pingpong"),
+)
 
 
 def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, **epi):
     m, k = x_gmem.shape
-    n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
     in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
+    kn = weight_kn(in_dtype, interpret)
+    n = w_gmem.shape[1] if kn else w_gmem.shape[0]
     tile_m, tile_n, tile_k = cfg.tile_m, cfg.tile_n, cfg.tile_k
     cta_m, cta_n = cfg.cta_tile
     m_iters, n_iters, k_iters = m // cta_m, n // cta_n, k // tile_k
-    acc_dtype = jnp.float32 if in_dtype == jnp.float8_e4m3fn else jnp.int32
+    acc_dtype = accumulator_dtype(in_dtype)
     in_transforms = swizzled(tile_k, in_dtype)
     epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
     out_transforms = swizzled(epi_n, out_dtype)
@@ -154,9 +179,8 @@ def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, *
             memory_registers=40,
             in_specs=[
                 plgpu.BlockSpec((cta_m, tile_k), lambda kk: (0, kk), transforms=in_transforms),
-                # the interpreter cannot transpose a shared-memory view: it streams `[K, N]` tiles instead
-                plgpu.BlockSpec((tile_k, cta_n), lambda kk: (kk, 0))
-                if interpret
+                plgpu.BlockSpec((tile_k, cta_n), lambda kk: (kk, 0), transforms=() if interpret else in_transforms)
+                if kn
                 else plgpu.BlockSpec((cta_n, tile_k), lambda kk: (0, kk), transforms=in_transforms),
             ],
             wg_axis="wg",
@@ -173,7 +197,7 @@ def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, *
         out_smem=plgpu.SMEM((2, slots, epi_m, epi_n), out_dtype, transforms=out_transforms),
         # column scale, bias, reciprocal output scale of this tile; two slots so the next tile's copy never
         # overwrites values the previous epilogue may still be reading
-        vec_smem=plgpu.SMEM((2, 2, 3, tile_n), jnp.float32),
+        vec_smem=plgpu.SMEM((2, 2, vec_gmem.shape[0], tile_n), jnp.float32),
         vec_barrier=plgpu.Barrier(num_barriers=4),
         collective_axes="wg",
     )
@@ -205,14 +229,14 @@ def _cooperative_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, *
                                        epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
 
             def mma(_, a_smem, b_smem, acc_ref):
-                b = b_smem.at[:, b_rows] if interpret else b_smem.at[b_rows].T
+                b = b_smem.at[:, b_rows] if kn else b_smem.at[b_rows].T
                 plgpu.wgmma(acc_ref, a_smem.at[a_rows], b)
                 plgpu.wgmma_wait(0)
                 return acc_ref
 
             pipeline(mma, compute_context)(
                 x_gmem.at[cta_rows, :],
-                w_gmem.at[:, pl.ds(ni * cta_n, cta_n)] if interpret else w_gmem.at[pl.ds(ni * cta_n, cta_n), :],
+                w_gmem.at[:, pl.ds(ni * cta_n, cta_n)] if kn else w_gmem.at[pl.ds(ni * cta_n, cta_n), :],
                 allocations=allocs,
             )
 
@@ -265,30 +289,37 @@ def quantized_matmul_mosaic_packed(
         raise NotImplementedError("mosaic 8-bit GEMM runs on a Hopper GPU (or with interpret=True)")
     if activation is not None and activation not in KERNEL_ACTIVATIONS:
         raise NotImplementedError(f"mosaic 8-bit GEMM: no in-kernel {activation=}")
-    lead, k = x_q.shape[:-1], x_q.shape[-1]
-    x2 = x_q.reshape(-1, k)
-    m, n = x2.shape[0], packed.w_t.shape[0]
-    result_dtype = packed_result_dtype(packed, out_dtype, out_qtype)
+    w = packed.w_t.T if weight_kn(x_q.dtype, interpret) else packed.w_t
+    return run_gemm(x_q, w, packed.vectors, result_dtype=packed_result_dtype(packed, out_dtype, out_qtype),
+                    config=config, interpret=interpret, activation=activation, out_qtype=out_qtype or packed.qtype,
+                    has_bias=packed.has_bias, quantize_out=packed.requantize, fp8_cast=fp8_cast)
+
+
+def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, config: MosaicGemmConfig | None,
+             interpret: bool, **epi) -> jax.Array:
+    """Launches the GEMM kernel on `x [..., K]` and `w` (`[K, N]` or `[N, K]`, as `weight_kn` says) with its
+    `[rows, N]` epilogue vectors (`mosaic_epilogue.vector_rows`); `epi` configures the epilogue."""
+    lead, k = x.shape[:-1], x.shape[-1]
+    x2 = x.reshape(-1, k)
+    n = w.shape[1] if weight_kn(x.dtype, interpret) else w.shape[0]
+    m = x2.shape[0]
+    result_dtype = jnp.dtype(result_dtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
-    cfg = config or pick_config(_round_up(m, 128), n, k, result_dtype.itemsize)
+    cfg = config or pick_config(_round_up(m, 64), n, k, result_dtype.itemsize, x.dtype.itemsize, num_sms())
     cta_m = cfg.cta_tile[0]
     if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % cfg.tile_k:
-        raise NotImplementedError(f"mosaic 8-bit GEMM: {cfg} does not divide (N, K)=({n}, {k})")
+        raise NotImplementedError(f"mosaic GEMM: {cfg} does not divide (N, K)=({n}, {k})")
     m_pad = _round_up(m, cta_m)
     if m_pad != m:
         x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))
-    w = packed.w_t.T if interpret else packed.w_t
     grid = num_sms()
     # the cooperative kernel's nd_loop spreads tiles over the SMs itself; the ping-pong one counts them
     pingpong = cfg.schedule == "pingpong"
-    kernel = StaticPartial(
-        pingpong_kernel if pingpong else _cooperative_kernel, cfg=cfg, activation=activation,
-        out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias, quantize_out=packed.requantize,
-        interpret=interpret, fp8_cast=fp8_cast, **(dict(grid_size=grid) if pingpong else {}),
-    )
+    kernel = StaticPartial(pingpong_kernel if pingpong else _cooperative_kernel, cfg=cfg, interpret=interpret,
+                           **epi, **(dict(grid_size=grid) if pingpong else {}))
     # one lowering per executable for all layers (_launch)
     out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
-                               grid=grid, interpret=interpret), x2, w, packed.vectors)
+                               grid=grid, interpret=interpret), x2, w, vectors)
     return (out[:m] if m_pad != m else out).reshape(*lead, n)
 
 

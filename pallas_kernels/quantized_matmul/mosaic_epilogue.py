@@ -23,6 +23,17 @@ def swizzled(minor_elems: int, dtype) -> tuple:
     return plgpu.TilingTransform((8, swizzle // itemsize)), plgpu.SwizzleTransform(swizzle)
 
 
+def weight_kn(in_dtype, interpret: bool) -> bool:
+    """Whether the weight streams as `[K, N]` tiles: 16-bit `wgmma` reads B either way round, 8-bit only
+    K-major (`[N, K]`, handed over transposed); the CPU interpreter cannot transpose a shared-memory view."""
+    return interpret or jnp.dtype(in_dtype).itemsize == 2
+
+
+def accumulator_dtype(in_dtype):
+    """int32 for int8 operands, float32 for fp8 and 16-bit floats."""
+    return jnp.int32 if jnp.dtype(in_dtype) == jnp.int8 else jnp.float32
+
+
 def out_slots(tile_m: int, tile_n: int, epi_m: int, epi_n: int) -> int:
     """Epilogue staging buffers per warpgroup: two, unless the tile is a single epilogue piece."""
     return min(2, (tile_m * tile_n) // (epi_m * epi_n))
@@ -38,19 +49,27 @@ def column(vec_smem, interpret: bool) -> jax.Array:
     return plgpu.load(vec_smem, (), layout=plgpu.Layout.WGMMA.reduce(0))
 
 
+def vector_rows(has_scale: bool) -> dict[str, int]:
+    """Rows of the `[rows, N]` epilogue vectors: 8-bit GEMMs carry column scale, bias and reciprocal output
+    scale (`base.PackedWeight.vectors`); float GEMMs only a bias."""
+    return {"scale": 0, "bias": 1, "inv_scale": 2} if has_scale else {"bias": 0}
+
+
 def epilogue_and_store(acc: jax.Array, vecs, vbar, out_smem, out_tile, *, epi_m: int, epi_n: int, activation,
                        out_qtype, has_bias: bool, quantize_out: bool, fp8_cast: bool,
-                       interpret: bool) -> None:
+                       interpret: bool, has_scale: bool = True) -> None:
     """Scale, bias, activation and cast (or requantize) one warpgroup's `[tile_m, tile_n]` accumulator, then store it.
 
-    `vecs` holds the tile's column scale, bias and reciprocal output scale, landing on `vbar`; `out_smem` is
-    this warpgroup's `[slots, epi_m, epi_n]` staging buffer; `out_tile` the tile's device-memory view.
+    `vecs` holds the tile's epilogue vectors (`vector_rows`), landing on `vbar`; `out_smem` is this warpgroup's
+    `[slots, epi_m, epi_n]` staging buffer; `out_tile` the tile's device-memory view. `has_scale=False` (a
+    float GEMM): no column scale and no requantization.
     """
     tile_m, tile_n = acc.shape
+    rows = vector_rows(has_scale)
     plgpu.barrier_wait(vbar)
-    col = column(vecs.at[0], interpret)
-    bias = column(vecs.at[1], interpret) if has_bias else None
-    inv_oscale = column(vecs.at[2], interpret) if quantize_out else None
+    col = column(vecs.at[rows["scale"]], interpret) if has_scale else None
+    bias = column(vecs.at[rows["bias"]], interpret) if has_bias else None
+    inv_oscale = column(vecs.at[rows["inv_scale"]], interpret) if quantize_out else None
     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
     y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
                  out_qtype=out_qtype, out_dtype=out_smem.dtype, activations=KERNEL_ACTIVATIONS, in_kernel=True,

@@ -36,7 +36,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.quantized_matmul.mosaic_epilogue import epilogue_and_store, out_slots, swizzled
+from pallas_kernels.quantized_matmul.mosaic_epilogue import (
+    accumulator_dtype,
+    epilogue_and_store,
+    out_slots,
+    swizzled,
+    weight_kn,
+)
 
 MEMORY_REGISTERS = 40  # the TMA warpgroup needs few; the compute warpgroups take the rest
 COMPUTE_REGISTERS = 232
@@ -44,16 +50,17 @@ COMPUTE_REGISTERS = 232
 
 def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):
     m, k = x_gmem.shape
-    n = w_gmem.shape[1] if interpret else w_gmem.shape[0]
     in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
+    kn = weight_kn(in_dtype, interpret)
+    n = w_gmem.shape[1] if kn else w_gmem.shape[0]
     tm, tn, tk, steps = cfg.tile_m, cfg.tile_n, cfg.tile_k, cfg.max_concurrent_steps
     m_iters, n_iters, k_iters = m // tm, n // tn, k // tk
     num_tiles = m_iters * n_iters
-    acc_dtype = jnp.float32 if in_dtype == jnp.float8_e4m3fn else jnp.int32
+    acc_dtype = accumulator_dtype(in_dtype)
     in_transforms = swizzled(tk, in_dtype)
     epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
-    # the interpreter cannot transpose a shared-memory view: it streams `[K, N]` weight tiles instead
-    b_tile, b_transforms = ((tk, tn), ()) if interpret else ((tn, tk), in_transforms)
+    b_tile = (tk, tn) if kn else (tn, tk)
+    b_transforms = () if interpret else in_transforms
 
     @functools.partial(
         pl.run_scoped,
@@ -61,7 +68,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
         b_smem=plgpu.SMEM((steps, *b_tile), in_dtype, transforms=b_transforms),
         out_smem=plgpu.SMEM((2, out_slots(tm, tn, epi_m, epi_n), epi_m, epi_n), out_dtype,
                             transforms=swizzled(epi_n, out_dtype)),
-        vec_smem=plgpu.SMEM((2, 2, 3, tn), jnp.float32),
+        vec_smem=plgpu.SMEM((2, 2, vec_gmem.shape[0], tn), jnp.float32),
         full=plgpu.Barrier(num_arrivals=2, num_barriers=2 * steps),
         empty=plgpu.Barrier(num_barriers=2 * steps),
         turn=plgpu.Barrier(num_barriers=2),
@@ -98,7 +105,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
                     ks, bar = pl.ds(kk * tk, tk), full.at[lax.rem(j, 2) * steps + slot]
                     plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[slot], bar)
-                    w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if interpret else w_gmem.at[pl.ds(col0, tn), ks]
+                    w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if kn else w_gmem.at[pl.ds(col0, tn), ks]
                     plgpu.copy_gmem_to_smem(w_tile, b_smem.at[slot], bar)
 
             # wait for the last release of every slot, so each barrier phase is observed (the interpreter
@@ -132,7 +139,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                         use = j * k_iters + kk
                         slot = lax.rem(use, steps)
                         plgpu.barrier_wait(full.at[wg * steps + slot])
-                        b = b_smem.at[slot] if interpret else b_smem.at[slot].T
+                        b = b_smem.at[slot] if kn else b_smem.at[slot].T
                         plgpu.wgmma(acc_ref, a_smem.at[slot], b)
                         plgpu.wgmma_wait(1)  # the previous step's wgmma is done: its slot can be refilled
 

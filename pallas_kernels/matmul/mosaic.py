@@ -1,0 +1,60 @@
+"""The float (bf16/fp16) GEMM with its epilogue fused, on the Mosaic GPU kernels of the 8-bit GEMM.
+
+    out = act(x @ w + bias)      (matmul_reference; GELU by base.gelu_one_exp)
+
+The kernels (quantized_matmul/mosaic.py, mosaic_pingpong.py) take 16-bit
+operands as they take 8-bit ones: `wgmma` with a float32 accumulator, TMA
+pipelines, the same persistent schedules and tile picker. 16-bit `wgmma` reads
+B either way round, so the weight streams as the `[K, N]` tiles the plan stores
+(no packing), and the epilogue is the bias and the activation alone.
+
+Why a kernel where XLA has cuBLAS: XLA cannot fuse BERT's erf GELU into a
+cuBLAS GEMM, so the fp16 plan's FFN1 writes and re-reads its 3072-wide output
+(bench/RESULTS.md: 1.26 of 8.94 ms at 32 x 512); and at batch 1 cuBLAS streams
+the weights at a fifth of HBM bandwidth, where 64-row tiles spread them over
+the SMs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pallas_kernels._platform import interpreting, on_hopper
+from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, run_gemm
+
+FLOAT_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def matmul_mosaic(
+    x: jax.Array,
+    w: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    activation: str | None = None,
+    out_dtype=None,
+    config: MosaicGemmConfig | None = None,
+    interpret: bool = False,
+) -> jax.Array:
+    """`matmul_reference` as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
+
+    Declines (NotImplementedError, so dispatch falls back to XLA) float32 operands, a weight in another dtype
+    than `x` (a plan casts its weights to the compute dtype once), activations without an in-kernel form and
+    shapes no tile divides.
+    """
+    interpret = interpret or interpreting()
+    if not interpret and not on_hopper():
+        raise NotImplementedError("mosaic GEMM runs on a Hopper GPU (or with interpret=True)")
+    if x.dtype not in FLOAT_DTYPES or w.dtype != x.dtype:
+        raise NotImplementedError(f"mosaic float GEMM takes bf16 or fp16 operands of one dtype, got "
+                                  f"x.dtype={x.dtype}, w.dtype={w.dtype}")
+    if activation is not None and activation not in KERNEL_ACTIVATIONS:
+        raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
+    n = w.shape[1]
+    # an HLO constant, not a per-call broadcast kernel
+    vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
+    return run_gemm(x, w, vectors, result_dtype=x.dtype if out_dtype is None else out_dtype, config=config,
+                    interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
+                    quantize_out=False, fp8_cast=True, has_scale=False)

@@ -1,0 +1,119 @@
+"""The Mosaic GPU float GEMM against a float64 oracle: interpreted on a CPU, compiled on a Hopper GPU."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels.matmul.api import matmul
+from pallas_kernels.matmul.mosaic import matmul_mosaic
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, pick_config
+from pallas_kernels.testing import rel_error
+from pallas_kernels.testing_modes import needs_hopper
+
+# the output's rounding, one bf16/fp16 step at most; float32 output: float32 sums in another order
+TOL = {"bfloat16": 8e-3, "float16": 1e-3, "float32": 1e-5}
+
+
+def _operands(m, k, n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((m, k)), dtype)
+    w = jnp.asarray(rng.standard_normal((k, n)) / np.sqrt(k), dtype)
+    b = jnp.asarray(rng.standard_normal(n), jnp.float32)
+    return x, w, b
+
+
+def _check(m, k, n, dtype, activation, *, bias=True, out_dtype=None, **kw):
+    x, w, b = _operands(m, k, n, dtype, m + 7 * n + k)
+    out = matmul_mosaic(x, w, b if bias else None, activation=activation, out_dtype=out_dtype, **kw)
+    want_dtype = jnp.dtype(out_dtype or dtype)
+    assert out.shape == (m, n) and out.dtype == want_dtype
+    # the oracle sees the operands as rounded to `dtype`: accumulation, GELU and output rounding are measured
+    acc = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + (np.asarray(b, np.float64) if bias else 0)
+    if activation == "gelu":
+        acc = 0.5 * acc * (1 + np.vectorize(math.erf)(acc / math.sqrt(2)))
+    err = rel_error(np.asarray(out, np.float64), acc)
+    assert err < TOL[want_dtype.name], (err, want_dtype)
+
+
+COOPERATIVE = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
+PINGPONG = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, grid_tile_width=2,
+                            schedule="pingpong")
+CONFIGS = pytest.mark.parametrize("config", [COOPERATIVE, PINGPONG], ids=lambda c: c.schedule)
+
+
+@CONFIGS
+@pytest.mark.parametrize("dtype, activation, bias, out_dtype", [
+    ("bfloat16", None, True, None),
+    ("float16", "gelu", True, None),
+    ("bfloat16", "gelu", False, "float32"),
+    ("float16", None, False, "float32"),
+])
+def test_interpreted_matches_oracle(dtype, activation, bias, out_dtype, config):
+    # cooperative: 2 x 3 CTA tiles over 4 simulated SMs; ping-pong: 4 x 3; 2 K steps through 2 slots
+    _check(256, 128, 192, dtype, activation, bias=bias, out_dtype=out_dtype, config=config, interpret=True)
+
+
+@CONFIGS
+def test_interpreted_pads_rows(config):
+    _check(40, 128, 64, "float16", "gelu", config=config, interpret=True)
+
+
+def test_dispatch_reaches_the_kernel_when_interpreting():
+    from pallas_kernels import interpret_kernels
+
+    x, w, b = _operands(64, 128, 128, "float16", 1)
+    with interpret_kernels():
+        out = matmul(x, w, b, activation="gelu", implementation="mosaic")
+    ref = matmul(x, w, b, activation="gelu", implementation="xla")
+    assert rel_error(np.asarray(out, np.float32), np.asarray(ref, np.float32)) < TOL["float16"]
+
+
+@pytest.mark.parametrize("x_dtype, w_dtype, activation, n", [
+    ("float32", "float32", None, 128),    # float32 operands stay on XLA
+    ("float16", "float32", None, 128),    # an uncast weight
+    ("bfloat16", "bfloat16", "relu", 128),  # no in-kernel form
+    ("bfloat16", "bfloat16", None, 100),  # no tile divides N
+])
+def test_declines_what_it_cannot_run(x_dtype, w_dtype, activation, n):
+    x = jnp.ones((64, 128), x_dtype)
+    w = jnp.ones((128, n), w_dtype)
+    with pytest.raises(NotImplementedError):
+        matmul_mosaic(x, w, activation=activation, interpret=True)
+
+
+def test_few_rows_spread_over_more_tiles():
+    # batch 1 x 128: 128 x 256 tiles would put an N = 768 weight on 3 SMs
+    small = pick_config(128, 768, 3072, 2, 2)
+    assert (small.tile_m, small.schedule) == (64, "pingpong") and small.tile_k == 64
+    assert (128 // small.cta_tile[0]) * (768 // small.cta_tile[1]) >= 12
+    # 128 x 128 tokens: the tuned large tile, with 64 16-bit values of K (one 128-byte row)
+    big = pick_config(16384, 768, 3072, 2, 2)
+    assert big.cta_tile == (128, 256) and big.tile_k == 64
+    assert pick_config(16384, 768, 3072, 1, 1).tile_k == 128
+
+
+BERT_SHAPES = [(128, 768, 2304, None), (128, 768, 768, None), (128, 768, 3072, "gelu"), (128, 3072, 768, None),
+               (2048, 768, 3072, "gelu"), (4096, 3072, 768, None), (40, 768, 768, None)]
+
+
+@pytest.mark.parametrize("m, k, n, activation", BERT_SHAPES)
+@pytest.mark.parametrize("dtype", [pytest.param("float16", marks=needs_hopper()),
+                                   pytest.param("bfloat16", marks=needs_hopper())])
+def test_compiled_matches_oracle(m, k, n, activation, dtype):
+    _check(m, k, n, dtype, activation)
+
+
+@pytest.mark.parametrize("config", [
+    pytest.param(MosaicGemmConfig(tile_k=64), marks=needs_hopper(), id="cooperative"),
+    pytest.param(MosaicGemmConfig(tile_k=64, max_concurrent_steps=5, schedule="pingpong"), marks=needs_hopper(),
+                 id="pingpong"),
+    pytest.param(MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=8, schedule="pingpong"),
+                 marks=needs_hopper(), id="pingpong-64"),
+])
+def test_compiled_configs(config):
+    _check(1024, 768, 3072, "float16", "gelu", config=config)
+    _check(512, 768, 768, "bfloat16", None, bias=False, out_dtype="float32", config=config)
