@@ -17,15 +17,18 @@ the SMs.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels._platform import interpreting, on_hopper
+from pallas_kernels._platform import interpreting, num_sms, on_hopper
 from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, run_gemm
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, num_tiles, pick_config, run_gemm
 
 FLOAT_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+CUBLAS_BELOW = 32  # output tiles under which XLA's GEMM (cuBLAS, split-K) is faster: a quarter of the H100's SMs
 
 
 def matmul_mosaic(
@@ -41,8 +44,8 @@ def matmul_mosaic(
     """`matmul_reference` as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
 
     Declines (NotImplementedError, so dispatch falls back to XLA) float32 operands, a weight in another dtype
-    than `x` (a plan casts its weights to the compute dtype once), activations without an in-kernel form and
-    shapes no tile divides.
+    than `x` (a plan casts its weights to the compute dtype once), activations without an in-kernel form,
+    shapes no tile divides, and on the GPU, GEMMs too small to spread over a quarter of the SMs.
     """
     interpret = interpret or interpreting()
     if not interpret and not on_hopper():
@@ -52,9 +55,14 @@ def matmul_mosaic(
                                   f"x.dtype={x.dtype}, w.dtype={w.dtype}")
     if activation is not None and activation not in KERNEL_ACTIVATIONS:
         raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
-    n = w.shape[1]
+    m, k, n = math.prod(x.shape[:-1]), x.shape[-1], w.shape[1]
+    cfg = config or pick_config(-(-m // 64) * 64, n, k, jnp.dtype(out_dtype or x.dtype).itemsize, 2, num_sms())
+    if config is None and not interpret and num_tiles(cfg, -(-m // cfg.cta_tile[0]) * cfg.cta_tile[0], n) < CUBLAS_BELOW:
+        # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where
+        # cuBLAS splits K over more: 10.7 against 7.2 us (bench/RESULTS.md, seventh pass)
+        raise NotImplementedError(f"mosaic float GEMM: {m} x {n} makes fewer than {CUBLAS_BELOW} tiles")
     # an HLO constant, not a per-call broadcast kernel
     vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
-    return run_gemm(x, w, vectors, result_dtype=x.dtype if out_dtype is None else out_dtype, config=config,
+    return run_gemm(x, w, vectors, result_dtype=x.dtype if out_dtype is None else out_dtype, config=cfg,
                     interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
                     quantize_out=False, fp8_cast=True, has_scale=False)

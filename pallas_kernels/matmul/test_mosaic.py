@@ -10,7 +10,7 @@ import pytest
 
 from pallas_kernels.matmul.api import matmul
 from pallas_kernels.matmul.mosaic import matmul_mosaic
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, pick_config
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, fit_shared_memory, pick_config
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
@@ -96,8 +96,8 @@ def test_few_rows_spread_over_more_tiles():
     assert pick_config(16384, 768, 3072, 1, 1).tile_k == 128
 
 
-BERT_SHAPES = [(128, 768, 2304, None), (128, 768, 768, None), (128, 768, 3072, "gelu"), (128, 3072, 768, None),
-               (2048, 768, 3072, "gelu"), (4096, 3072, 768, None), (40, 768, 768, None)]
+BERT_SHAPES = [(128, 768, 2304, None), (256, 768, 768, None), (128, 768, 3072, "gelu"), (1024, 3072, 768, None),
+               (2048, 768, 3072, "gelu"), (4096, 3072, 768, None), (40, 768, 2304, None)]
 
 
 @pytest.mark.parametrize("m, k, n, activation", BERT_SHAPES)
@@ -115,5 +115,15 @@ def test_compiled_matches_oracle(m, k, n, activation, dtype):
                  marks=needs_hopper(), id="pingpong-64"),
 ])
 def test_compiled_configs(config):
-    _check(1024, 768, 3072, "float16", "gelu", config=config)
-    _check(512, 768, 768, "bfloat16", None, bias=False, out_dtype="float32", config=config)
+    _check(1024, 768, 3072, "float16", "gelu", config=fit_shared_memory(config, 2, 2))
+    _check(512, 768, 768, "bfloat16", None, bias=False, out_dtype="float32", config=fit_shared_memory(config, 4, 2))
+
+
+@pytest.mark.parametrize("m", [pytest.param(128, marks=needs_hopper())])
+def test_narrow_weights_at_batch_one_go_to_cublas(m):
+    # FFN2 at 128 rows: 24 tiles of 64 x 64; QKV: 72
+    x, w, _ = _operands(m, 3072, 768, "float16", 0)
+    with pytest.raises(NotImplementedError, match="fewer than"):
+        matmul_mosaic(x, w)
+    x, w, _ = _operands(m, 768, 2304, "float16", 0)
+    assert matmul_mosaic(x, w).shape == (m, 2304)

@@ -117,21 +117,32 @@ def num_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
     return (m // cm) * (n // cn)
 
 
+def few_rows_cost(cfg: MosaicGemmConfig, m: int, n: int, sms: int) -> int:
+    """Where a GEMM streams its weight: tile rounds per SM times the rows of A and B a tile reads."""
+    cm, cn = cfg.cta_tile
+    return -(-num_tiles(cfg, m, n) // sms) * (cm + cn)
+
+
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int = 1,
                 sms: int = 132) -> MosaicGemmConfig:
-    """The tuned configuration for a GEMM: the first large tile that divides the problem and still gives every
-    SM a tile; where none does (few rows: batch 1-8), the candidate with the most tiles. Cut to what fits in
-    shared memory; K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit values)."""
+    """The tuned configuration for a GEMM, cut to what fits in shared memory.
+
+    The first tuned large tile that divides the problem, while it gives at least half the SMs a tile (about
+    4096 rows and up). With fewer rows the GEMM streams its weight through few SMs, so the candidate of least
+    `few_rows_cost` (ties: the few-rows ping-pong tiles first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit
+    values).
+    """
     pingpong = k <= 1024 and n >= 2048 and (n < 3072 or out_itemsize > 1)
     large = ((PINGPONG_SHORT_K,) if pingpong else ()) + CANDIDATES
     tile_k = 128 // in_itemsize
-    fitting = [dataclasses.replace(cfg, tile_k=tile_k) for cfg in large + SMALL_M_CANDIDATES
-               if not (m % cfg.cta_tile[0] or n % cfg.cta_tile[1] or k % tile_k)]
-    if not fitting:
+    fits = lambda cfg: not (m % cfg.cta_tile[0] or n % cfg.cta_tile[1] or k % tile_k)
+    large = [dataclasses.replace(cfg, tile_k=tile_k) for cfg in large if fits(cfg)]
+    few = [dataclasses.replace(cfg, tile_k=tile_k) for cfg in FEW_ROWS_CANDIDATES if fits(cfg)]
+    if not large + few:
         raise NotImplementedError(f"mosaic GEMM: no tile configuration divides (M, N, K)=({m}, {n}, {k})")
-    cfg = next((c for c in fitting if num_tiles(c, m, n) >= sms), None)
-    if cfg is None:
-        cfg = max(fitting, key=lambda c: num_tiles(c, m, n))
+    cfg = (large + few)[0]
+    if num_tiles(cfg, m, n) < sms // 2:
+        cfg = min(few + large, key=lambda c: few_rows_cost(c, m, n, sms))
     return fit_shared_memory(cfg, out_itemsize, in_itemsize)
 
 
@@ -150,10 +161,14 @@ CANDIDATES = (
     MosaicGemmConfig(tile_m=64, tile_n=128, wg_axis="m"),
     MosaicGemmConfig(tile_m=64, tile_n=64, wg_axis="m"),
 )
-# Few rows (M = 128 at batch 1 x 128): a GEMM streams its weight, and 128 x 256 tiles put an N = 768 weight
-# on 3 SMs. Ping-pong tiles of 64 rows, one warpgroup's `wgmma` height, spread it over up to 24 per 128 rows.
-SMALL_M_CANDIDATES = (
-    MosaicGemmConfig(tile_m=64, tile_n=128, max_concurrent_steps=6, schedule="pingpong"),
+# Few rows: at batch 1 x 128 (M = 128), 128 x 256 tiles put an N = 768 weight on 3 SMs. Ping-pong tiles of
+# 64 rows (one warpgroup's `wgmma` height) or 64 columns spread it wider. H100 sweep (kernels.py --sections
+# gemm-rows --sweep, 2026-11-23 at 27ee646, fp16 / int8 us): M = 128, 64 x 64 everywhere (FFN1 4.8 / 3.8
+# against 6.1 / 5.2 for the next); M = 1024, 128 x 64 or 64 x 128 on FFN2 (12.2 / 7.1 against 19.4 / 10.3
+# for 64 x 64, two rounds of tiles) and attention-out; from 4096 rows the large tiles above.
+FEW_ROWS_CANDIDATES = (
+    MosaicGemmConfig(tile_m=128, tile_n=64, max_concurrent_steps=8, schedule="pingpong"),
+    MosaicGemmConfig(tile_m=64, tile_n=128, max_concurrent_steps=8, schedule="pingpong"),
     MosaicGemmConfig(tile_m=64, tile_n=64, max_concurrent_steps=8, schedule="pingpong"),
 )
 
