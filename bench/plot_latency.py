@@ -28,8 +28,8 @@ from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["XLA bf16", "fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8", "torch eager", "torch.compile"]
 KINDS = [  # (label, predicate on the kernel family name), first match wins
-    ("8-bit GEMM (Mosaic)", lambda f: "mosaic" in f),
-    ("float GEMM (XLA, cuBLAS)", lambda f: "gemm" in f or f.startswith("nvjet") or "cublas" in f),
+    ("GEMM (Mosaic: 8-bit, float)", lambda f: "mosaic" in f),
+    ("GEMM (XLA, cuBLAS)", lambda f: "gemm" in f or f.startswith("nvjet") or "cublas" in f),
     ("attention", lambda f: "attention" in f),
     ("LayerNorm, embedding", lambda f: "layer_norm" in f),
     ("other XLA ops", lambda f: True),

@@ -58,9 +58,9 @@ def test_plots_the_committed_h100_records(tmp_path):
 
 
 def test_kernel_families_fall_into_kinds():
-    assert _kind("anonymous_mosaic_gpu_kernel") == "8-bit GEMM (Mosaic)"
-    assert _kind("pingpong_kernel_mosaic_gpu_kernel") == "8-bit GEMM (Mosaic)"
-    assert _kind("nvjet_sm90_hss_128x128_64x6_2x1_v_bz_bias_NNT") == "float GEMM (XLA, cuBLAS)"
+    assert _kind("anonymous_mosaic_gpu_kernel") == "GEMM (Mosaic: 8-bit, float)"
+    assert _kind("pingpong_kernel_mosaic_gpu_kernel") == "GEMM (Mosaic: 8-bit, float)"
+    assert _kind("nvjet_sm90_hss_128x128_64x6_2x1_v_bz_bias_NNT") == "GEMM (XLA, cuBLAS)"
     assert _kind("flash_attention_8bit") == "attention"
     assert _kind("residual_layer_norm_") == "LayerNorm, embedding"
     assert _kind("loop_convert_fusion") == "other XLA ops"
