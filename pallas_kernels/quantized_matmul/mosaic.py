@@ -8,7 +8,9 @@ the (M/tile, N/tile) output tiles in a planar snake, a memory warpgroup streams
 `[tile_m, tile_k]` activation and `[tile_n, tile_k]` weight tiles into shared
 memory with TMA, and two compute warpgroups issue `wgmma` with an int32 (int8)
 or float32 (fp8) accumulator in registers, then run the epilogue on it
-(mosaic_epilogue.py).
+(mosaic_epilogue.py). The same kernels run the float GEMM on fp16/bf16
+operands (matmul/mosaic.py: float32 accumulator, `[K, N]` weight tiles, an
+epilogue of bias and activation alone); `run_gemm` launches either.
 
   * "cooperative" (this file): the two compute warpgroups split one CTA tile
     and run its main loop, then its epilogue, together. While they run the
