@@ -185,7 +185,8 @@ def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
             for cfg in configs:
                 for label, in_bytes, out_bytes in (("fp16", 2, 2), ("int8", 1, 1 if out_scale is not None else 2)):
                     if cfg is None:
-                        c = mosaic.pick_config(-(-m // 64) * 64, n, k, out_bytes, in_bytes, mosaic.num_sms())
+                        c = mosaic.default_config(m, n, k, "float16" if out_bytes == 2 else "int8",
+                                                  "float16" if in_bytes == 2 else "int8")
                     else:
                         c = dataclasses.replace(cfg, tile_k=128 // in_bytes)
                         cm, cn = c.cta_tile

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels._platform import interpreting, num_sms, on_hopper
+from pallas_kernels._platform import interpreting, on_hopper
 from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, num_tiles, pick_config, run_gemm
+from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, default_config, padded_tiles, run_gemm
 
 FLOAT_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 CUBLAS_BELOW = 32  # output tiles under which XLA's GEMM (cuBLAS, split-K) is faster: a quarter of the H100's SMs
@@ -56,13 +56,15 @@ def matmul_mosaic(
     if activation is not None and activation not in KERNEL_ACTIVATIONS:
         raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
     m, k, n = math.prod(x.shape[:-1]), x.shape[-1], w.shape[1]
-    cfg = config or pick_config(-(-m // 64) * 64, n, k, jnp.dtype(out_dtype or x.dtype).itemsize, 2, num_sms())
-    if config is None and not interpret and num_tiles(cfg, -(-m // cfg.cta_tile[0]) * cfg.cta_tile[0], n) < CUBLAS_BELOW:
+    result_dtype = x.dtype if out_dtype is None else out_dtype
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype)
+    # (interpreted, the CPU's 4 simulated SMs would make every test GEMM "small")
+    if config is None and not interpret and padded_tiles(cfg, m, n) < CUBLAS_BELOW:
         # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where
         # cuBLAS splits K over more: 10.7 against 7.2 us (bench/RESULTS.md, seventh pass)
         raise NotImplementedError(f"mosaic float GEMM: {m} x {n} makes fewer than {CUBLAS_BELOW} tiles")
     # an HLO constant, not a per-call broadcast kernel
     vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
-    return run_gemm(x, w, vectors, result_dtype=x.dtype if out_dtype is None else out_dtype, config=cfg,
+    return run_gemm(x, w, vectors, result_dtype=result_dtype, config=cfg,
                     interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
                     quantize_out=False, fp8_cast=True, has_scale=False)

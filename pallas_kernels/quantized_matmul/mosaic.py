@@ -312,6 +312,17 @@ def quantized_matmul_mosaic_packed(
                     has_bias=packed.has_bias, quantize_out=packed.requantize, fp8_cast=fp8_cast)
 
 
+def default_config(m: int, n: int, k: int, result_dtype, in_dtype) -> MosaicGemmConfig:
+    """`pick_config` for `m` rows (padded to 64) on this device's SMs."""
+    return pick_config(_round_up(m, 64), n, k, jnp.dtype(result_dtype).itemsize, jnp.dtype(in_dtype).itemsize,
+                       num_sms())
+
+
+def padded_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
+    """Output tiles of an `m x n` result once its rows are padded to the CTA tile."""
+    return num_tiles(cfg, _round_up(m, cfg.cta_tile[0]), n)
+
+
 def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, config: MosaicGemmConfig | None,
              interpret: bool, **epi) -> jax.Array:
     """Launches the GEMM kernel on `x [..., K]` and `w` (`[K, N]` or `[N, K]`, as `weight_kn` says) with its
@@ -322,7 +333,7 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     m = x2.shape[0]
     result_dtype = jnp.dtype(result_dtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
-    cfg = config or pick_config(_round_up(m, 64), n, k, result_dtype.itemsize, x.dtype.itemsize, num_sms())
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype)
     cta_m = cfg.cta_tile[0]
     if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % cfg.tile_k:
         raise NotImplementedError(f"mosaic GEMM: {cfg} does not divide (N, K)=({n}, {k})")
