@@ -52,3 +52,12 @@ def interpret_kernels():
 
 def interpreting() -> bool:
     return _INTERPRET[-1]
+
+
+def mosaic_interpret_params(interpret: bool) -> dict:
+    """`plgpu.kernel` keyword arguments that run a Mosaic GPU kernel in the CPU interpreter when `interpret`."""
+    if not interpret:
+        return {}
+    from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
+
+    return {"interpret": InterpretGPUParams()}

@@ -123,7 +123,10 @@ def test_kernel_path_on_gpu_matches_cpu(kernel_setup, monkeypatch, plan):
     assert ("triton 8-bit attention" in calls) == plan.startswith("full_")
     # Two correct 8-bit paths differ by codes that sit at rounding ties (float32 sums in another order,
     # fp8's reduced-precision tensor-core accumulation, half-precision rounding of requantized values):
-    # a fraction of the plan's own quantization error. A kernel that skipped or misapplied a quantization
-    # measures about 1.0 here (see fp8_max_ratio).
-    bound = 0.1 if "dtype:fp32" in plan and "fp8" not in plan else 0.5
+    # a fraction of the plan's own quantization error. The requantizing FFN1 GEMM's GELU comes from the
+    # hardware tanh (base.gelu_tanh_fit, within GELU_TANH_ERROR of the CPU's erf), which moves codes near
+    # ties too: with a float32 dtype the int8 plans measured 0.16-0.22 (H100, 2026-11-23), 0.05-0.06
+    # before it; the fp8 plans measure 0.20 from their accumulation alone. A kernel that skipped or
+    # misapplied a quantization measures about 1.0 here (see fp8_max_ratio).
+    bound = 0.3 if "dtype:fp32" in plan and "fp8" not in plan else 0.5
     assert err < bound * quant_err, (err, quant_err)

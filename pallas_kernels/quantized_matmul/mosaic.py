@@ -24,8 +24,9 @@ epilogue of bias and activation alone); `run_gemm` launches either.
 (`base.pack_weight`: `[N, K]` codes and the `[3, N]` epilogue vectors, built
 once per plan) and is handed over as a transposed view of its shared-memory
 tile. The kernels are compiled with approximate math: the epilogue's GELU and
-requantization are instruction-bound on wide outputs, and `exp`/`rsqrt` become
-single `ex2.approx`/`rsqrt.approx` instructions (relative error ~2^-22).
+requantization are instruction-bound on wide outputs, and `exp2`/`tanh` become
+single `ex2.approx`/`tanh.approx` instructions (relative error ~2^-22 and 2^-11;
+`tanh` only where the output is requantized, base.gelu_tanh_fit).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels._launch import StaticPartial, launch
-from pallas_kernels._platform import interpreting, num_sms, on_hopper
+from pallas_kernels._platform import interpreting, mosaic_interpret_params, num_sms, on_hopper
 from pallas_kernels.quantized_matmul.base import (
     KERNEL_ACTIVATIONS,
     PackedWeight,
@@ -134,7 +135,7 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
     `few_rows_cost` (ties: the few-rows ping-pong tiles first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit
     values).
     """
-    pingpong = k <= 1024 and n >= 2048 and (n < 3072 or out_itemsize > 1)
+    pingpong = k <= 1024 and n >= 2048
     large = ((PINGPONG_SHORT_K,) if pingpong else ()) + CANDIDATES
     tile_k = 128 // in_itemsize
     fits = lambda cfg: not (m % cfg.cta_tile[0] or n % cfg.cta_tile[1] or k % tile_k)
@@ -151,8 +152,9 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 # H100 sweeps (bench/kernels.py --sweep, 2026-11-23 at 8cb36ed, ms at 128 x 128 tokens):
 #   QKV 16384 x 768 x 2304: ping-pong 128 x 128 (6 stages) 0.0471 to int8, 0.0533 to bf16 (5 stages, what
 #     fits), where the cooperative 128 x 256 CTA tile takes 0.0545 and 0.0632;
-#   FFN1 16384 x 768 x 3072 + GELU: to bf16 ping-pong 0.0984 against 0.1039-0.1082 cooperative; to int8 the
-#     cooperative 128 x 256 tile 0.1020 against 0.1009-0.1116 for ping-pong tiles (a tie: it stays);
+#   FFN1 16384 x 768 x 3072 + GELU: to bf16 ping-pong 0.0984 against 0.1039-0.1082 cooperative; to int8 a
+#     tie (cooperative 0.1020, ping-pong 0.1009-0.1116) until the requantizing epilogue took its GELU from
+#     tanh (base.gelu_tanh_fit): then ping-pong 0.0775 against 0.0853 (2026-11-23, session 10);
 #   FFN2 16384 x 3072 x 768: the cooperative 128 x 256 tile (0.0523 int8, 0.0539 bf16) ties or beats
 #     ping-pong (0.0523, 0.0575).
 # So ping-pong where K is short and the output wide (the epilogue is a large part of the time), the
@@ -352,11 +354,6 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
 
 
 def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):
-    extra = {}
-    if interpret:
-        from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
-
-        extra["interpret"] = InterpretGPUParams()
     call = plgpu.kernel(
         kernel,
         out_type=out_type,
@@ -365,7 +362,7 @@ def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):
         num_threads=3,
         thread_name="wg",
         compiler_params=plgpu.CompilerParams(approx_math=True),
-        **extra,
+        **mosaic_interpret_params(interpret),
     )
     return call(x2, w, vectors)
 

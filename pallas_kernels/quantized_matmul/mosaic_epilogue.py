@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, epilogue
+from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, REQUANT_ACTIVATIONS, epilogue
 
 
 def swizzled(minor_elems: int, dtype) -> tuple:
@@ -72,7 +72,8 @@ def epilogue_and_store(acc: jax.Array, vecs, vbar, out_smem, out_tile, *, epi_m:
     inv_oscale = column(vecs.at[rows["inv_scale"]], interpret) if quantize_out else None
     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
     y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
-                 out_qtype=out_qtype, out_dtype=out_smem.dtype, activations=KERNEL_ACTIVATIONS, in_kernel=True,
+                 out_qtype=out_qtype, out_dtype=out_smem.dtype, in_kernel=True,
+                 activations=REQUANT_ACTIVATIONS if quantize_out else KERNEL_ACTIVATIONS,
                  fp8_cast=fp8_cast)
     slots = out_slots(tile_m, tile_n, epi_m, epi_n)
     plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the previous tile's stores have left the buffers

@@ -139,3 +139,19 @@ def test_kernel_gelu_against_float64():
     err = np.abs(got - want)
     # a few float32 roundings of |x| plus the fit's 3e-8
     assert (err <= 5e-8 + 2.5e-7 * np.abs(xd)).all(), (err.max(), xd[err.argmax()])
+
+
+def test_tanh_gelu_against_float64():
+    """The requantizing epilogue's tanh GELU: within 3.0e-5 of the exact GELU with an exact tanh (the CPU's),
+    the fit's error; the GPU's approximate tanh adds the rest of `GELU_TANH_ERROR` (test_mosaic.py)."""
+    import math
+
+    from pallas_kernels.quantized_matmul.base import gelu_tanh_fit
+
+    erfc = np.vectorize(math.erfc)
+    x = np.concatenate([np.linspace(-12, 12, 480_001), [0.0, -0.0, 5.0, -5.0, 1e-30, -1e-30]]).astype(np.float32)
+    got = np.asarray(gelu_tanh_fit(jnp.asarray(x)), np.float64)
+    xd = x.astype(np.float64)
+    err = np.abs(got - 0.5 * xd * erfc(-xd / np.sqrt(2)))
+    assert (err <= 3.0e-5 + 2.5e-7 * np.abs(xd)).all(), (err.max(), xd[err.argmax()])
+    assert err.max() > 1e-5  # the fit's error, not an exact erf: the bound above is the one that matters
