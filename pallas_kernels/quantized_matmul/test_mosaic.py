@@ -206,13 +206,13 @@ def test_tanh_gelu_error_bound(mode):
 
     from pallas_kernels._platform import mosaic_interpret_params
 
-    block = 8192
-    x = np.concatenate([np.linspace(-12, 12, 64 * block - 8), [0.0, -0.0, 5.0, -5.0, 25.0, -25.0, 1e-30, -1e-30]])
-    x = x.astype(np.float32)
+    rows, cols = 64, 128  # one TMA block: at most 256 along each dimension
+    x = np.concatenate([np.linspace(-12, 12, 64 * rows * cols - 8), [0.0, -0.0, 5.0, -5.0, 25.0, -25.0, 1e-30, -1e-30]])
+    x = x.astype(np.float32).reshape(-1, cols)
 
     def body(x_gmem, o_gmem):
         def scoped(x_smem, o_smem, landed):
-            part = pl.ds(lax.axis_index("block") * block, block)
+            part = pl.ds(lax.axis_index("block") * rows, rows)
             plgpu.copy_gmem_to_smem(x_gmem.at[part], x_smem, landed)
             plgpu.barrier_wait(landed)
             o_smem[...] = gelu_tanh_fit(x_smem[...])
@@ -220,10 +220,10 @@ def test_tanh_gelu_error_bound(mode):
             plgpu.copy_smem_to_gmem(o_smem, o_gmem.at[part])
             plgpu.wait_smem_to_gmem(0)
 
-        pl.run_scoped(scoped, plgpu.SMEM((block,), jnp.float32), plgpu.SMEM((block,), jnp.float32),
+        pl.run_scoped(scoped, plgpu.SMEM((rows, cols), jnp.float32), plgpu.SMEM((rows, cols), jnp.float32),
                       plgpu.Barrier(num_barriers=1))
 
-    call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.size // block,),
+    call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.shape[0] // rows,),
                         grid_names=("block",), compiler_params=plgpu.CompilerParams(approx_math=True),
                         **mosaic_interpret_params(mode == "interpret"))
     got = np.asarray(call(jnp.asarray(x)), np.float64)
@@ -231,4 +231,6 @@ def test_tanh_gelu_error_bound(mode):
     err = np.abs(got - gelu_float64(xd))
     a, c = GELU_TANH_ERROR
     worst = np.argmax(err / (a * np.abs(xd) + c))
-    assert (err <= a * np.abs(xd) + c).all(), (err[worst], xd[worst], err.max())
+    print(f"tanh GELU on {mode}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
+          f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e})")
+    assert (err <= a * np.abs(xd) + c).all()
