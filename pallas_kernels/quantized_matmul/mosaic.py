@@ -154,7 +154,8 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 #     fits), where the cooperative 128 x 256 CTA tile takes 0.0545 and 0.0632;
 #   FFN1 16384 x 768 x 3072 + GELU: to bf16 ping-pong 0.0984 against 0.1039-0.1082 cooperative; to int8 a
 #     tie (cooperative 0.1020, ping-pong 0.1009-0.1116) until the requantizing epilogue took its GELU from
-#     tanh (base.gelu_tanh_fit): then ping-pong 0.0775 against 0.0853 (2026-11-23, session 10);
+#     tanh (base.gelu_tanh_fit): then ping-pong 0.0786 against 0.0862 (fp8: 0.0776 against 0.0827; 2026-11-23
+#     at 40bd55c, bench/RESULTS.md eighth pass);
 #   FFN2 16384 x 3072 x 768: the cooperative 128 x 256 tile (0.0523 int8, 0.0539 bf16) ties or beats
 #     ping-pong (0.0523, 0.0575).
 # So ping-pong where K is short and the output wide (the epilogue is a large part of the time), the
