@@ -39,9 +39,11 @@ def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):
     # the kernels were called (dispatch falls back to XLA when a kernel declines an input)
     assert set(calls) == used, calls
     # differences between two correct paths: float32 sums in another order, and for 8-bit plans a
-    # requantized code at a rounding tie that moves one step; both well under the plan's own error
+    # requantized code at a rounding tie that moves one step; both well under the plan's own error. The
+    # requantizing FFN1 epilogue's GELU (base.gelu_tanh_fit, 3e-5 from the erf here) moves codes within
+    # that of a tie: full_int8 measured 0.20 of its error (under 0.11 before it); a skipped quantization ~1.0
     quant_err = rel(xla, fp32)
-    assert rel(ours, xla) < max(0.1 * quant_err, 2e-3), (rel(ours, xla), quant_err)
+    assert rel(ours, xla) < max(0.3 * quant_err, 2e-3), (rel(ours, xla), quant_err)
     jax.clear_caches()
 
 
