@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Relative tolerance on ||out - ref|| / ||ref|| per compute dtype: float32 lands
@@ -14,6 +16,12 @@ def rel_error(out, ref) -> float:
     out = np.asarray(out, np.float64)
     ref = np.asarray(ref, np.float64)
     return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def gelu_np(x) -> np.ndarray:
+    """Exact (erf) GELU in float64: `x Phi(x)`, with `Phi` from `math.erfc` (no cancellation for negative x)."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * x * np.vectorize(math.erfc)(-x / np.sqrt(2))
 
 
 def layer_norm_np(h: np.ndarray, scale, bias, eps) -> np.ndarray:

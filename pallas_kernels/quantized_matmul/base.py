@@ -158,7 +158,8 @@ def gelu_tanh_fit(x: jax.Array) -> jax.Array:
     at most a quarter of a thousandth of |x|, about 3% of an int8 step where |x| is the tensor's largest
     value, so an output code moves by at most one, and rarely. It issues 10 fewer instructions per output
     than `gelu_one_exp`, and the FFN1 epilogue is instruction-bound: on the H100 the int8 -> int8 FFN1 GEMM
-    at 16384 x 768 x 3072 took 0.0775 ms with it against 0.1124 (ping-pong tiles; bench/RESULTS.md).
+    at 16384 x 768 x 3072 took 0.0786 ms with it (ping-pong tiles) against 0.1012 before (cooperative; 0.1124
+    on ping-pong tiles), and its measured error inside a kernel was 3.13e-5 (bench/RESULTS.md, eighth pass).
     Float outputs keep `gelu_one_exp`, whose 3e-8 is below their rounding.
     """
     z = jnp.minimum(x * x, _GELU_TANH_CLAMP)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from pallas_kernels.quantized_matmul.mosaic import (
     quantized_matmul_mosaic_packed,
     smem_bytes,
 )
-from pallas_kernels.testing import rel_error
+from pallas_kernels.testing import gelu_np, rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
 # (qtype, activation, output): output is a float dtype or the qtype the epilogue requantizes to.
@@ -51,10 +49,6 @@ def _operands(m, k, n, qtype, seed):
     ws = jnp.asarray(rng.uniform(0.5, 2.0, (1, n)) / (127 if qtype == "int8" else 40), jnp.float32)
     bias = jnp.asarray(rng.standard_normal(n), jnp.float32)
     return x, jnp.float32(xs), w, ws, bias
-
-
-def gelu_float64(y: np.ndarray) -> np.ndarray:
-    return 0.5 * y * np.vectorize(math.erfc)(-y / np.sqrt(2))
 
 
 def _check(m, k, n, qtype, activation, output, **kw):
@@ -96,7 +90,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
         # neighbour; with GELU, a value within `gelu_slack` codes of a tie
         assert np.abs(out32 - ref32).max() <= 1, info
         if activation == "gelu":
-            exact = np.asarray(gelu_float64(y), np.float64) / OUT_SCALE
+            exact = gelu_np(y) / OUT_SCALE
             near_tie = np.abs(np.abs(exact - np.floor(exact)) - 0.5) <= gelu_slack + 1e-3
             off = np.flatnonzero((out32 != ref32) & ~near_tie)
             info += "; off away from a tie (exact codes): " + ", ".join(f"{exact.flat[i]:.4f}" for i in off[:8])
@@ -228,7 +222,7 @@ def test_tanh_gelu_error_bound(mode):
                         **mosaic_interpret_params(mode == "interpret"))
     got = np.asarray(call(jnp.asarray(x)), np.float64)
     xd = x.astype(np.float64)
-    err = np.abs(got - gelu_float64(xd))
+    err = np.abs(got - gelu_np(xd))
     a, c = GELU_TANH_ERROR
     worst = np.argmax(err / (a * np.abs(xd) + c))
     print(f"tanh GELU on {mode}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
