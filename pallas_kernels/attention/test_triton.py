@@ -9,7 +9,7 @@ import pytest
 
 from pallas_kernels.attention.api import attention_packed
 from pallas_kernels.attention.test_attention import _attention_np
-from pallas_kernels.attention.triton import AttentionConfig, quantized_attention_packed_triton
+from pallas_kernels.attention.triton import AttentionConfig, attention_packed_triton, quantized_attention_packed_triton
 from pallas_kernels.quantized_attention.api import quantized_attention_packed
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import Interpreted, needs_gpu
@@ -43,6 +43,17 @@ class TritonAttentionTest:
         tol = {"bfloat16": 1e-2, "float16": 2e-3}[dtype]
         assert rel_error(np.asarray(out, np.float64), want) < tol
 
+    @pytest.mark.parametrize("config", [AttentionConfig(64, 64, heads=2), AttentionConfig(128, 128, 8, 2, heads=4)])
+    def test_float_heads_per_program(self, config):
+        """A loop over several heads per program, one key block or two: the same attention."""
+        b, s, n, d = SHAPES[2]
+        rng = np.random.default_rng(5)
+        qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)), jnp.float16)
+        mask = _mask(b, s)
+        out = attention_packed_triton(qkv, jnp.asarray(mask), scale=d**-0.5, config=config)
+        q, k, v = (np.asarray(qkv[:, :, i], np.float64) for i in range(3))
+        assert rel_error(np.asarray(out, np.float64), _attention_np(q, k, v, mask, None, d**-0.5)) < 2e-3
+
     def test_fully_padded_sequence_is_finite(self):
         qkv = jnp.ones((1, 16, 3, 1, 16), jnp.bfloat16)
         out = attention_packed(qkv, jnp.zeros((1, 16), bool), scale=0.25, implementation="triton")
@@ -73,9 +84,12 @@ class TritonAttentionTest:
         self._check(qkv, qtype, "uint8", _mask(b, s), None, out_scale=jnp.float32(0.01))
 
     @pytest.mark.parametrize("config", [AttentionConfig(64, 64), AttentionConfig(32, 128, int_qk=True),
-                                        AttentionConfig(128, 128, num_warps=8, int_qk=True)])
+                                        AttentionConfig(128, 128, num_warps=8, int_qk=True),
+                                        AttentionConfig(64, 64, heads=3),
+                                        AttentionConfig(128, 128, num_warps=8, num_stages=2, int_qk=True, heads=4)])
     def test_int8_tile_configs(self, config):
-        """Two passes over the keys (block_k < S) or one, Q @ K^T as an int8 or an fp16 dot: each is the reference."""
+        """Two passes over the keys (block_k < S) or one, Q @ K^T as an int8 or an fp16 dot, one head per program
+        or a loop over several: each is the reference."""
         b, s, n, d = SHAPES[2]
         qkv = jnp.asarray(np.random.default_rng(23).integers(-127, 128, (b, s, 3, n, d)), jnp.int8)
         self._check(qkv, "int8", "uint8", _mask(b, s), None, config=config)
@@ -131,8 +145,6 @@ def test_packed_shape_errors():
 
 
 def test_kernel_declines_what_it_cannot_take():
-    from pallas_kernels.attention.triton import attention_packed_triton
-
     with pytest.raises(NotImplementedError, match="bf16/fp16"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.float32), jnp.ones((1, 8), bool), scale=1.0,
                                 interpret=True)
@@ -147,6 +159,9 @@ def test_kernel_declines_what_it_cannot_take():
     with pytest.raises(ValueError, match="block_k=24 is not a power of two"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 16), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
                                 config=AttentionConfig(16, 24), interpret=True)
+    with pytest.raises(ValueError, match="heads=5 does not divide the 2 heads"):
+        attention_packed_triton(jnp.zeros((1, 8, 3, 2, 16), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
+                                config=AttentionConfig(16, 16, heads=5), interpret=True)
     with pytest.raises(NotImplementedError, match="head dim 8"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 8), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
                                 interpret=True)

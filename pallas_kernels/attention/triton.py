@@ -18,6 +18,12 @@ way. 8-bit codes are widened to fp16 in registers: int8 and e4m3 values are
 exact in fp16 and the tensor core sums their products in float32, so both
 products equal the reference's integer sums (up to 2^24, far above 64 * 127 * 255).
 With `int_qk` the int8 Q @ K^T runs as an int8 dot into int32, the same integers.
+
+Logits are kept in base 2 (the scale carries log2(e)) so each exponential is
+one `ex2.approx` instruction: `jnp.exp` lowers to libdevice's accurate expf,
+about eight instructions per logit, a quarter of the 8-bit kernel's ~30
+(ncu on the H100, bench/RESULTS.md). The values differ from exp's by a few
+float32 ulps, which moves a probability code only at a rounding tie.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from pallas_kernels.layer_norm.triton import next_pow2
 from pallas_kernels.quant_types import QTYPES, quantize_in_kernel, round_half_even_in_kernel
 
 MAX_SEQ = 512
+LOG2E = math.log2(math.e)
 # an int8 dot over a shorter K compiles but returns wrong sums (H100, jax 0.11.2, head dim 16: relative error 0.42)
 INT_DOT_K = 32
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -52,25 +59,44 @@ class AttentionConfig:
     num_warps: int = 4
     num_stages: int = 2
     int_qk: bool = False  # int8 Q @ K^T as an int8 dot (int8 plans, head dim >= 32)
+    heads: int = 1  # heads per program, in a loop (a divisor of the head count)
 
 
-def pick_config(s: int, d: int, quant: bool, qtype: str | None = None) -> AttentionConfig:
-    """Up to 128 keys: square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum),
-    8 warps for 128, one key block (the 8-bit kernel in one pass). Longer sequences: 128 query rows on 8 warps,
-    keys in blocks of 64 (the 8-bit kernel in two passes). int8 Q @ K^T runs as an int8 dot where the head dim
-    reaches the int8 tensor-core instruction's K of 32.
+def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int = 1) -> AttentionConfig:
+    """Tiles for S keys, head dim `d`, `n` heads.
 
-    Measured on the H100 (bench/RESULTS.md, tile sweeps), at 128 x 128 x 12 x 64: 128-row blocks took the float
-    kernel from 0.0645 to 0.0554 ms; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077 ms.
-    At 32 x 512, 64-key blocks took the float kernel from 0.207 to 0.140 ms (the fp16 plan at 128 x 512 from
-    36.8 to 33.7 ms). 64 query rows on 4 warps timed 7% faster for the int8 kernel alone, but the encoder
-    showed no gain (full_int8 at 32 x 512: 6.61 ms before, 6.89 with it, in runs whose XLA baseline moved 3%),
-    so the 8-bit kernel keeps 128 rows.
+    Up to 128 keys: square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum), one
+    key block (the 8-bit kernel in one pass). Longer sequences: 128 query rows on 8 warps, keys in blocks of 64
+    (the 8-bit kernel in two passes). int8 Q @ K^T runs as an int8 dot where the head dim reaches the int8
+    tensor-core instruction's K of 32. Where `n` is even, the float kernel, and the 8-bit ones at 128 keys, loop
+    over two heads per program in a pipelined loop (Triton's `num_stages`), so one head's loads overlap the
+    other's softmax: a program of one head has nothing to overlap, and 8 warps at ~110 registers leave room for
+    only two programs per SM.
+
+    Measured on the H100 (bench/RESULTS.md, sweeps of sessions 4-11), ms. At 128 x 128 x 12 x 64: float
+    0.0539 -> 0.0445 (two heads, two stages); int8 0.0477 -> 0.0396 (two heads, three stages); fp8 0.0459 ->
+    0.0425 with 64 query rows on 4 warps, two heads, two stages (128-row fp8 programs got slower with a head
+    loop, 0.057). At 128 x 64 the float kernel went 0.0249 -> 0.0219 and at 128 x 32 0.0101 -> 0.0090 (two
+    heads, two stages); the 8-bit ones stayed within 3% of one head. At 32 x 512 the float kernel went 0.130 ->
+    0.116 with two heads and three stages; the 8-bit two-pass kernels gained nothing from a head loop (0.187 ->
+    0.19-0.31), so they keep one head. Earlier sweeps: 128-row blocks took the float kernel from 0.0645 to
+    0.0554; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077; 64-key blocks at 32 x 512
+    took the float kernel from 0.207 to 0.140.
     """
     int_qk = qtype == "int8" and d >= INT_DOT_K
+    pair = 2 if n % 2 == 0 else 1
     if s <= 128:
         blk = max(16, next_pow2(s))
-        return AttentionConfig(blk, blk, 8 if blk == 128 else 4, 1, int_qk=int_qk)
+        if blk < 128:  # the 8-bit kernels at 32 and 64 keys gained nothing from a head loop
+            return AttentionConfig(blk, blk, 4, 2 if pair > 1 and not quant else 1, int_qk=int_qk,
+                                   heads=1 if quant else pair)
+        if not quant:
+            return AttentionConfig(128, 128, 8, 2 if pair > 1 else 1, heads=pair)
+        if qtype == "fp8":
+            return AttentionConfig(64, 128, 4, 2 if pair > 1 else 1, heads=pair)
+        return AttentionConfig(128, 128, 8, 3 if pair > 1 else 1, int_qk=int_qk, heads=pair)
+    if not quant:
+        return AttentionConfig(128, 64, 8, 3, heads=pair)
     return AttentionConfig(128, 64, 8, 1, int_qk=int_qk)
 
 
@@ -94,7 +120,8 @@ def _load_rows(ref, rows, ok, col0: int, d: int, wide=None):
 
 
 def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int, bk: int):
-    """float32 logits `[bq, bk]`: scaled, biased, padding keys at MASK_VALUE, keys past S at -inf."""
+    """float32 logits `[bq, bk]` in base 2 (`logit_scale` includes log2(e)): scaled, biased, padding keys at
+    MASK_VALUE, keys past S at -inf."""
     if q.dtype == jnp.int8:  # exact int32 sums, the same integers the fp16 dot forms
         x = jax.lax.dot_general(q, k, _NT, preferred_element_type=jnp.int32).astype(jnp.float32) * logit_scale
     else:
@@ -103,90 +130,100 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
         shape = (bq, bk)
         ok = _tile(bias_rows >= 0, 0, shape) & _tile(kpos < s, 1, shape)
         x = x + pltriton.load(bias_ref.at[_tile(bias_rows, 0, shape), _tile(kpos, 1, shape)], mask=ok,
-                              other=0).astype(jnp.float32)
+                              other=0).astype(jnp.float32) * LOG2E
     x = jnp.where(_tile(valid, 1, (bq, bk)), x, MASK_VALUE)
     return jnp.where(_tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
 
 
 def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None,
-            int_qk=False, compiled=True):
+            int_qk=False, heads=1, compiled=True):
     qkv_ref, mask_ref, *rest = refs
     scales_ref = rest.pop(0) if quant else None
     bias_ref = rest.pop(0) if has_bias else None
     (o_ref,) = rest
-    b, h, i = pl.program_id(0), pl.program_id(1), pl.program_id(2)
-    qpos = i * bq + jax.lax.iota(jnp.int32, bq)
-    q_ok = qpos < s
-    wide = jnp.float16 if quant else None
-    qk_wide = None if int_qk else wide
-    q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, qk_wide)
-    # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
-    bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
-    if quant:  # [q_scale * k_scale * scale, P's scale, V's scale, 1 / P's scale, 1 / output scale]
-        logit_scale, p_scale, v_scale, inv_p_scale, inv_out_scale = (scales_ref[i] for i in range(5))
-    else:
-        logit_scale = scale
+    b, i = pl.program_id(0), pl.program_id(2)
 
-    def keys(j):
-        kpos = j * bk + jax.lax.iota(jnp.int32, bk)
-        k_ok = kpos < s
-        valid = pltriton.load(mask_ref.at[b * s + kpos], mask=k_ok, other=0) != 0
-        k = _load_rows(qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, qk_wide)
-        v = _load_rows(qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, wide)
-        return _logits(q, k, kpos, valid, s, logit_scale, bias_ref, bias_rows, bq, bk), v
-
-    row = lambda vec, width: _tile(vec, 0, (bq, width))
-    n_blocks = pl.cdiv(s, bk)
-    m0 = jnp.full((bq,), -jnp.inf, jnp.float32)
-    l0 = jnp.zeros((bq,), jnp.float32)
-    acc0 = jnp.zeros((bq, d), jnp.float32)
-    if not quant:
-
-        def step(j, carry):  # online softmax: rescale what was summed under the old max
-            m, total, acc = carry
-            x, v = keys(j)
-            m_new = jnp.maximum(m, jnp.max(x, axis=1))
-            alpha = jnp.exp(m - m_new)
-            p = jnp.exp(x - row(m_new, bk))
-            acc = acc * row(alpha, d) + jax.lax.dot_general(p.astype(v.dtype), v, _NN,
-                                                          preferred_element_type=jnp.float32)
-            return m_new, total * alpha + jnp.sum(p, axis=1), acc
-
-        _, total, acc = jax.lax.fori_loop(0, n_blocks, step, (m0, l0, acc0))
-        out = acc / row(total, d)
-    else:
-
-        def stats(j, carry):
-            m, total = carry
-            x, _ = keys(j)
-            m_new = jnp.maximum(m, jnp.max(x, axis=1))
-            return m_new, total * jnp.exp(m - m_new) + jnp.sum(jnp.exp(x - row(m_new, bk)), axis=1)
-
-        def product(acc, x, v, m, inv_total):  # P from the row's max and 1 / sum, quantized, times V
-            p = jnp.exp(x - row(m, bk)) * row(inv_total, bk)  # a multiply per element, not a division
-            if probs == "float":
-                codes = p.astype(jnp.float16)
-            elif p_qtype == "fp8":
-                codes = jnp.minimum(p * inv_p_scale, 448.0).astype(jnp.float8_e4m3fn).astype(jnp.float16)
-            else:  # P >= 0: codes 0..255 (uint8) or 0..127 (naive int8)
-                top = 255.0 if p_qtype == "uint8" else 127.0
-                codes = round_half_even_in_kernel(jnp.minimum(p * inv_p_scale, top), compiled=compiled).astype(jnp.float16)
-            return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
-
-        if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
-            x, v = keys(0)
-            m = jnp.max(x, axis=1)
-            acc = product(acc0, x, v, m, 1.0 / jnp.sum(jnp.exp(x - row(m, bk)), axis=1))
+    def one_head(h):
+        qpos = i * bq + jax.lax.iota(jnp.int32, bq)
+        q_ok = qpos < s
+        wide = jnp.float16 if quant else None
+        qk_wide = None if int_qk else wide
+        q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, qk_wide)
+        # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
+        bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
+        if quant:  # [q_scale * k_scale * scale * log2(e), P's scale, V's scale, 1 / P's scale, 1 / output scale]
+            logit_scale, p_scale, v_scale, inv_p_scale, inv_out_scale = (scales_ref[i] for i in range(5))
         else:
-            m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
-            inv_total = 1.0 / total
-            acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
-        out = acc * (v_scale if probs == "float" else p_scale * v_scale)
-        if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
-            out = quantize_in_kernel(out, inv_out_scale, out_qtype)
-    shape = (bq, d)
-    rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
-    pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))
+            logit_scale = scale * LOG2E
+
+        def keys(j):
+            kpos = j * bk + jax.lax.iota(jnp.int32, bk)
+            k_ok = kpos < s
+            valid = pltriton.load(mask_ref.at[b * s + kpos], mask=k_ok, other=0) != 0
+            k = _load_rows(qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, qk_wide)
+            v = _load_rows(qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, wide)
+            return _logits(q, k, kpos, valid, s, logit_scale, bias_ref, bias_rows, bq, bk), v
+
+        row = lambda vec, width: _tile(vec, 0, (bq, width))
+        n_blocks = pl.cdiv(s, bk)
+        m0 = jnp.full((bq,), -jnp.inf, jnp.float32)
+        l0 = jnp.zeros((bq,), jnp.float32)
+        acc0 = jnp.zeros((bq, d), jnp.float32)
+        if not quant:
+
+            def step(j, carry):  # online softmax: rescale what was summed under the old max
+                m, total, acc = carry
+                x, v = keys(j)
+                m_new = jnp.maximum(m, jnp.max(x, axis=1))
+                alpha = jnp.exp2(m - m_new)
+                p = jnp.exp2(x - row(m_new, bk))
+                acc = acc * row(alpha, d) + jax.lax.dot_general(p.astype(v.dtype), v, _NN,
+                                                              preferred_element_type=jnp.float32)
+                return m_new, total * alpha + jnp.sum(p, axis=1), acc
+
+            _, total, acc = jax.lax.fori_loop(0, n_blocks, step, (m0, l0, acc0))
+            out = acc / row(total, d)
+        else:
+
+            def stats(j, carry):
+                m, total = carry
+                x, _ = keys(j)
+                m_new = jnp.maximum(m, jnp.max(x, axis=1))
+                return m_new, total * jnp.exp2(m - m_new) + jnp.sum(jnp.exp2(x - row(m_new, bk)), axis=1)
+
+            def product(acc, x, v, m, inv_total):  # P from the row's max and 1 / sum, quantized, times V
+                # P / P's scale in one multiply per element: the row's 1 / sum times 1 / P's scale
+                y = jnp.exp2(x - row(m, bk)) * row(inv_total if probs == "float" else inv_total * inv_p_scale, bk)
+                if probs == "int8":  # a calibrated scale may put P past the top code; a fixed one maps P <= 1 onto it
+                    y = jnp.minimum(y, 448.0 if p_qtype == "fp8" else 127.0)
+                if probs == "float":
+                    codes = y.astype(jnp.float16)
+                elif p_qtype == "fp8":  # with the fixed scale y <= 448 (1 + 2^-22): it rounds to 448, e4m3's top
+                    codes = y.astype(jnp.float8_e4m3fn).astype(jnp.float16)
+                else:  # y >= 0; the fixed uint8 scale keeps y <= 255 (1 + 2^-22), which rounds to 255
+                    codes = round_half_even_in_kernel(y, compiled=compiled).astype(jnp.float16)
+                return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
+
+            if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
+                x, v = keys(0)
+                m = jnp.max(x, axis=1)
+                acc = product(acc0, x, v, m, 1.0 / jnp.sum(jnp.exp2(x - row(m, bk)), axis=1))
+            else:
+                m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
+                inv_total = 1.0 / total
+                acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
+            out = acc * (v_scale if probs == "float" else p_scale * v_scale)
+            if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
+                out = quantize_in_kernel(out, inv_out_scale, out_qtype)
+        shape = (bq, d)
+        rows, cols = _tile(b * s + qpos, 0, shape), _tile(h * d + jax.lax.iota(jnp.int32, d), 1, shape)
+        pltriton.store(o_ref.at[rows, cols], out.astype(o_ref.dtype), mask=_tile(q_ok, 0, shape))
+
+    h0 = pl.program_id(1) * heads  # read outside the loop: the interpreter substitutes program ids at top level
+    if heads == 1:
+        one_head(h0)
+    else:  # several heads per program: Triton's pipeliner can fetch the next head's rows during this one's math
+        jax.lax.fori_loop(0, heads, lambda g, c: (one_head(h0 + g), c)[1], 0)
 
 
 def _check_shapes(qkv, bias, what: str) -> tuple[int, int, int, int]:
@@ -200,7 +237,9 @@ def _check_shapes(qkv, bias, what: str) -> tuple[int, int, int, int]:
     return b, s, n, d
 
 
-def _check_config(config: AttentionConfig, d: int, *, qtype: str | None = None) -> None:
+def _check_config(config: AttentionConfig, n: int, d: int, *, qtype: str | None = None) -> None:
+    if config.heads < 1 or n % config.heads:
+        raise ValueError(f"attention config: heads={config.heads} does not divide the {n} heads")
     for name in ("block_q", "block_k"):
         v = getattr(config, name)
         if v < 16 or v != next_pow2(v):
@@ -231,11 +270,11 @@ def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **
     if bias is not None:
         args.append(bias.reshape(-1, s))
     kernel = StaticPartial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
-                           bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk,
+                           bias_batched=bias is not None and bias.shape[0] == b, int_qk=config.int_qk, heads=config.heads,
                            compiled=not interpret, **static)
     # one lowering per executable for all layers (_launch)
     out = launch(StaticPartial(_attention_call, kernel=kernel, out_shape=jax.ShapeDtypeStruct((b * s, n * d), out_dtype),
-                               grid=(b, n, pl.cdiv(s, bq)), config=config, interpret=interpret, name=name), *args)
+                               grid=(b, n // config.heads, pl.cdiv(s, bq)), config=config, interpret=interpret, name=name), *args)
     return out.reshape(b, s, n, d)
 
 
@@ -248,8 +287,8 @@ def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype
     if qkv.dtype not in (jnp.bfloat16, jnp.float16):
         raise NotImplementedError(f"triton attention takes bf16/fp16 Q, K, V, not {qkv.dtype}")
     _check_shapes(qkv, bias, "triton attention")
-    config = config or pick_config(qkv.shape[1], qkv.shape[-1], quant=False)
-    _check_config(config, qkv.shape[-1])
+    config = config or pick_config(qkv.shape[1], qkv.shape[-1], quant=False, n=qkv.shape[3])
+    _check_config(config, *qkv.shape[-2:])
     return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret, config=config,
                  name="flash_attention", scale=float(scale), quant=False, probs=None, p_qtype=None)
 
@@ -273,10 +312,11 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
         p_qtype, p_scale = None, jnp.float32(1.0)
     f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(())
     inv_out = 1.0 / f32(1.0 if out_scale is None else out_scale)
-    scales = jnp.stack([f32(q_scale) * f32(k_scale) * jnp.float32(scale), p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
+    logit_scale = f32(q_scale) * f32(k_scale) * jnp.float32(scale * LOG2E)  # base-2 logits: exp2 in the kernel
+    scales = jnp.stack([logit_scale, p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
     out_qtype = None if out_scale is None else qtype
-    config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype)
-    _check_config(config, qkv_q.shape[-1], qtype=qtype)
+    config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype, n=qkv_q.shape[3])
+    _check_config(config, *qkv_q.shape[-2:], qtype=qtype)
     return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
                  interpret=interpret, config=config, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
                  p_qtype=p_qtype, out_qtype=out_qtype)
