@@ -7,6 +7,9 @@ tables, sums them in float32, normalizes and writes the hidden state once.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas import triton as pltriton
@@ -17,14 +20,13 @@ from pallas_kernels.layer_norm.triton import (
     call_row_kernel,
     layer_norm_rows,
     load_vector,
-    next_pow2,
-    row_block,
+    row_tiles,
     tile,
 )
 from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
 
 
-def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype):
+def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_types, out_qtype):
     refs = list(refs)
     ids_ref, pos_ref = refs.pop(0), refs.pop(0)
     types_ref = refs.pop(0) if has_types else None
@@ -32,21 +34,23 @@ def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_types, out_qtype)
     ttab_ref = refs.pop(0) if has_types else None
     inv_ref = refs.pop(-2) if out_qtype is not None else None  # [1 / output scale]
     scale_ref, bias_ref, o_ref = refs
-    rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
-    c2 = tile(cols, 1, block_rows, width)
+    tiles = row_tiles(block_rows, n_rows, n_cols)
+    rows = tiles[0].rows
 
-    def gather(ids_ref, table_ref):
-        ids = pltriton.load(ids_ref.at[rows], mask=rows < n_rows, other=0)
-        return pltriton.load(table_ref.at[tile(ids, 0, block_rows, width), c2], mask=mask, other=0).astype(jnp.float32)
+    lookups = [(ids_ref, word_ref), (pos_ref, ptab_ref)] + ([(types_ref, ttab_ref)] if has_types else [])
+    ids = [pltriton.load(ref.at[rows], mask=rows < n_rows, other=0) for ref, _ in lookups]  # once per table
 
-    h = gather(ids_ref, word_ref) + gather(pos_ref, ptab_ref)
-    if has_types:
-        h = h + gather(types_ref, ttab_ref)
-    vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
-    y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
-    if out_qtype is not None:
-        y = quantize_in_kernel(y, inv_ref[0], out_qtype)
-    pltriton.store(o_ref.at[tile(rows, 0, block_rows, width), c2], y.astype(o_ref.dtype), mask=mask)
+    def gather(ids, table_ref, t):
+        return pltriton.load(table_ref.at[tile(ids, 0, block_rows, t.cols.shape[0]), t.c2], mask=t.mask,
+                             other=0).astype(jnp.float32)
+
+    hs = [functools.reduce(operator.add, [gather(i, table, t) for i, (_, table) in zip(ids, lookups)]) for t in tiles]
+    vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
+    ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps)
+    for y, t in zip(ys, tiles):
+        if out_qtype is not None:
+            y = quantize_in_kernel(y, inv_ref[0], out_qtype)
+        pltriton.store(o_ref.at[t.r2, t.c2], y.astype(o_ref.dtype), mask=t.mask)
 
 
 def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_table, position_table,
@@ -65,7 +69,7 @@ def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_ta
     if out_scale is not None:
         args.append(1.0 / jnp.asarray(out_scale, jnp.float32).reshape(1))
         out_dtype = QTYPES[out_qtype][0]
-    kernel = StaticPartial(_kernel, block_rows=block_rows, width=next_pow2(n_cols), n_rows=n_rows,
+    kernel = StaticPartial(_kernel, block_rows=block_rows, n_rows=n_rows,
                                n_cols=n_cols, eps=eps, has_types=has_types,
                                out_qtype=out_qtype if out_scale is not None else None)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,

@@ -96,3 +96,11 @@ class TestResidualLayerNormTritonInterpret(Interpreted, ResidualLayerNormTest):
 class TestResidualLayerNormTriton(ResidualLayerNormTest):
     IMPLEMENTATION = "triton"
     pytestmark = needs_gpu()
+
+
+def test_column_chunks():
+    """Rows split into unpadded power-of-two tiles where a factor of 64 or more allows, else one padded tile."""
+    from pallas_kernels.layer_norm.triton import column_chunks
+
+    assert column_chunks(768) == (256, 3) and column_chunks(384) == (128, 3) and column_chunks(1024) == (1024, 1)
+    assert column_chunks(100) == (128, 1) and column_chunks(312) == (512, 1) and column_chunks(8) == (8, 1)

@@ -4,11 +4,16 @@ A memory-bound kernel: each program owns `block_rows` rows, reads x, the
 residual and the parameters once, keeps the row statistics in float32
 registers and writes the output once. 8-bit residuals are dequantized and
 8-bit outputs quantized in registers, so in the `full_*` modes the residual
-stream crosses memory as one byte per value. Rows are padded in registers to a power
-of two (Triton's block shapes) and the padding masked out of the statistics.
+stream crosses memory as one byte per value. Triton's block shapes are powers of
+two: a row is split into equal power-of-two tiles where its width allows (768 =
+3 x 256), else padded to one and the padding masked out of the statistics.
 """
 
 from __future__ import annotations
+
+import functools
+import operator
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +29,42 @@ def next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def row_block(block_rows: int, width: int, n_rows: int, n_cols: int):
-    """This program's rows `[block_rows]`, columns `[width]` and tile mask `[block_rows, width]`.
+def column_chunks(n_cols: int) -> tuple[int, int]:
+    """`(width, count)`: a row as `count` power-of-two tiles of `width` columns (Triton's block shapes).
+
+    768 = 3 x 256 (BERT-base) and 384 = 3 x 128 (MiniLM) take three unpadded tiles: one 1024-wide tile would
+    leave a quarter of the lanes computing padding, and the 8-bit-output LayerNorm is instruction-bound
+    (bench/RESULTS.md). A width with no power-of-two factor of 64 or more pads one tile to the next power of two.
+    """
+    width = n_cols & -n_cols
+    if width == n_cols or width < 64 or n_cols // width > 8:
+        return next_pow2(n_cols), 1
+    return width, n_cols // width
+
+
+class Tile(NamedTuple):
+    """One `[block_rows, width]` tile of this program's rows: indices broadcast to the tile, and its mask."""
+
+    rows: jax.Array  # [block_rows]
+    cols: jax.Array  # [width]
+    r2: jax.Array
+    c2: jax.Array
+    mask: jax.Array
+
+
+def row_tiles(block_rows: int, n_rows: int, n_cols: int) -> list[Tile]:
+    """This program's rows as the tiles of `column_chunks(n_cols)`.
 
     Built from iotas and broadcasts only (Pallas-Triton lowers no `slice`).
     """
+    width, count = column_chunks(n_cols)
     rows = pl.program_id(0) * block_rows + jax.lax.iota(jnp.int32, block_rows)
-    cols = jax.lax.iota(jnp.int32, width)
-    mask = (tile(rows, 0, block_rows, width) < n_rows) & (tile(cols, 1, block_rows, width) < n_cols)
-    return rows, cols, mask
+    out = []
+    for c in range(count):
+        cols = c * width + jax.lax.iota(jnp.int32, width)
+        r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
+        out.append(Tile(rows, cols, r2, c2, (r2 < n_rows) & (c2 < n_cols)))
+    return out
 
 
 def tile(v, dim: int, block_rows: int, width: int):
@@ -67,41 +99,48 @@ def call_row_kernel(kernel: StaticPartial, args, *, n_rows: int, n_cols: int, ou
                                 block_rows=block_rows, interpret=interpret, name=name, num_warps=num_warps), *args)
 
 
-def layer_norm_rows(h, mask, n_cols: int, scale, bias, eps: float):
-    """LayerNorm of float32 rows `h` whose masked-off columns are padding."""
-    h = jnp.where(mask, h, 0.0)
-    mean = jnp.sum(h, axis=1, keepdims=True) / n_cols
-    centered = jnp.where(mask, h - mean, 0.0)
-    var = jnp.sum(centered * centered, axis=1, keepdims=True) / n_cols
-    return centered * jax.lax.rsqrt(var + eps) * scale + bias
+def layer_norm_rows(hs, tiles: list[Tile], n_cols: int, scales, biases, eps: float) -> list[jax.Array]:
+    """LayerNorm of the float32 rows split over `tiles` (`hs[i]` on `tiles[i]`); padding columns are masked out."""
+    padded = len(tiles) * tiles[0].cols.shape[0] != n_cols
+    if padded:
+        hs = [jnp.where(t.mask, h, 0.0) for h, t in zip(hs, tiles)]
+    mean = functools.reduce(operator.add, [jnp.sum(h, axis=1, keepdims=True) for h in hs]) / n_cols
+    centered = [h - mean for h in hs]
+    if padded:
+        centered = [jnp.where(t.mask, c, 0.0) for c, t in zip(centered, tiles)]
+    var = functools.reduce(operator.add, [jnp.sum(c * c, axis=1, keepdims=True) for c in centered]) / n_cols
+    inv = jax.lax.rsqrt(var + eps)
+    return [c * inv * sc + b for c, sc, b in zip(centered, scales, biases)]
 
 
-def _kernel(*refs, block_rows, width, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype,
-            with_float):
+def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype, with_float):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
     r_ref = refs.pop(0) if has_residual else None
     scale_ref, bias_ref, qscales_ref, *o_refs = refs  # qscales: [residual scale, 1 / output scale]
-    rows, cols, mask = row_block(block_rows, width, n_rows, n_cols)
-    r2, c2 = tile(rows, 0, block_rows, width), tile(cols, 1, block_rows, width)
-    # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
-    load = lambda ref: pltriton.load(ref.at[r2, c2], mask=mask, other=0 if jnp.issubdtype(ref.dtype, jnp.integer)
-                                     else 0.0).astype(jnp.float32)
-    vec = lambda ref: load_vector(ref, cols, n_cols, block_rows)
-    h = load(x_ref)
-    if has_bias:
-        h = h + vec(xb_ref)
-    if has_residual:
-        h = h + (load(r_ref) * qscales_ref[0] if scaled_residual else load(r_ref))
-    y = layer_norm_rows(h, mask, n_cols, vec(scale_ref), vec(bias_ref), eps)
-    if with_float:
-        float_ref = o_refs.pop(0)
-        pltriton.store(float_ref.at[r2, c2], y.astype(float_ref.dtype), mask=mask)
+    float_ref = o_refs.pop(0) if with_float else None
     (o_ref,) = o_refs
-    if out_qtype is not None:
-        y = quantize_in_kernel(y, qscales_ref[1], out_qtype)
-    pltriton.store(o_ref.at[r2, c2], y.astype(o_ref.dtype), mask=mask)
+    tiles = row_tiles(block_rows, n_rows, n_cols)
+    # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
+    load = lambda ref, t: pltriton.load(ref.at[t.r2, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
+        ref.dtype, jnp.integer) else 0.0).astype(jnp.float32)
+    vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
+    hs = []
+    for t in tiles:
+        h = load(x_ref, t)
+        if has_bias:
+            h = h + vec(xb_ref, t)
+        if has_residual:
+            h = h + (load(r_ref, t) * qscales_ref[0] if scaled_residual else load(r_ref, t))
+        hs.append(h)
+    ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps)
+    for y, t in zip(ys, tiles):
+        if with_float:
+            pltriton.store(float_ref.at[t.r2, t.c2], y.astype(float_ref.dtype), mask=t.mask)
+        if out_qtype is not None:
+            y = quantize_in_kernel(y, qscales_ref[1], out_qtype)
+        pltriton.store(o_ref.at[t.r2, t.c2], y.astype(o_ref.dtype), mask=t.mask)
 
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
@@ -117,12 +156,12 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
         out_dtype = (float_dtype, out_dtype)
     shape, n_cols = x.shape, x.shape[-1]
     x2 = x.reshape(-1, n_cols)
-    n_rows, width = x2.shape[0], next_pow2(n_cols)
+    n_rows = x2.shape[0]
     args = [x2] + ([x_bias] if x_bias is not None else []) + (
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
     f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(())
     args.append(jnp.stack([f32(residual_scale), 1.0 / f32(out_scale)]))
-    kernel = StaticPartial(_kernel, block_rows=block_rows, width=width, n_rows=n_rows, n_cols=n_cols, eps=eps,
+    kernel = StaticPartial(_kernel, block_rows=block_rows, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
                                out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)
