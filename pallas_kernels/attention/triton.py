@@ -33,6 +33,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
@@ -138,7 +139,7 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
 def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None,
             int_qk=False, heads=1, compiled=True):
     qkv_ref, mask_ref, *rest = refs
-    scales_ref = rest.pop(0) if quant else None
+    scale_refs = [rest.pop(0) for _ in range(6)] if quant else None
     bias_ref = rest.pop(0) if has_bias else None
     (o_ref,) = rest
     b, i = pl.program_id(0), pl.program_id(2)
@@ -151,8 +152,10 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
         q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, qk_wide)
         # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
         bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
-        if quant:  # [q_scale * k_scale * scale * log2(e), P's scale, V's scale, 1 / P's scale, 1 / output scale]
-            logit_scale, p_scale, v_scale, inv_p_scale, inv_out_scale = (scales_ref[i] for i in range(5))
+        if quant:  # [1] arrays as stored (no per-call stack of them, a launch each): Q, K, V, P, 1 / P, output
+            q_scale, k_scale, v_scale, p_scale, inv_p_scale, out_scale = (r[0] for r in scale_refs)
+            logit_scale = q_scale * k_scale * (scale * LOG2E)  # base-2 logits
+            inv_out_scale = 1.0 / out_scale  # within 2 ulps (Triton's division): a context code moves only at a tie
         else:
             logit_scale = scale * LOG2E
 
@@ -266,7 +269,7 @@ def _call(qkv, key_mask, bias, scales, *, out_dtype, interpret, name, config, **
     bq, bk = config.block_q, config.block_k
     args = [qkv.reshape(b * s, 3 * n * d), key_mask.reshape(b * s).astype(jnp.int32)]
     if scales is not None:
-        args.append(scales)
+        args += scales
     if bias is not None:
         args.append(bias.reshape(-1, s))
     kernel = StaticPartial(_kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
@@ -304,19 +307,18 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
     if not interpret and not on_gpu():
         raise NotImplementedError("triton quantized attention runs on a GPU (or with interpret=True)")
     _check_shapes(qkv_q, bias, "triton quantized attention")
-    if probs == "uint8":
-        p_qtype, p_scale = ("uint8" if qtype == "int8" else "fp8"), jnp.float32(fixed_probs_scale(qtype))
-    elif probs == "int8":
-        p_qtype, p_scale = qtype, jnp.asarray(probs_scale, jnp.float32).reshape(())
-    else:
-        p_qtype, p_scale = None, jnp.float32(1.0)
-    f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(())
-    inv_out = 1.0 / f32(1.0 if out_scale is None else out_scale)
-    logit_scale = f32(q_scale) * f32(k_scale) * jnp.float32(scale * LOG2E)  # base-2 logits: exp2 in the kernel
-    scales = jnp.stack([logit_scale, p_scale, f32(v_scale), 1.0 / p_scale, inv_out])
+    f32 = lambda v: jnp.asarray(v, jnp.float32).reshape(1)
+    if probs == "int8":  # a calibrated scale: its reciprocal is the one per-call computation left (naive mode)
+        p_qtype, p_scale = qtype, f32(probs_scale)
+        inv_p_scale = 1.0 / p_scale
+    else:  # fixed: constants, the reciprocal exact in float64 before the cast
+        p_qtype = None if probs == "float" else ("uint8" if qtype == "int8" else "fp8")
+        fixed = 1.0 if probs == "float" else fixed_probs_scale(qtype)
+        p_scale, inv_p_scale = f32(np.float32(fixed)), f32(np.float32(1.0 / fixed))
+    scales = [f32(q_scale), f32(k_scale), f32(v_scale), p_scale, inv_p_scale, f32(1.0 if out_scale is None else out_scale)]
     out_qtype = None if out_scale is None else qtype
     config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype, n=qkv_q.shape[3])
     _check_config(config, *qkv_q.shape[-2:], qtype=qtype)
     return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
-                 interpret=interpret, config=config, name="flash_attention_8bit", scale=math.nan, quant=True, probs=probs,
+                 interpret=interpret, config=config, name="flash_attention_8bit", scale=float(scale), quant=True, probs=probs,
                  p_qtype=p_qtype, out_qtype=out_qtype)

@@ -29,15 +29,18 @@ def next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def column_chunks(n_cols: int) -> tuple[int, int]:
+def column_chunks(n_cols: int, split: bool = True) -> tuple[int, int]:
     """`(width, count)`: a row as `count` power-of-two tiles of `width` columns (Triton's block shapes).
 
-    768 = 3 x 256 (BERT-base) and 384 = 3 x 128 (MiniLM) take three unpadded tiles: one 1024-wide tile would
-    leave a quarter of the lanes computing padding, and the 8-bit-output LayerNorm is instruction-bound
-    (bench/RESULTS.md). A width with no power-of-two factor of 64 or more pads one tile to the next power of two.
+    With `split`, 768 = 3 x 256 (BERT-base) and 384 = 3 x 128 (MiniLM) take three unpadded tiles: one
+    1024-wide tile leaves a quarter of the lanes computing padding, and the 8-bit-output LayerNorm is
+    instruction-bound (H100, 16384 x 768: 0.0289 -> 0.0257 ms, bench/RESULTS.md). The float-output one is
+    memory-bound and was slower split (0.0296 -> 0.0306; the fp16 plan's 24 LayerNorms 0.730 -> 0.778 ms), so
+    callers split only 8-bit outputs. Otherwise, or with no power-of-two factor of 64 or more, one tile padded
+    to the next power of two.
     """
     width = n_cols & -n_cols
-    if width == n_cols or width < 64 or n_cols // width > 8:
+    if not split or width == n_cols or width < 64 or n_cols // width > 8:
         return next_pow2(n_cols), 1
     return width, n_cols // width
 
@@ -52,12 +55,12 @@ class Tile(NamedTuple):
     mask: jax.Array
 
 
-def row_tiles(block_rows: int, n_rows: int, n_cols: int) -> list[Tile]:
-    """This program's rows as the tiles of `column_chunks(n_cols)`.
+def row_tiles(block_rows: int, n_rows: int, n_cols: int, split: bool) -> list[Tile]:
+    """This program's rows as the tiles of `column_chunks(n_cols, split)`.
 
     Built from iotas and broadcasts only (Pallas-Triton lowers no `slice`).
     """
-    width, count = column_chunks(n_cols)
+    width, count = column_chunks(n_cols, split)
     rows = pl.program_id(0) * block_rows + jax.lax.iota(jnp.int32, block_rows)
     out = []
     for c in range(count):
@@ -118,10 +121,11 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
     r_ref = refs.pop(0) if has_residual else None
-    scale_ref, bias_ref, qscales_ref, *o_refs = refs  # qscales: [residual scale, 1 / output scale]
+    # the scalars arrive as they are stored (no per-call stack of them, a launch each): [1] arrays
+    scale_ref, bias_ref, rscale_ref, oscale_ref, *o_refs = refs
     float_ref = o_refs.pop(0) if with_float else None
     (o_ref,) = o_refs
-    tiles = row_tiles(block_rows, n_rows, n_cols)
+    tiles = row_tiles(block_rows, n_rows, n_cols, split=out_qtype is not None)
     # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
     load = lambda ref, t: pltriton.load(ref.at[t.r2, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
         ref.dtype, jnp.integer) else 0.0).astype(jnp.float32)
@@ -132,14 +136,16 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
         if has_bias:
             h = h + vec(xb_ref, t)
         if has_residual:
-            h = h + (load(r_ref, t) * qscales_ref[0] if scaled_residual else load(r_ref, t))
+            h = h + (load(r_ref, t) * rscale_ref[0] if scaled_residual else load(r_ref, t))
         hs.append(h)
     ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps)
+    # one division per program; Triton's float32 division is within 2 ulps, so a code moves only at a tie
+    inv_out_scale = 1.0 / oscale_ref[0] if out_qtype is not None else None
     for y, t in zip(ys, tiles):
         if with_float:
             pltriton.store(float_ref.at[t.r2, t.c2], y.astype(float_ref.dtype), mask=t.mask)
         if out_qtype is not None:
-            y = quantize_in_kernel(y, qscales_ref[1], out_qtype)
+            y = quantize_in_kernel(y, inv_out_scale, out_qtype)
         pltriton.store(o_ref.at[t.r2, t.c2], y.astype(o_ref.dtype), mask=t.mask)
 
 
@@ -159,8 +165,8 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     n_rows = x2.shape[0]
     args = [x2] + ([x_bias] if x_bias is not None else []) + (
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
-    f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(())
-    args.append(jnp.stack([f32(residual_scale), 1.0 / f32(out_scale)]))
+    f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(1)
+    args += [f32(residual_scale), f32(out_scale)]
     kernel = StaticPartial(_kernel, block_rows=block_rows, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
