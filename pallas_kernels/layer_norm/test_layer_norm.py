@@ -45,7 +45,9 @@ class ResidualLayerNormTest:
         assert_codes_close(out, layer_norm_np(total, scale, bias, 1e-12) / o_scale, qtype)
 
     def test_float_and_codes_together(self):
-        """`with_float`: the float output and its codes from one pass, each equal to asking for it alone."""
+        """`with_float`: the float output and its codes from one pass. The codes equal asking for them alone; the
+        float output is asking for it alone up to one fp16 step, since the 8-bit form tiles the row differently
+        (`column_chunks`) and so sums its statistics in another order."""
         rng = np.random.default_rng(9)
         x, res = (jnp.asarray(rng.standard_normal((2, 9, 256)), jnp.float16) for _ in range(2))
         scale, bias = (rng.standard_normal(256).astype(np.float32) for _ in range(2))
@@ -53,7 +55,8 @@ class ResidualLayerNormTest:
         y, q = residual_layer_norm(x, res, scale, bias, out_scale=jnp.float32(0.05), out_qtype="int8",
                                    with_float=True, **kw)
         assert y.dtype == jnp.float16 and q.dtype == jnp.int8
-        np.testing.assert_array_equal(np.asarray(y), np.asarray(residual_layer_norm(x, res, scale, bias, **kw)))
+        alone = np.asarray(residual_layer_norm(x, res, scale, bias, **kw))
+        assert np.all(np.abs(np.asarray(y, np.float32) - alone.astype(np.float32)) <= np.spacing(np.abs(alone)))
         alone = residual_layer_norm(x, res, scale, bias, out_scale=jnp.float32(0.05), out_qtype="int8", **kw)
         np.testing.assert_array_equal(np.asarray(q), np.asarray(alone))
 
