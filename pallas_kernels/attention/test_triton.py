@@ -165,3 +165,14 @@ def test_kernel_declines_what_it_cannot_take():
     with pytest.raises(NotImplementedError, match="head dim 8"):
         attention_packed_triton(jnp.zeros((1, 8, 3, 1, 8), jnp.bfloat16), jnp.ones((1, 8), bool), scale=1.0,
                                 interpret=True)
+
+
+def test_head_loop_only_with_programs_to_spare():
+    """Two heads per program at 128 x 128 (1536 programs), one at batch 1, where halving 12 programs cost time."""
+    from pallas_kernels.attention.triton import pick_config
+
+    assert pick_config(128, 64, quant=False, n=12, b=128).heads == 2
+    assert pick_config(128, 64, quant=True, qtype="int8", n=12, b=128).heads == 2
+    assert pick_config(128, 64, quant=False, n=12, b=1).heads == 1
+    assert pick_config(128, 64, quant=True, qtype="int8", n=12, b=8).heads == 1
+    assert pick_config(128, 64, quant=False, n=13, b=128).heads == 1  # an odd head count: no pairs

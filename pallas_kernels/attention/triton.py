@@ -45,6 +45,8 @@ from pallas_kernels.quant_types import QTYPES, quantize_in_kernel, round_half_ev
 
 MAX_SEQ = 512
 LOG2E = math.log2(math.e)
+# programs left after a head loop halves them: 4 per SM of the H100's 132 (2 resident, 2 to overlap)
+LOOP_PROGRAMS = 4 * 132
 # an int8 dot over a shorter K compiles but returns wrong sums (H100, jax 0.11.2, head dim 16: relative error 0.42)
 INT_DOT_K = 32
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -63,8 +65,8 @@ class AttentionConfig:
     heads: int = 1  # heads per program, in a loop (a divisor of the head count)
 
 
-def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int = 1) -> AttentionConfig:
-    """Tiles for S keys, head dim `d`, `n` heads.
+def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int = 1, b: int = 1) -> AttentionConfig:
+    """Tiles for S keys, head dim `d`, `n` heads, batch `b`.
 
     Up to 128 keys: square blocks of `next_pow2(S)` clamped to 16..128 (16: the tensor-core dot's minimum), one
     key block (the 8-bit kernel in one pass). Longer sequences: 128 query rows on 8 warps, keys in blocks of 64
@@ -72,7 +74,8 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
     tensor-core instruction's K of 32. Where `n` is even, the float kernel, and the 8-bit ones at 128 keys, loop
     over two heads per program in a pipelined loop (Triton's `num_stages`), so one head's loads overlap the
     other's softmax: a program of one head has nothing to overlap, and 8 warps at ~110 registers leave room for
-    only two programs per SM.
+    only two programs per SM. The loop halves the programs, so it is taken only where at least `LOOP_PROGRAMS`
+    remain: at 1 x 128 two heads per program took the float kernel from 0.063 to 0.101 ms (12 launches).
 
     Measured on the H100 (bench/RESULTS.md, sweeps of sessions 4-11), ms. At 128 x 128 x 12 x 64: float
     0.0539 -> 0.0445 (two heads, two stages); int8 0.0477 -> 0.0396 (two heads, three stages); fp8 0.0459 ->
@@ -85,19 +88,24 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
     took the float kernel from 0.207 to 0.140.
     """
     int_qk = qtype == "int8" and d >= INT_DOT_K
-    pair = 2 if n % 2 == 0 else 1
+
+    def looped(cfg: AttentionConfig, stages: int) -> AttentionConfig:  # two heads per program where that pays
+        if n % 2 or b * n * pl.cdiv(s, cfg.block_q) < 2 * LOOP_PROGRAMS:
+            return cfg
+        return dataclasses.replace(cfg, heads=2, num_stages=stages)
+
     if s <= 128:
         blk = max(16, next_pow2(s))
         if blk < 128:  # the 8-bit kernels at 32 and 64 keys gained nothing from a head loop
-            return AttentionConfig(blk, blk, 4, 2 if pair > 1 and not quant else 1, int_qk=int_qk,
-                                   heads=1 if quant else pair)
+            cfg = AttentionConfig(blk, blk, 4, 1, int_qk=int_qk)
+            return cfg if quant else looped(cfg, 2)
         if not quant:
-            return AttentionConfig(128, 128, 8, 2 if pair > 1 else 1, heads=pair)
+            return looped(AttentionConfig(128, 128, 8, 1), 2)
         if qtype == "fp8":
-            return AttentionConfig(64, 128, 4, 2 if pair > 1 else 1, heads=pair)
-        return AttentionConfig(128, 128, 8, 3 if pair > 1 else 1, int_qk=int_qk, heads=pair)
+            return looped(AttentionConfig(64, 128, 4, 1), 2)
+        return looped(AttentionConfig(128, 128, 8, 1, int_qk=int_qk), 3)
     if not quant:
-        return AttentionConfig(128, 64, 8, 3, heads=pair)
+        return looped(AttentionConfig(128, 64, 8, 1), 3)
     return AttentionConfig(128, 64, 8, 1, int_qk=int_qk)
 
 
@@ -290,7 +298,7 @@ def attention_packed_triton(qkv, key_mask, bias=None, *, scale: float, out_dtype
     if qkv.dtype not in (jnp.bfloat16, jnp.float16):
         raise NotImplementedError(f"triton attention takes bf16/fp16 Q, K, V, not {qkv.dtype}")
     _check_shapes(qkv, bias, "triton attention")
-    config = config or pick_config(qkv.shape[1], qkv.shape[-1], quant=False, n=qkv.shape[3])
+    config = config or pick_config(qkv.shape[1], qkv.shape[-1], quant=False, n=qkv.shape[3], b=qkv.shape[0])
     _check_config(config, *qkv.shape[-2:])
     return _call(qkv, key_mask, bias, None, out_dtype=out_dtype or qkv.dtype, interpret=interpret, config=config,
                  name="flash_attention", scale=float(scale), quant=False, probs=None, p_qtype=None)
@@ -317,7 +325,8 @@ def quantized_attention_packed_triton(qkv_q, q_scale, k_scale, v_scale, key_mask
         p_scale, inv_p_scale = f32(np.float32(fixed)), f32(np.float32(1.0 / fixed))
     scales = [f32(q_scale), f32(k_scale), f32(v_scale), p_scale, inv_p_scale, f32(1.0 if out_scale is None else out_scale)]
     out_qtype = None if out_scale is None else qtype
-    config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype, n=qkv_q.shape[3])
+    config = config or pick_config(qkv_q.shape[1], qkv_q.shape[-1], quant=True, qtype=qtype, n=qkv_q.shape[3],
+                                   b=qkv_q.shape[0])
     _check_config(config, *qkv_q.shape[-2:], qtype=qtype)
     return _call(qkv_q, key_mask, bias, scales, out_dtype=QTYPES[qtype][0] if out_qtype else out_dtype,
                  interpret=interpret, config=config, name="flash_attention_8bit", scale=float(scale), quant=True, probs=probs,
