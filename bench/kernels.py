@@ -249,16 +249,16 @@ def bench_layer_norm(sweep: bool = False, m: int = 16384) -> None:
                   out_qtype=qtype)
         want = np.asarray(jax.jit(lambda a, r: ops.residual_layer_norm(a, r, scale, bias, **kw,
                                                                        implementation="xla"))(xh, r8), np.float32)
-        tiles = [(4, 4)] + ([(br, w) for br in (1, 2, 4, 8, 16) for w in (1, 2, 4, 8) if (br, w) != (4, 4)]
-                            if sweep else [])
+        # None: the picked launch shape (1 row on 2 warps for 8-bit outputs)
+        tiles = [(None, None)] + ([(br, w) for br in (1, 2, 4, 8, 16) for w in (1, 2, 4, 8)] if sweep else [])
         for br, w in tiles:
             fn = jax.jit(lambda a, r, br=br, w=w: residual_layer_norm_triton(a, r, scale, bias, **kw, block_rows=br,
                                                                             num_warps=w))
             same = float(np.mean(np.asarray(fn(xh, r8), np.float32) == want))
             ms = time_jax(fn, xh, r8)
-            record("layer_norm" if (br, w) == (4, 4) else "layer_norm-sweep", f"triton {qtype} codes (full_*)",
+            record("layer_norm" if br is None else "layer_norm-sweep", f"triton {qtype} codes (full_*)",
                    (m, h), ms, gbps=round(moved / (ms * 1e-3) / 1e9, 1), equal=round(same, 5),
-                   config=dict(block_rows=br, num_warps=w))
+                   config=dict(block_rows=br or "picked", num_warps=w or "picked"))
 
 
 def bench_embedding() -> None:
@@ -302,9 +302,10 @@ def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
     qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)), jnp.bfloat16)
     flops = 4 * b * s * s * n * d
     tops = lambda ms: round(flops / (ms * 1e-3) / 1e12, 1)  # noqa: E731
-    tiles = [AttentionConfig(bq, bk, w, st) for bq, bk, w in ((64, 64, 4), (64, 128, 4), (32, 128, 4), (128, 128, 8),
-                                                              (128, 64, 8), (64, 128, 8))
-             for st in ((1, 2, 3) if s > 128 else (1, 2))]  # longer key loops: a deeper pipeline may pay
+    # stages: a deeper pipeline pays over longer key loops, and over a loop of several heads per program
+    tiles = [AttentionConfig(bq, bk, w, st, heads=hd) for bq, bk, w in ((64, 64, 4), (64, 128, 4), (32, 128, 4),
+                                                                        (128, 128, 8), (128, 64, 8), (64, 128, 8))
+             for st in (1, 2, 3) for hd in (1, 2) if n % hd == 0 and (st < 3 or s > 128 or hd > 1)]
     ref = None
     for impl in ("xla", "triton"):
         fn = jax.jit(lambda q, m, impl=impl: ops.attention_packed(q, m, scale=d**-0.5, implementation=impl))
