@@ -83,7 +83,7 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
     loop, 0.057). At 128 x 64 the float kernel went 0.0249 -> 0.0219 and at 128 x 32 0.0101 -> 0.0090 (two
     heads, two stages); the 8-bit ones stayed within 3% of one head. At 32 x 512 the float kernel went 0.130 ->
     0.116 with two heads and three stages; the 8-bit two-pass kernels gained nothing from a head loop (0.187 ->
-    0.19-0.31), so they keep one head. Earlier sweeps: 128-row blocks took the float kernel from 0.0645 to
+    0.19-0.32), so they keep one head. Earlier sweeps: 128-row blocks took the float kernel from 0.0645 to
     0.0554; one pass with the int8 dot took the int8 kernel from 0.121 to 0.077; 64-key blocks at 32 x 512
     took the float kernel from 0.207 to 0.140.
     """
