@@ -151,21 +151,27 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
     bias_ref = rest.pop(0) if has_bias else None
     (o_ref,) = rest
     b, i = pl.program_id(0), pl.program_id(2)
+    # what every head of this program shares
+    qpos = i * bq + jax.lax.iota(jnp.int32, bq)
+    q_ok = qpos < s
+    wide = jnp.float16 if quant else None
+    qk_wide = None if int_qk else wide
+    if quant:  # [1] arrays as stored (no per-call stack of them, a launch each): Q, K, V, P, 1 / P, output
+        q_scale, k_scale, v_scale, p_scale, inv_p_scale, out_scale = (r[0] for r in scale_refs)
+        logit_scale = q_scale * k_scale * (scale * LOG2E)  # base-2 logits
+        inv_out_scale = 1.0 / out_scale  # within 2 ulps (Triton's division): a context code moves only at a tie
+    else:
+        logit_scale = scale * LOG2E
+    row = lambda vec, width: _tile(vec, 0, (bq, width))
+    n_blocks = pl.cdiv(s, bk)
+    m0 = jnp.full((bq,), -jnp.inf, jnp.float32)
+    l0 = jnp.zeros((bq,), jnp.float32)
+    acc0 = jnp.zeros((bq, d), jnp.float32)
 
     def one_head(h):
-        qpos = i * bq + jax.lax.iota(jnp.int32, bq)
-        q_ok = qpos < s
-        wide = jnp.float16 if quant else None
-        qk_wide = None if int_qk else wide
         q = _load_rows(qkv_ref, b * s + qpos, q_ok, h * d, d, qk_wide)
         # bias is [Bb * N * S, S]; a batch of one is shared by every sequence
         bias_rows = jnp.where(q_ok, ((b if bias_batched else 0) * n + h) * s + qpos, -1) if has_bias else None
-        if quant:  # [1] arrays as stored (no per-call stack of them, a launch each): Q, K, V, P, 1 / P, output
-            q_scale, k_scale, v_scale, p_scale, inv_p_scale, out_scale = (r[0] for r in scale_refs)
-            logit_scale = q_scale * k_scale * (scale * LOG2E)  # base-2 logits
-            inv_out_scale = 1.0 / out_scale  # within 2 ulps (Triton's division): a context code moves only at a tie
-        else:
-            logit_scale = scale * LOG2E
 
         def keys(j):
             kpos = j * bk + jax.lax.iota(jnp.int32, bk)
@@ -175,11 +181,6 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
             v = _load_rows(qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, wide)
             return _logits(q, k, kpos, valid, s, logit_scale, bias_ref, bias_rows, bq, bk), v
 
-        row = lambda vec, width: _tile(vec, 0, (bq, width))
-        n_blocks = pl.cdiv(s, bk)
-        m0 = jnp.full((bq,), -jnp.inf, jnp.float32)
-        l0 = jnp.zeros((bq,), jnp.float32)
-        acc0 = jnp.zeros((bq, d), jnp.float32)
         if not quant:
 
             def step(j, carry):  # online softmax: rescale what was summed under the old max

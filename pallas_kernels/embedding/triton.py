@@ -21,9 +21,10 @@ from pallas_kernels.layer_norm.triton import (
     layer_norm_rows,
     load_vector,
     row_tiles,
+    store_tiles,
     tile,
 )
-from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
+from pallas_kernels.quant_types import QTYPES
 
 
 def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_types, out_qtype):
@@ -47,11 +48,7 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_types, out_qtype):
     hs = [functools.reduce(operator.add, [gather(i, table, t) for i, (_, table) in zip(ids, lookups)]) for t in tiles]
     vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
     ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps)
-    inv_out_scale = 1.0 / oscale_ref[0] if out_qtype is not None else None  # within 2 ulps: codes move only at ties
-    for y, t in zip(ys, tiles):
-        if out_qtype is not None:
-            y = quantize_in_kernel(y, inv_out_scale, out_qtype)
-        pltriton.store(o_ref.at[t.r2, t.c2], y.astype(o_ref.dtype), mask=t.mask)
+    store_tiles(o_ref, ys, tiles, out_qtype, oscale_ref)
 
 
 def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_table, position_table,

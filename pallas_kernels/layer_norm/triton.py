@@ -116,6 +116,17 @@ def layer_norm_rows(hs, tiles: list[Tile], n_cols: int, scales, biases, eps: flo
     return [c * inv * sc + b for c, sc, b in zip(centered, scales, biases)]
 
 
+def store_tiles(ref, ys, tiles: list[Tile], out_qtype: str | None = None, oscale_ref=None) -> None:
+    """Writes the rows `ys` (on `tiles`) to `ref`; with `out_qtype`, as codes of the `[1]` output scale in
+    `oscale_ref`. Its reciprocal is one division per program: Triton's float32 division is within 2 ulps, so a
+    code moves only at a tie."""
+    inv_scale = 1.0 / oscale_ref[0] if out_qtype is not None else None
+    for y, t in zip(ys, tiles):
+        if out_qtype is not None:
+            y = quantize_in_kernel(y, inv_scale, out_qtype)
+        pltriton.store(ref.at[t.r2, t.c2], y.astype(ref.dtype), mask=t.mask)
+
+
 def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype, with_float):
     refs = list(refs)
     x_ref = refs.pop(0)
@@ -130,23 +141,19 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
     load = lambda ref, t: pltriton.load(ref.at[t.r2, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
         ref.dtype, jnp.integer) else 0.0).astype(jnp.float32)
     vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
+    residual_scale = rscale_ref[0] if scaled_residual else None
     hs = []
     for t in tiles:
         h = load(x_ref, t)
         if has_bias:
             h = h + vec(xb_ref, t)
         if has_residual:
-            h = h + (load(r_ref, t) * rscale_ref[0] if scaled_residual else load(r_ref, t))
+            h = h + (load(r_ref, t) * residual_scale if scaled_residual else load(r_ref, t))
         hs.append(h)
     ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps)
-    # one division per program; Triton's float32 division is within 2 ulps, so a code moves only at a tie
-    inv_out_scale = 1.0 / oscale_ref[0] if out_qtype is not None else None
-    for y, t in zip(ys, tiles):
-        if with_float:
-            pltriton.store(float_ref.at[t.r2, t.c2], y.astype(float_ref.dtype), mask=t.mask)
-        if out_qtype is not None:
-            y = quantize_in_kernel(y, inv_out_scale, out_qtype)
-        pltriton.store(o_ref.at[t.r2, t.c2], y.astype(o_ref.dtype), mask=t.mask)
+    if with_float:
+        store_tiles(float_ref, ys, tiles)
+    store_tiles(o_ref, ys, tiles, out_qtype, oscale_ref)
 
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
