@@ -65,3 +65,12 @@ def dispatch(
         except NotImplementedError as e:  # this kernel cannot take the input: fall back
             errors.append(f"{name}: {e}")
     raise NotImplementedError(f"{op_name}: no implementation accepted the input: {errors}")
+
+
+def one_partial(reference: Callable[..., Any]) -> Callable[..., Any]:
+    """A reference GEMM as the `partial_sums=True` form of its op: its whole product as the one partial, `[1, ..., N]`."""
+
+    def partials(*args: Any, **kwargs: Any) -> Any:
+        return reference(*args, **kwargs)[None]
+
+    return partials

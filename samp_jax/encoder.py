@@ -98,11 +98,13 @@ class SelfAttention(nn.Module):
                 for name, t in (("q", q), ("k", k), ("v", v), ("context", ctx)):
                     self.sow("intermediates", name, t)
                 self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
+            # partial products of a split-K GEMM on few rows (else one), summed by the LayerNorm
             out, out_bias = Dense(h, name="output")(ctx.reshape(b, s, h), defer_bias=True)
+            ln_args = dict(x_bias=out_bias, out_dtype=x.dtype, partial_sums=True)
             if self.codes_for_ffn:  # (float output, codes): the FFN's residual and its GEMM input
-                return ln(out, x, x_bias=out_bias, out_scale=built_param(self, "output_scale"),
+                return ln(out, x, **ln_args, out_scale=built_param(self, "output_scale"),
                           out_qtype=self.codes_for_ffn, with_float=True)
-            return ln(out, x, x_bias=out_bias)
+            return ln(out, x, **ln_args)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
@@ -118,7 +120,7 @@ class SelfAttention(nn.Module):
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True, out_dtype=dtype)
         return ln(out, x_q, x_bias=out_bias, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
-                  out_qtype=qt)
+                  out_qtype=qt, partial_sums=True)
 
 
 def _probs(q, k, key_mask, bias, scale):
@@ -157,7 +159,7 @@ class FeedForward(nn.Module):
             if _observing(self):
                 self.sow("intermediates", "activation", inner)
             out, out_bias = Dense(cfg.hidden_size, name="output")(inner, defer_bias=True)
-            return ln(out, x, x_bias=out_bias, **codes_out)
+            return ln(out, x, x_bias=out_bias, out_dtype=x.dtype, partial_sums=True, **codes_out)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
@@ -168,7 +170,8 @@ class FeedForward(nn.Module):
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
         out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True, out_dtype=out_dtype)
-        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype, **codes_out)
+        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype, partial_sums=True,
+                  **codes_out)
 
 
 class TransformerLayer(nn.Module):

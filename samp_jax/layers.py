@@ -31,8 +31,10 @@ def built_param(module: nn.Module, name: str):
 class Dense(nn.Module):
     """`x @ kernel + bias` with an optional fused activation.
 
-    `defer_bias=True` returns `(x @ kernel, bias)` so that the next fused op
-    (the residual LayerNorm) adds the bias in its epilogue.
+    `defer_bias=True` returns `(partials, bias)` for the next fused op (the
+    residual LayerNorm) to finish: `partials` is `[P, ..., features]`, whose
+    sum over the first axis is `x @ kernel` (a split-K GEMM's partial products
+    on few rows, else P = 1), and the LayerNorm adds the bias.
     """
 
     features: int
@@ -44,7 +46,7 @@ class Dense(nn.Module):
         kernel = self.param("kernel", _init, (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         if defer_bias:
-            y = ops.matmul(x, kernel, None, out_dtype=out_dtype, implementation=self.implementation)
+            y = ops.matmul(x, kernel, None, out_dtype=out_dtype, partial_sums=True, implementation=self.implementation)
             return y, bias
         return ops.matmul(
             x, kernel, bias, activation=self.activation, out_dtype=out_dtype,
@@ -58,8 +60,8 @@ class QuantDense(nn.Module):
     `samp_jax.quant.build` packs the weight with the scale of the activation it
     multiplies and, where the next consumer reads 8-bit data, the output scale.
     `x_q` arrives as codes, quantized by its producer with that same scale.
-    `defer_bias=True` returns `(y, bias)` for the residual LayerNorm to add;
-    such weights are packed without their bias.
+    `defer_bias=True` returns `(partials, bias)` as `Dense` does, for the
+    residual LayerNorm to sum and add; such weights are packed without their bias.
     """
 
     features: int
@@ -74,12 +76,14 @@ class QuantDense(nn.Module):
             raise ValueError(f"{'/'.join(self.path)}: weight packed {'with' if packed.has_bias else 'without'} its bias, "
                              f"called with {defer_bias=}")
         y = ops.quantized_matmul_packed(x_q, packed, activation=self.activation, out_dtype=out_dtype,
-                                        implementation=self.implementation)
+                                        partial_sums=defer_bias, implementation=self.implementation)
         return (y, built_param(self, "bias")) if defer_bias else y
 
 
 class LayerNorm(nn.Module):
-    """Residual LayerNorm: `LayerNorm(x + x_bias + residual)` through the fused op."""
+    """Residual LayerNorm: `LayerNorm(x + x_bias + residual)` through the fused op.
+
+    `x` may be a deferred-bias GEMM's `[P, ..., H]` partial products (`partial_sums=True`)."""
 
     hidden_size: int
     eps: float
@@ -90,10 +94,10 @@ class LayerNorm(nn.Module):
         self.bias = self.param("bias", nn.initializers.zeros_init(), (self.hidden_size,), jnp.float32)
 
     def __call__(self, x, residual=None, *, x_bias=None, out_dtype=None, residual_scale=None, out_scale=None,
-                 out_qtype=None, with_float: bool = False):
+                 out_qtype=None, with_float: bool = False, partial_sums: bool = False):
         return ops.residual_layer_norm(
             x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps, out_dtype=out_dtype,
             residual_scale=residual_scale, out_scale=out_scale, out_qtype=out_qtype, with_float=with_float,
-            implementation=self.implementation,
+            partial_sums=partial_sums, implementation=self.implementation,
         )
 

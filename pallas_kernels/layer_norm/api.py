@@ -31,15 +31,21 @@ def residual_layer_norm(
     out_scale: jax.Array | None = None,
     out_qtype: str | None = None,
     with_float: bool = False,
+    partial_sums: bool = False,
     implementation: str | None = None,
 ):
     """`LayerNorm(x + x_bias + residual)`, 8-bit in or out as asked; see `residual_layer_norm_reference`.
 
+    With `partial_sums`, `x` is `[P, ..., H]`: a split-K GEMM's partial products, summed first.
     Returns the output, or `(float output, codes)` with `with_float`.
     """
     hidden = x.shape[-1]
-    if residual is not None and residual.shape != x.shape:
-        raise ValueError(f"residual_layer_norm: residual.shape={residual.shape} != x.shape={x.shape}")
+    if partial_sums and x.ndim < 2:
+        raise ValueError(f"residual_layer_norm: partial_sums=True needs x as [P, ..., H], got x.shape={x.shape}")
+    shape = x.shape[1:] if partial_sums else x.shape
+    if residual is not None and residual.shape != shape:
+        what = "x.shape[1:] (partial sums)" if partial_sums else "x.shape"
+        raise ValueError(f"residual_layer_norm: residual.shape={residual.shape} != {what}={shape}")
     if residual is not None and is_codes(residual) != (residual_scale is not None):
         raise ValueError(f"residual_layer_norm: residual.dtype={residual.dtype} with residual_scale="
                          f"{'None' if residual_scale is None else 'set'}: 8-bit codes need their scale, floats none")
@@ -56,5 +62,5 @@ def residual_layer_norm(
     return dispatch(
         "residual_layer_norm", _REGISTRY, implementation,
         x, residual, scale, bias, x_bias=x_bias, eps=eps, out_dtype=out_dtype, residual_scale=residual_scale,
-        out_scale=out_scale, out_qtype=out_qtype, with_float=with_float,
+        out_scale=out_scale, out_qtype=out_qtype, with_float=with_float, partial_sums=partial_sums,
     )

@@ -29,11 +29,13 @@ def residual_layer_norm_reference(
     out_scale: jax.Array | None = None,
     out_qtype: str | None = None,
     with_float: bool = False,
+    partial_sums: bool = False,
 ):
     """LayerNorm over the last axis of `x (+ x_bias) (+ residual)`.
 
     Args:
-      x: `[..., H]` input (a GEMM output).
+      x: `[..., H]` input (a GEMM output); with `partial_sums`, `[P, ..., H]` partial products summed in
+        float32 first (a split-K GEMM's, `matmul(..., partial_sums=True)`).
       residual: `[..., H]` or None.
       scale, bias: `[H]` LayerNorm affine parameters.
       x_bias: optional `[H]` bias of the GEMM that produced `x`.
@@ -45,7 +47,7 @@ def residual_layer_norm_reference(
         need the float value as the FFN's residual and the codes as its GEMM input.
     """
     out_dtype = x.dtype if out_dtype is None else out_dtype
-    h = x.astype(jnp.float32)
+    h = jnp.sum(x.astype(jnp.float32), axis=0) if partial_sums else x.astype(jnp.float32)
     if x_bias is not None:
         h = h + x_bias.astype(jnp.float32)
     if residual is not None:

@@ -60,6 +60,25 @@ class ResidualLayerNormTest:
         alone = residual_layer_norm(x, res, scale, bias, out_scale=jnp.float32(0.05), out_qtype="int8", **kw)
         np.testing.assert_array_equal(np.asarray(q), np.asarray(alone))
 
+    @pytest.mark.parametrize("out", ["float16", "int8"])
+    def test_partial_sums(self, out):
+        """A split-K GEMM's float32 partial products `[P, ..., H]`, summed in the kernel, against float64."""
+        rng = np.random.default_rng(11)
+        shape, h = (2, 9, 384), 384
+        parts = jnp.asarray(rng.standard_normal((3, *shape)) * 2, jnp.float32)
+        res = jnp.asarray(rng.standard_normal(shape), jnp.float16)
+        xb, scale, bias = (rng.standard_normal(h).astype(np.float32) for _ in range(3))
+        kw = dict(out_scale=jnp.float32(0.04), out_qtype="int8") if out == "int8" else {}
+        y = residual_layer_norm(parts, res, scale, bias, x_bias=xb, eps=1e-12, out_dtype=jnp.float16,
+                                partial_sums=True, implementation=self.IMPLEMENTATION, **kw)
+        assert y.shape == shape and y.dtype == jnp.dtype(out)
+        total = np.asarray(parts, np.float64).sum(axis=0) + xb + np.asarray(res, np.float64)
+        want = layer_norm_np(total, scale, bias, 1e-12)
+        if out == "int8":
+            assert_codes_close(y, want / 0.04, "int8")
+        else:
+            assert rel_error(y, want) < REL_TOL["float16"]
+
     def test_constant_row_is_finite(self):
         out = residual_layer_norm(jnp.ones((1, 4, 8)), None, jnp.ones(8), jnp.zeros(8), eps=1e-12,
                                   implementation=self.IMPLEMENTATION)
@@ -107,3 +126,10 @@ def test_column_chunks():
 
     assert column_chunks(768) == (256, 3) and column_chunks(384) == (128, 3) and column_chunks(1024) == (1024, 1)
     assert column_chunks(100) == (128, 1) and column_chunks(312) == (512, 1) and column_chunks(8) == (8, 1)
+
+
+def test_partial_sums_shapes():
+    parts, res, one = jnp.ones((2, 3, 4)), jnp.ones((3, 4)), jnp.ones(4)
+    assert residual_layer_norm(parts, res, one, one, eps=1e-5, partial_sums=True).shape == (3, 4)
+    with pytest.raises(ValueError, match=r"residual.shape=\(2, 3, 4\) != x.shape\[1:\] \(partial sums\)=\(3, 4\)"):
+        residual_layer_norm(parts, parts, one, one, eps=1e-5, partial_sums=True)

@@ -127,7 +127,8 @@ def store_tiles(ref, ys, tiles: list[Tile], out_qtype: str | None = None, oscale
         pltriton.store(ref.at[t.r2, t.c2], y.astype(ref.dtype), mask=t.mask)
 
 
-def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype, with_float):
+def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype, with_float,
+            parts=1):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
@@ -138,13 +139,15 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
     (o_ref,) = o_refs
     tiles = row_tiles(block_rows, n_rows, n_cols, split=out_qtype is not None)
     # the fill value must be castable to the ref's dtype: Pallas-Triton casts no integer to fp8
-    load = lambda ref, t: pltriton.load(ref.at[t.r2, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
+    load = lambda ref, t, row0=0: pltriton.load(ref.at[t.r2 + row0, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
         ref.dtype, jnp.integer) else 0.0).astype(jnp.float32)
     vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
     residual_scale = rscale_ref[0] if scaled_residual else None
     hs = []
     for t in tiles:
         h = load(x_ref, t)
+        for p in range(1, parts):  # a split-K GEMM's partial products, stacked along the rows
+            h = h + load(x_ref, t, p * n_rows)
         if has_bias:
             h = h + vec(xb_ref, t)
         if has_residual:
@@ -158,14 +161,18 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
 
 def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: float, out_dtype=None,
                                residual_scale=None, out_scale=None, out_qtype=None, with_float: bool = False,
-                               block_rows: int | None = None, num_warps: int | None = None, interpret: bool = False):
+                               partial_sums: bool = False, block_rows: int | None = None, num_warps: int | None = None,
+                               interpret: bool = False):
     """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU).
 
     Launch shape: 4 rows on 4 warps, or for 8-bit outputs (rows split into tiles) 1 row on 2 warps, the fastest
     of 1-16 rows on 2-8 warps for that form on the H100 at 16384 x 768 (0.0248 -> 0.0226 ms, bench/RESULTS.md).
+    Partial sums (`x` as `[P, ..., H]`) take one row per program: at 128 rows and 4 float32 parts, 0.0030 ms on
+    4 rows against 0.0021 on one (H100, 2026-11-23).
     """
     codes = out_scale is not None
-    block_rows = block_rows or (1 if codes else 4)
+    # partial products: the loads per value multiply, and one row per program spread them over more SMs
+    block_rows = block_rows or (1 if codes or partial_sums else 4)
     num_warps = num_warps or (2 if codes else 4)
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
@@ -174,9 +181,10 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     out_dtype = QTYPES[out_qtype][0] if out_scale is not None else float_dtype
     if with_float:
         out_dtype = (float_dtype, out_dtype)
-    shape, n_cols = x.shape, x.shape[-1]
-    x2 = x.reshape(-1, n_cols)
-    n_rows = x2.shape[0]
+    parts = x.shape[0] if partial_sums else 1
+    shape, n_cols = x.shape[1:] if partial_sums else x.shape, x.shape[-1]
+    x2 = x.reshape(-1, n_cols)  # partial products: P blocks of rows
+    n_rows = x2.shape[0] // parts
     args = [x2] + ([x_bias] if x_bias is not None else []) + (
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
     f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(1)
@@ -184,7 +192,8 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     kernel = StaticPartial(_kernel, block_rows=block_rows, n_rows=n_rows, n_cols=n_cols, eps=eps,
                                has_bias=x_bias is not None, has_residual=residual is not None,
                                scaled_residual=residual_scale is not None,
-                               out_qtype=out_qtype if out_scale is not None else None, with_float=with_float)
+                               out_qtype=out_qtype if out_scale is not None else None, with_float=with_float,
+                               parts=parts)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
                           interpret=interpret, name="residual_layer_norm", num_warps=num_warps)
     return tuple(o.reshape(shape) for o in out) if with_float else out.reshape(shape)

@@ -25,7 +25,13 @@ import numpy as np
 
 from pallas_kernels._platform import interpreting, on_hopper
 from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, default_config, padded_tiles, run_gemm
+from pallas_kernels.quantized_matmul.mosaic import (
+    MosaicGemmConfig,
+    default_config,
+    padded_tiles,
+    partials_dtype,
+    run_gemm,
+)
 
 FLOAT_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 CUBLAS_BELOW = 32  # output tiles under which XLA's GEMM (cuBLAS, split-K) is faster: a quarter of the H100's SMs
@@ -39,9 +45,13 @@ def matmul_mosaic(
     activation: str | None = None,
     out_dtype=None,
     config: MosaicGemmConfig | None = None,
+    partial_sums: bool = False,
     interpret: bool = False,
 ) -> jax.Array:
     """`matmul_reference` as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
+
+    `partial_sums` (no bias, no activation): `[P, ..., N]` partial products, K split over P (`split_k`)
+    where few rows would leave SMs idle, else P = 1 in `out_dtype`.
 
     Declines (NotImplementedError, so dispatch falls back to XLA) float32 operands, a weight in another dtype
     than `x` (a plan casts its weights to the compute dtype once), activations without an in-kernel form,
@@ -57,14 +67,19 @@ def matmul_mosaic(
         raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
     m, k, n = math.prod(x.shape[:-1]), x.shape[-1], w.shape[1]
     result_dtype = x.dtype if out_dtype is None else out_dtype
-    cfg = config or default_config(m, n, k, result_dtype, x.dtype)
+    if partial_sums and (bias is not None or activation is not None):
+        raise ValueError("matmul_mosaic: partial_sums=True takes no bias and no activation (the sum's consumer adds them)")
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums)
+    if partial_sums:
+        result_dtype = partials_dtype(cfg, result_dtype)
     # (interpreted, the CPU's 4 simulated SMs would make every test GEMM "small")
-    if config is None and not interpret and padded_tiles(cfg, m, n) < CUBLAS_BELOW:
+    if config is None and not interpret and padded_tiles(cfg, m, n) * cfg.splits < CUBLAS_BELOW:
         # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where
         # cuBLAS splits K over more: 10.7 against 7.2 us (bench/RESULTS.md, seventh pass)
         raise NotImplementedError(f"mosaic float GEMM: {m} x {n} makes fewer than {CUBLAS_BELOW} tiles")
     # an HLO constant, not a per-call broadcast kernel
     vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
-    return run_gemm(x, w, vectors, result_dtype=result_dtype, config=cfg,
-                    interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
-                    quantize_out=False, fp8_cast=True, has_scale=False)
+    out = run_gemm(x, w, vectors, result_dtype=result_dtype, config=cfg,
+                   interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
+                   quantize_out=False, fp8_cast=True, has_scale=False)
+    return out[None] if partial_sums and cfg.splits == 1 else out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
@@ -10,7 +11,14 @@ import pytest
 
 from pallas_kernels.matmul.api import matmul
 from pallas_kernels.matmul.mosaic import matmul_mosaic
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, fit_shared_memory, pick_config
+from pallas_kernels.quantized_matmul.mosaic import (
+    MosaicGemmConfig,
+    default_config,
+    fit_shared_memory,
+    num_tiles,
+    pick_config,
+    split_k,
+)
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
@@ -127,3 +135,54 @@ def test_narrow_weights_at_batch_one_go_to_cublas(m):
         matmul_mosaic(x, w)
     x, w, _ = _operands(m, 768, 2304, "float16", 0)
     assert matmul_mosaic(x, w).shape == (m, 2304)
+
+
+def _check_partials(parts, x, w, splits: int):
+    """Each of the `splits` partial products is its K range's product (float32 sums of the rounded operands)."""
+    m, k = x.shape
+    assert parts.shape == (splits, m, w.shape[1]) and parts.dtype == jnp.float32
+    xk = np.asarray(x, np.float64).reshape(m, splits, k // splits)
+    wk = np.asarray(w, np.float64).reshape(splits, k // splits, -1)
+    for p in range(splits):
+        assert rel_error(np.asarray(parts[p], np.float64), xk[:, p] @ wk[p]) < TOL["float32"], p
+
+
+@pytest.mark.parametrize("splits, m", [(2, 64), (3, 40)])
+def test_interpreted_split_k(splits, m):
+    # 2 x 64-wide output tiles x splits over 4 simulated SMs; 6 K steps of 64, 3 or 2 per split
+    x, w, _ = _operands(m, 384, 128, "float16", splits)
+    cfg = dataclasses.replace(PINGPONG, splits=splits)
+    _check_partials(matmul_mosaic(x, w, partial_sums=True, config=cfg, interpret=True), x, w, splits)
+
+
+def test_split_k_only_for_few_rows():
+    """Batch 1 (128 rows): the narrow weights' 12 tiles of 128 x 64 split K over up to 8 parts, so most SMs stream
+    a share of the weight; at 128 x 128 tokens (16384 rows) nothing splits."""
+    for k, n in [(768, 768), (3072, 768)]:
+        cfg = split_k(pick_config(128, n, k, 2, 2), 128, n, k)
+        k_steps = k // cfg.tile_k
+        assert 1 < cfg.splits <= 8 and k_steps % cfg.splits == 0 and num_tiles(cfg, 128, n) * cfg.splits <= 132
+        assert num_tiles(cfg, 128, n) * cfg.splits >= 66, cfg  # at least half the SMs
+    assert split_k(pick_config(16384, 768, 3072, 2, 2), 16384, 768, 3072).splits == 1
+    assert default_config(128, 768, 3072, jnp.float16, jnp.float16).splits == 1  # only when asked
+    with pytest.raises(ValueError, match="splits=2 must be 1, or more with the ping-pong schedule"):
+        MosaicGemmConfig(splits=2)
+
+
+def test_partial_sums_api():
+    x, w, b = _operands(40, 128, 64, "float16", 2)
+    parts = matmul(x.reshape(2, 20, 128), w, partial_sums=True, implementation="xla")
+    assert parts.shape == (1, 2, 20, 64) and parts.dtype == jnp.float16
+    with pytest.raises(ValueError, match="partial_sums=True takes no bias and no activation"):
+        matmul(x, w, b, partial_sums=True)
+
+
+@pytest.mark.parametrize("k, n", [pytest.param(768, 768, marks=needs_hopper()),
+                                  pytest.param(3072, 768, marks=needs_hopper())])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_compiled_split_k_at_batch_one(k, n, dtype):
+    """Attention-out and FFN2 at 128 rows: the picked split, each partial its K range's product."""
+    x, w, _ = _operands(128, k, n, dtype, k)
+    parts = matmul_mosaic(x, w, partial_sums=True)
+    _check_partials(parts, x, w, parts.shape[0])
+    assert parts.shape[0] > 1

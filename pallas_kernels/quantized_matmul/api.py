@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels._dispatch import dispatch
+from pallas_kernels._dispatch import dispatch, one_partial
 from pallas_kernels.matmul.base import ACTIVATIONS
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.quantized_matmul.base import (
@@ -17,11 +19,13 @@ from pallas_kernels.quantized_matmul.base import (
 
 _REGISTRY = {"xla": quantized_matmul_reference}
 _PACKED_REGISTRY = {"xla": quantized_matmul_packed_reference}
+_PARTIAL_REGISTRY = {"xla": one_partial(quantized_matmul_packed_reference)}  # partial_sums=True
 try:  # Mosaic GPU needs a jaxlib with its dialects; the XLA reference always works
     from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic, quantized_matmul_mosaic_packed
 
     _REGISTRY["mosaic"] = quantized_matmul_mosaic
     _PACKED_REGISTRY["mosaic"] = quantized_matmul_mosaic_packed
+    _PARTIAL_REGISTRY["mosaic"] = functools.partial(quantized_matmul_mosaic_packed, partial_sums=True)
 except ImportError:  # pragma: no cover
     pass
 
@@ -73,9 +77,16 @@ def quantized_matmul_packed(
     activation: str | None = None,
     out_dtype=jnp.float32,
     out_qtype: str | None = None,
+    partial_sums: bool = False,
     implementation: str | None = None,
 ) -> jax.Array:
-    """`quantized_matmul` on a weight packed once by `pack_weight` (what a served model calls)."""
+    """`quantized_matmul` on a weight packed once by `pack_weight` (what a served model calls).
+
+    `partial_sums=True` (a weight packed without bias or output scale, no activation) returns `[P, ..., N]`
+    partial products whose sum over the first axis is the result: a kernel may split K over more SMs when
+    few rows leave most of them idle (P > 1, float32); else P = 1 in `out_dtype`. The residual LayerNorm
+    sums them (`residual_layer_norm(..., partial_sums=True)`), adding the bias there.
+    """
     if not isinstance(packed, PackedWeight):
         raise ValueError(f"quantized_matmul_packed: packed is a {type(packed).__name__}, expected a PackedWeight "
                          "(pallas_kernels.quantized_matmul.pack_weight)")
@@ -91,7 +102,11 @@ def quantized_matmul_packed(
         raise ValueError(f"quantized_matmul_packed: unknown {activation=}")
     if out_qtype is not None and not packed.requantize:
         raise ValueError(f"quantized_matmul_packed: {out_qtype=} but the weight was packed without an out_scale")
+    if partial_sums and (packed.has_bias or packed.requantize or activation is not None):
+        raise ValueError(f"quantized_matmul_packed: partial_sums=True needs a weight packed without bias and out_scale "
+                         f"and no activation (has_bias={packed.has_bias}, requantize={packed.requantize}, {activation=})")
+    registry = _PARTIAL_REGISTRY if partial_sums else _PACKED_REGISTRY
     return dispatch(
-        "quantized_matmul_packed", _PACKED_REGISTRY, implementation, x_q, packed, activation=activation,
+        "quantized_matmul_packed", registry, implementation, x_q, packed, activation=activation,
         out_dtype=out_dtype, out_qtype=out_qtype,
     )

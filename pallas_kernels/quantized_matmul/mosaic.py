@@ -79,10 +79,13 @@ class MosaicGemmConfig:
     grid_minor: str = "n"
     grid_tile_width: int = 4
     schedule: str = "cooperative"
+    splits: int = 1  # K split over this many tiles per output tile, partial products out (ping-pong only)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"MosaicGemmConfig: schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if self.splits < 1 or (self.splits > 1 and self.schedule != "pingpong"):
+            raise ValueError(f"MosaicGemmConfig: splits={self.splits} must be 1, or more with the ping-pong schedule")
         if self.wg_axis not in ("m", "n") or self.grid_minor not in ("m", "n"):
             raise ValueError(f"MosaicGemmConfig: wg_axis={self.wg_axis!r} and grid_minor={self.grid_minor!r} "
                              "must be 'm' or 'n'")
@@ -124,6 +127,23 @@ def few_rows_cost(cfg: MosaicGemmConfig, m: int, n: int, sms: int) -> int:
     """Where a GEMM streams its weight: tile rounds per SM times the rows of A and B a tile reads."""
     cm, cn = cfg.cta_tile
     return -(-num_tiles(cfg, m, n) // sms) * (cm + cn)
+
+
+MAX_SPLITS = 8
+
+
+def split_k(cfg: MosaicGemmConfig, m: int, n: int, k: int, sms: int = 132) -> MosaicGemmConfig:
+    """`cfg` (a ping-pong few-rows tile) with K split where its output tiles leave most SMs idle.
+
+    The split count is the largest divisor of the K steps (at most `MAX_SPLITS`) that keeps every tile of
+    the split GEMM on an SM of its own: each split streams `1/P` of the weight, and P partial products of
+    `m x n` float32 leave for the next kernel to sum.
+    """
+    tiles, k_steps = num_tiles(cfg, m, n), k // cfg.tile_k
+    if cfg.schedule != "pingpong" or tiles >= sms // 2:
+        return cfg
+    splits = max(p for p in range(1, MAX_SPLITS + 1) if k_steps % p == 0 and tiles * p <= sms)
+    return dataclasses.replace(cfg, splits=splits)
 
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int = 1,
@@ -297,12 +317,15 @@ def quantized_matmul_mosaic_packed(
     out_qtype: str | None = None,
     config: MosaicGemmConfig | None = None,
     fp8_cast: bool = True,
+    partial_sums: bool = False,
     interpret: bool = False,
 ) -> jax.Array:
     """`quantized_matmul_packed_reference`, as one Mosaic GPU kernel.
 
     `fp8_cast`: an fp8 output is requantized by the hardware's saturating round-to-nearest-even cast
     (`False`: the reference's integer-bit form; both give the same codes, which the GPU test checks).
+    `partial_sums` (a weight packed without bias or output scale, no activation): `[P, ..., N]` scaled
+    partial products, K split over P (`split_k`) where few rows would leave SMs idle, else P = 1 in `out_dtype`.
     """
     interpret = interpret or interpreting()
     if not interpret and not on_hopper():
@@ -310,15 +333,31 @@ def quantized_matmul_mosaic_packed(
     if activation is not None and activation not in KERNEL_ACTIVATIONS:
         raise NotImplementedError(f"mosaic 8-bit GEMM: no in-kernel {activation=}")
     w = packed.w_t.T if weight_kn(x_q.dtype, interpret) else packed.w_t
-    return run_gemm(x_q, w, packed.vectors, result_dtype=packed_result_dtype(packed, out_dtype, out_qtype),
-                    config=config, interpret=interpret, activation=activation, out_qtype=out_qtype or packed.qtype,
-                    has_bias=packed.has_bias, quantize_out=packed.requantize, fp8_cast=fp8_cast)
+    result_dtype = packed_result_dtype(packed, out_dtype, out_qtype)
+    if partial_sums:
+        k, n = packed.shape
+        config = config or default_config(x_q.size // k, n, k, result_dtype, x_q.dtype, partial_sums=True)
+        result_dtype = partials_dtype(config, result_dtype)
+    out = run_gemm(x_q, w, packed.vectors, result_dtype=result_dtype, config=config, interpret=interpret,
+                   activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
+                   quantize_out=packed.requantize, fp8_cast=fp8_cast)
+    return out[None] if partial_sums and config.splits == 1 else out
 
 
-def default_config(m: int, n: int, k: int, result_dtype, in_dtype) -> MosaicGemmConfig:
-    """`pick_config` for `m` rows (padded to 64) on this device's SMs."""
-    return pick_config(_round_up(m, 64), n, k, jnp.dtype(result_dtype).itemsize, jnp.dtype(in_dtype).itemsize,
-                       num_sms())
+def default_config(m: int, n: int, k: int, result_dtype, in_dtype, *, partial_sums: bool = False) -> MosaicGemmConfig:
+    """`pick_config` for `m` rows (padded to 64) on this device's SMs; with `partial_sums`, K split
+    (`split_k`) where few rows leave SMs idle, its partials in float32."""
+    m, sms = _round_up(m, 64), num_sms()
+    cfg = pick_config(m, n, k, jnp.dtype(result_dtype).itemsize, jnp.dtype(in_dtype).itemsize, sms)
+    if not partial_sums:
+        return cfg
+    split = split_k(cfg, m, n, k, sms)
+    return split if split.splits == 1 else fit_shared_memory(split, 4, jnp.dtype(in_dtype).itemsize)
+
+
+def partials_dtype(cfg: MosaicGemmConfig, out_dtype):
+    """What a partial-sums GEMM writes: float32 partial products when K is split, else the output dtype."""
+    return jnp.dtype(jnp.float32 if cfg.splits > 1 else out_dtype)
 
 
 def padded_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
@@ -329,7 +368,10 @@ def padded_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
 def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, config: MosaicGemmConfig | None,
              interpret: bool, **epi) -> jax.Array:
     """Launches the GEMM kernel on `x [..., K]` and `w` (`[K, N]` or `[N, K]`, as `weight_kn` says) with its
-    `[rows, N]` epilogue vectors (`mosaic_epilogue.vector_rows`); `epi` configures the epilogue."""
+    `[rows, N]` epilogue vectors (`mosaic_epilogue.vector_rows`); `epi` configures the epilogue.
+
+    Returns `[..., N]`, or with `config.splits = P > 1` the `[P, ..., N]` partial products of the K splits.
+    """
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, k)
     n = w.shape[1] if weight_kn(x.dtype, interpret) else w.shape[0]
@@ -337,8 +379,8 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     result_dtype = jnp.dtype(result_dtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
     cfg = config or default_config(m, n, k, result_dtype, x.dtype)
-    cta_m = cfg.cta_tile[0]
-    if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % cfg.tile_k:
+    cta_m, splits = cfg.cta_tile[0], cfg.splits
+    if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % (cfg.tile_k * splits):
         raise NotImplementedError(f"mosaic GEMM: {cfg} does not divide (N, K)=({n}, {k})")
     m_pad = _round_up(m, cta_m)
     if m_pad != m:
@@ -349,9 +391,11 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     kernel = StaticPartial(pingpong_kernel if pingpong else _cooperative_kernel, cfg=cfg, interpret=interpret,
                            **epi, **(dict(grid_size=grid) if pingpong else {}))
     # one lowering per executable for all layers (_launch)
-    out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((m_pad, n), result_dtype),
+    out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((splits * m_pad, n), result_dtype),
                                grid=grid, interpret=interpret), x2, w, vectors)
-    return (out[:m] if m_pad != m else out).reshape(*lead, n)
+    if splits == 1:
+        return (out[:m] if m_pad != m else out).reshape(*lead, n)
+    return out.reshape(splits, m_pad, n)[:, :m].reshape(splits, *lead, n)
 
 
 def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):

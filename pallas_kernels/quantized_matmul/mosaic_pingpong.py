@@ -12,6 +12,13 @@ w starts tile j's `wgmma`s once the other has issued and retired tile j-1's,
 then runs tile j's epilogue while the other's tile j+1 has the tensor cores
 (CUTLASS's "ping-pong" kernel schedule).
 
+Split K (`cfg.splits` = P > 1): each output tile is P tiles over consecutive
+K ranges, and split p writes its partial product to rows `p * M ...` of a
+`[P * M, N]` output that the caller's next kernel sums (the residual
+LayerNorm). With few rows (batch 1: M = 128) a narrow weight makes a dozen
+output tiles, so a dozen SMs would stream it; split, the weight spreads over
+most of them, with no reduction kernel and no atomics.
+
 The main loops run in tile order, so the warpgroups consume one ring of
 `max_concurrent_steps` shared-memory slots in the order the memory warpgroup
 fills it: use u = j * k_iters + kk of tile j goes to slot u % steps. Each slot's
@@ -53,9 +60,9 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
     in_dtype, out_dtype = x_gmem.dtype, out_gmem.dtype
     kn = weight_kn(in_dtype, interpret)
     n = w_gmem.shape[1] if kn else w_gmem.shape[0]
-    tm, tn, tk, steps = cfg.tile_m, cfg.tile_n, cfg.tile_k, cfg.max_concurrent_steps
-    m_iters, n_iters, k_iters = m // tm, n // tn, k // tk
-    num_tiles = m_iters * n_iters
+    tm, tn, tk, steps, splits = cfg.tile_m, cfg.tile_n, cfg.tile_k, cfg.max_concurrent_steps, cfg.splits
+    m_iters, n_iters, k_iters = m // tm, n // tn, k // tk // splits  # k_iters: one split's K steps
+    num_tiles = m_iters * n_iters * splits
     acc_dtype = accumulator_dtype(in_dtype)
     in_transforms = swizzled(tk, in_dtype)
     epi_m, epi_n = cfg.epi_tile_m, cfg.epi_tile_n
@@ -83,8 +90,11 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
         owner = lambda use: lax.rem(lax.div(use, k_iters), 2)  # the warpgroup whose tile a slot use belongs to
 
         def tile_origin(j):
-            mi, ni = plgpu.planar_snake(sm + j * grid_size, (m_iters, n_iters), minor, cfg.grid_tile_width)
-            return mi * tm, ni * tn
+            """Tile j's first row and column, the first column of its K split, and its first output row."""
+            lin = sm + j * grid_size
+            split, lin = lax.div(lin, m_iters * n_iters), lax.rem(lin, m_iters * n_iters)
+            mi, ni = plgpu.planar_snake(lin, (m_iters, n_iters), minor, cfg.grid_tile_width)
+            return mi * tm, ni * tn, split * (k_iters * tk), split * m + mi * tm
 
         @pl.when(wg == 2)
         def _memory():
@@ -92,7 +102,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
             @pl.loop(0, count)
             def _tile(j):
-                row0, col0 = tile_origin(j)
+                row0, col0, k0, _ = tile_origin(j)
 
                 @pl.loop(0, k_iters)
                 def _step(kk):
@@ -103,7 +113,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                     def _():
                         plgpu.barrier_wait(empty.at[owner(use - steps) * steps + slot])
 
-                    ks, bar = pl.ds(kk * tk, tk), full.at[lax.rem(j, 2) * steps + slot]
+                    ks, bar = pl.ds(k0 + kk * tk, tk), full.at[lax.rem(j, 2) * steps + slot]
                     plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[slot], bar)
                     w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if kn else w_gmem.at[pl.ds(col0, tn), ks]
                     plgpu.copy_gmem_to_smem(w_tile, b_smem.at[slot], bar)
@@ -128,7 +138,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
             @pl.loop(0, lax.div(count - wg + 1, 2))
             def _tile(i):
                 j = 2 * i + wg
-                row0, col0 = tile_origin(j)
+                _, col0, _, out_row0 = tile_origin(j)
                 vslot = lax.rem(i, 2)
                 vecs, vbar = vec_smem.at[wg, vslot], vec_bar.at[wg * 2 + vslot]
                 plgpu.copy_gmem_to_smem(vec_gmem.at[:, pl.ds(col0, tn)], vecs, vbar)  # lands during the main loop
@@ -154,7 +164,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
 
                 acc = pl.run_scoped(main_loop, plgpu.ACC((tm, tn), acc_dtype))
                 plgpu.barrier_arrive(turn.at[1 - wg])  # the tensor cores are the other warpgroup's
-                epilogue_and_store(acc, vecs, vbar, out_smem.at[wg], out_gmem.at[pl.ds(row0, tm), pl.ds(col0, tn)],
+                epilogue_and_store(acc, vecs, vbar, out_smem.at[wg], out_gmem.at[pl.ds(out_row0, tm), pl.ds(col0, tn)],
                                    epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
 
             # turn[0] has 1 + (tiles of warpgroup 1) arrivals, turn[1] has (tiles of warpgroup 0): observe the last

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from pallas_kernels.quantized_matmul.base import (
     epilogue,
     gelu_tanh_fit,
     pack_weight,
+    quantized_matmul_packed_reference,
     quantized_matmul_reference,
 )
 from pallas_kernels.quantized_matmul.mosaic import (
@@ -228,3 +231,48 @@ def test_tanh_gelu_error_bound(mode):
     print(f"tanh GELU on {mode}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
           f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e})")
     assert (err <= a * np.abs(xd) + c).all()
+
+
+def _check_split(m, k, n, qtype, config=None, interpret=False):
+    """Partial products of a weight packed without bias: they sum to the reference's float32 output."""
+    x, xs, w, ws, _ = _operands(m, k, n, qtype, k + n)
+    packed = pack_weight(w, ws, None, x_scale=xs, qtype=qtype)
+    parts = quantized_matmul_mosaic_packed(x, packed, out_dtype=jnp.float16, partial_sums=True, config=config,
+                                           interpret=interpret)
+    ref = np.asarray(quantized_matmul_packed_reference(x, packed, out_dtype=jnp.float32), np.float64)
+    assert parts.ndim == 3 and parts.shape[1:] == (m, n)
+    # int8: exact integer partials, scaled and summed in float32; fp8: also the accumulation order (and on the
+    # H100, its reduced-precision accumulation, ~2^-12 of the products' magnitude). One partial is the fp16 output.
+    tol = 1e-5 if qtype == "int8" or interpret else 2e-3
+    if parts.shape[0] == 1:
+        tol = max(tol, 1e-3)
+    assert parts.dtype == (jnp.float32 if parts.shape[0] > 1 else jnp.float16)
+    assert rel_error(np.asarray(parts, np.float64).sum(axis=0), ref) < tol
+    return parts.shape[0]
+
+
+@pytest.mark.parametrize("qtype", ["int8", "fp8"])
+def test_interpreted_split_k(qtype):
+    # 2 output tiles x 2 splits over 4 simulated SMs, 2 K steps each
+    assert _check_split(64, 512, 128, qtype, dataclasses.replace(SMALL_PINGPONG, splits=2), interpret=True) == 2
+
+
+@pytest.mark.parametrize("m, k, n", [pytest.param(128, 768, 768, marks=needs_hopper()),
+                                     pytest.param(128, 3072, 768, marks=needs_hopper()),
+                                     pytest.param(1024, 3072, 768, marks=needs_hopper())])
+@pytest.mark.parametrize("qtype", ["int8", "fp8"])
+def test_compiled_split_k(m, k, n, qtype):
+    """Attention-out and FFN2 at batch 1 (128 rows): K split; at 1024 rows, one partial in the output dtype."""
+    splits = _check_split(m, k, n, qtype)
+    assert (splits > 1) == (m == 128)
+
+
+def test_partial_sums_need_a_weight_without_bias():
+    from pallas_kernels.quantized_matmul.api import quantized_matmul_packed
+
+    x, xs, w, ws, b = _operands(64, 128, 64, "int8", 1)
+    packed = pack_weight(w, ws, b, x_scale=xs, qtype="int8")
+    with pytest.raises(ValueError, match="partial_sums=True needs a weight packed without bias"):
+        quantized_matmul_packed(x, packed, partial_sums=True)
+    bare = pack_weight(w, ws, None, x_scale=xs, qtype="int8")
+    assert quantized_matmul_packed(x, bare, partial_sums=True, implementation="xla").shape == (1, 64, 64)
