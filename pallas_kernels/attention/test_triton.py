@@ -176,3 +176,13 @@ def test_head_loop_only_with_programs_to_spare():
     assert pick_config(128, 64, quant=False, n=12, b=1).heads == 1
     assert pick_config(128, 64, quant=True, qtype="int8", n=12, b=8).heads == 1
     assert pick_config(128, 64, quant=False, n=13, b=128).heads == 1  # an odd head count: no pairs
+
+
+def test_fewer_query_rows_at_small_batch():
+    from pallas_kernels.attention.triton import pick_config
+
+    for quant, qtype in ((False, None), (True, "int8"), (True, "fp8")):
+        one = pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=1)  # 12 programs of 128 rows
+        assert (one.block_q, one.block_k, one.num_warps, one.heads) == (16, 128, 4, 1)
+        assert pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=32).block_q == 64
+        assert pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=128).block_q == (64 if qtype == "fp8" else 128)
