@@ -47,6 +47,7 @@ MAX_SEQ = 512
 LOG2E = math.log2(math.e)
 # programs left after a head loop halves them: 4 per SM of the H100's 132 (2 resident, 2 to overlap)
 LOOP_PROGRAMS = 4 * 132
+FEW_PROGRAMS = 132 // 2  # under these, smaller query blocks (fewer_query_rows)
 # an int8 dot over a shorter K compiles but returns wrong sums (H100, jax 0.11.2, head dim 16: relative error 0.42)
 INT_DOT_K = 32
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -113,11 +114,13 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
 
 def fewer_query_rows(cfg: AttentionConfig, s: int, sequences_x_heads: int) -> AttentionConfig:
     """`cfg` with query blocks halved (down to 16 rows, on 4 warps) while its programs number under
-    `LOOP_PROGRAMS`: at batch 1 the 12 heads of 128 rows are 12 programs on 132 SMs, each forming all its
-    16384 logits in turn. H100, 1 x 128 x 12 x 64 (2026-11-23): float 0.0051 ms at 128 rows, 0.0039 at 64,
-    0.0031 at 32, 0.0028 at 16; int8 0.0044, 0.0036, 0.0037, 0.0032."""
+    `FEW_PROGRAMS`: at batch 1 the 12 heads of 128 rows are 12 programs on 132 SMs, each forming all its
+    16384 logits in turn. H100 at 128 x 12 x 64 (2026-11-23), ms by rows per program:
+      batch 1, float: 0.0051 (128), 0.0039 (64), 0.0031 (32), 0.0028 (16); int8: 0.0044, 0.0036, 0.0037, 0.0032;
+      batch 8 (96 programs of 128 rows), float: 0.0056, 0.0056, 0.0060, 0.0073; int8: 0.0046, 0.0051, 0.0063,
+      0.0076; fp8 0.0045 at 128 rows against 0.0046 at 64. So only where the SMs would mostly idle."""
     bq = cfg.block_q
-    while bq > 16 and sequences_x_heads * pl.cdiv(s, bq) < LOOP_PROGRAMS:
+    while bq > 16 and sequences_x_heads * pl.cdiv(s, bq) < FEW_PROGRAMS:
         bq //= 2
     return cfg if bq == cfg.block_q else dataclasses.replace(cfg, block_q=bq, num_warps=4)
 

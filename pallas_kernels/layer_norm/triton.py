@@ -167,12 +167,12 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
 
     Launch shape: 4 rows on 4 warps, or for 8-bit outputs (rows split into tiles) 1 row on 2 warps, the fastest
     of 1-16 rows on 2-8 warps for that form on the H100 at 16384 x 768 (0.0248 -> 0.0226 ms, bench/RESULTS.md).
-    Partial sums (`x` as `[P, ..., H]`) take one row per program: at 128 rows and 4 float32 parts, 0.0030 ms on
+    Partial sums (`x` as `[P, ..., H]`, P > 1) take one row per program: at 128 rows and 4 float32 parts, 0.0030 ms on
     4 rows against 0.0021 on one (H100, 2026-11-23).
     """
-    codes = out_scale is not None
-    # partial products: the loads per value multiply, and one row per program spread them over more SMs
-    block_rows = block_rows or (1 if codes or partial_sums else 4)
+    codes, parts = out_scale is not None, x.shape[0] if partial_sums else 1
+    # partial products: the loads per value multiply, and one row per program spreads them over more SMs
+    block_rows = block_rows or (1 if codes or parts > 1 else 4)
     num_warps = num_warps or (2 if codes else 4)
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
@@ -181,7 +181,6 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     out_dtype = QTYPES[out_qtype][0] if out_scale is not None else float_dtype
     if with_float:
         out_dtype = (float_dtype, out_dtype)
-    parts = x.shape[0] if partial_sums else 1
     shape, n_cols = x.shape[1:] if partial_sums else x.shape, x.shape[-1]
     x2 = x.reshape(-1, n_cols)  # partial products: P blocks of rows
     n_rows = x2.shape[0] // parts
