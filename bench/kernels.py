@@ -209,6 +209,25 @@ def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
                     kind = "gemm-rows" if cfg is None else "gemm-rows-sweep"
                     record(kind, f"mosaic {label} {name}", shape, ms, gbps=gbps(ms, in_bytes * k * n),
                            rel_err=f"{rel_error(out, want):.1e}", config=dataclasses.asdict(c))
+                    if cfg is None and defer:  # as the plans call it: partial products for the LayerNorm to sum
+                        _rows_partials(label, name, shape, args, want, in_bytes * k * n)
+
+
+def _rows_partials(label: str, name: str, shape, args, want, weight_bytes: int) -> None:
+    """The deferred-bias GEMM with `partial_sums=True`: K split over the SMs where its tiles are few; the
+    record's `splits` is P, and its check sums the partials."""
+    from pallas_kernels.matmul.mosaic import matmul_mosaic
+    from pallas_kernels.quantized_matmul import mosaic
+
+    if label == "fp16":
+        fn = jax.jit(lambda a, w: matmul_mosaic(a, w, partial_sums=True))
+    else:
+        fn = jax.jit(lambda a, p: mosaic.quantized_matmul_mosaic_packed(a, p, out_dtype=jnp.float16,
+                                                                        partial_sums=True))
+    parts = fn(*args)
+    ms = time_jax(fn, *args, iterations=20)
+    record("gemm-rows", f"mosaic {label} {name} partial sums", shape, ms, gbps=round(weight_bytes / ms / 1e6, 1),
+           splits=int(parts.shape[0]), rel_err=f"{rel_error(np.asarray(parts, np.float32).sum(axis=0), want):.1e}")
 
 
 def bench_copy() -> float:
