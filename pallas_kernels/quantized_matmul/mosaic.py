@@ -150,12 +150,12 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
                 sms: int = 132) -> MosaicGemmConfig:
     """The tuned configuration for a GEMM, cut to what fits in shared memory.
 
-    The first tuned large tile that divides the problem, while it gives at least half the SMs a tile (about
-    4096 rows and up). With fewer rows the GEMM streams its weight through few SMs, so the candidate of least
-    `few_rows_cost` (ties: the few-rows ping-pong tiles first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit
-    values).
+    The ping-pong tile where K is short (K <= 1024), else the first tuned large tile that divides the problem,
+    while it gives at least half the SMs a tile (about 4096 rows and up). With fewer rows the GEMM streams its
+    weight through few SMs, so the candidate of least `few_rows_cost` (ties: the few-rows ping-pong tiles
+    first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit values).
     """
-    pingpong = k <= 1024 and n >= 2048
+    pingpong = k <= 1024
     large = ((PINGPONG_SHORT_K,) if pingpong else ()) + CANDIDATES
     tile_k = 128 // in_itemsize
     fits = lambda cfg: not (m % cfg.cta_tile[0] or n % cfg.cta_tile[1] or k % tile_k)
@@ -178,7 +178,10 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 #     at 40bd55c, bench/RESULTS.md eighth pass);
 #   FFN2 16384 x 3072 x 768: the cooperative 128 x 256 tile (0.0523 int8, 0.0539 bf16) ties or beats
 #     ping-pong (0.0523, 0.0575).
-# So ping-pong where K is short and the output wide (the epilogue is a large part of the time), the
+#   attention-out 16384 x 768 x 768 to fp16 (2026-11-23 at dccd0cb): ping-pong 128 x 128, 5 stages, 0.0200 int8
+#     and 0.0331 fp16 against the cooperative 128 x 256 tile's 0.0222 and 0.0339; FFN2 stays cooperative
+#     (int8 0.0537 against 0.0543-0.0629 ping-pong, fp16 0.1065 against 0.1086-0.1254).
+# So ping-pong where K is short (the epilogue and each tile's pipeline fill are a large part of the time), the
 # cooperative 128 x 256 CTA tile elsewhere, smaller tiles for shapes it does not divide.
 PINGPONG_SHORT_K = MosaicGemmConfig(max_concurrent_steps=6, schedule="pingpong")
 CANDIDATES = (
