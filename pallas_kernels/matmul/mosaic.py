@@ -75,7 +75,8 @@ def matmul_mosaic(
     # (interpreted, the CPU's 4 simulated SMs would make every test GEMM "small")
     if config is None and not interpret and padded_tiles(cfg, m, n) * cfg.splits < CUBLAS_BELOW:
         # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where
-        # cuBLAS splits K over more: 10.7 against 7.2 us (bench/RESULTS.md, seventh pass)
+        # cuBLAS splits K over more: 10.7 against 7.2 us (bench/RESULTS.md, seventh pass). With partial sums
+        # the kernel splits K itself (P = 4 there: 5.5 us, tenth pass) and declines only what stays this small.
         raise NotImplementedError(f"mosaic float GEMM: {m} x {n} makes fewer than {CUBLAS_BELOW} tiles")
     # an HLO constant, not a per-call broadcast kernel
     vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
