@@ -103,10 +103,9 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
             cfg = AttentionConfig(128, 128, 8, 1)
         else:
             cfg = AttentionConfig(64, 128, 4, 1) if qtype == "fp8" else AttentionConfig(128, 128, 8, 1, int_qk=int_qk)
-        few = fewer_query_rows(cfg, s, n * b)
-        if few is not cfg or (quant and blk < 128):
-            return few
-        return looped(cfg, 2 if not quant or qtype == "fp8" else 3)
+        # (fewer query rows below 66 programs, a head loop from 1056: never both)
+        cfg = fewer_query_rows(cfg, s, n * b)
+        return cfg if quant and blk < 128 else looped(cfg, 2 if not quant or qtype == "fp8" else 3)
     if not quant:
         return looped(AttentionConfig(128, 64, 8, 1), 3)
     return AttentionConfig(128, 64, 8, 1, int_qk=int_qk)

@@ -29,7 +29,6 @@ from pallas_kernels.quantized_matmul.mosaic import (
     MosaicGemmConfig,
     default_config,
     padded_tiles,
-    partials_dtype,
     run_gemm,
 )
 
@@ -67,11 +66,7 @@ def matmul_mosaic(
         raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
     m, k, n = math.prod(x.shape[:-1]), x.shape[-1], w.shape[1]
     result_dtype = x.dtype if out_dtype is None else out_dtype
-    if partial_sums and (bias is not None or activation is not None):
-        raise ValueError("matmul_mosaic: partial_sums=True takes no bias and no activation (the sum's consumer adds them)")
     cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums)
-    if partial_sums:
-        result_dtype = partials_dtype(cfg, result_dtype)
     # (interpreted, the CPU's 4 simulated SMs would make every test GEMM "small")
     if config is None and not interpret and padded_tiles(cfg, m, n) * cfg.splits < CUBLAS_BELOW:
         # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where
@@ -80,7 +75,6 @@ def matmul_mosaic(
         raise NotImplementedError(f"mosaic float GEMM: {m} x {n} makes fewer than {CUBLAS_BELOW} tiles")
     # an HLO constant, not a per-call broadcast kernel
     vectors = np.zeros((1, n), np.float32) if bias is None else bias.astype(jnp.float32).reshape(1, n)
-    out = run_gemm(x, w, vectors, result_dtype=result_dtype, config=cfg,
-                   interpret=interpret, activation=activation, out_qtype=None, has_bias=bias is not None,
-                   quantize_out=False, fp8_cast=True, has_scale=False)
-    return out[None] if partial_sums and cfg.splits == 1 else out
+    return run_gemm(x, w, vectors, result_dtype=result_dtype, config=cfg, interpret=interpret,
+                    partial_sums=partial_sums, activation=activation, out_qtype=None, has_bias=bias is not None,
+                    quantize_out=False, fp8_cast=True, has_scale=False)

@@ -336,15 +336,10 @@ def quantized_matmul_mosaic_packed(
     if activation is not None and activation not in KERNEL_ACTIVATIONS:
         raise NotImplementedError(f"mosaic 8-bit GEMM: no in-kernel {activation=}")
     w = packed.w_t.T if weight_kn(x_q.dtype, interpret) else packed.w_t
-    result_dtype = packed_result_dtype(packed, out_dtype, out_qtype)
-    if partial_sums:
-        k, n = packed.shape
-        config = config or default_config(x_q.size // k, n, k, result_dtype, x_q.dtype, partial_sums=True)
-        result_dtype = partials_dtype(config, result_dtype)
-    out = run_gemm(x_q, w, packed.vectors, result_dtype=result_dtype, config=config, interpret=interpret,
-                   activation=activation, out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias,
-                   quantize_out=packed.requantize, fp8_cast=fp8_cast)
-    return out[None] if partial_sums and config.splits == 1 else out
+    return run_gemm(x_q, w, packed.vectors, result_dtype=packed_result_dtype(packed, out_dtype, out_qtype),
+                    config=config, interpret=interpret, partial_sums=partial_sums, activation=activation,
+                    out_qtype=out_qtype or packed.qtype, has_bias=packed.has_bias, quantize_out=packed.requantize,
+                    fp8_cast=fp8_cast)
 
 
 def default_config(m: int, n: int, k: int, result_dtype, in_dtype, *, partial_sums: bool = False) -> MosaicGemmConfig:
@@ -369,11 +364,12 @@ def padded_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
 
 
 def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, config: MosaicGemmConfig | None,
-             interpret: bool, **epi) -> jax.Array:
+             interpret: bool, partial_sums: bool = False, **epi) -> jax.Array:
     """Launches the GEMM kernel on `x [..., K]` and `w` (`[K, N]` or `[N, K]`, as `weight_kn` says) with its
     `[rows, N]` epilogue vectors (`mosaic_epilogue.vector_rows`); `epi` configures the epilogue.
 
-    Returns `[..., N]`, or with `config.splits = P > 1` the `[P, ..., N]` partial products of the K splits.
+    Returns `[..., N]`; with `partial_sums` (a linear epilogue: no bias, activation or requantization) the
+    `[P, ..., N]` partial products of `config.splits = P` K splits, float32 where P > 1.
     """
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, k)
@@ -381,8 +377,15 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     m = x2.shape[0]
     result_dtype = jnp.dtype(result_dtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
-    cfg = config or default_config(m, n, k, result_dtype, x.dtype)
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums)
     cta_m, splits = cfg.cta_tile[0], cfg.splits
+    if partial_sums and (epi.get("has_bias") or epi.get("activation") or epi.get("quantize_out")):
+        raise ValueError(f"mosaic GEMM: partial sums need a linear epilogue, got has_bias={epi.get('has_bias')}, "
+                         f"activation={epi.get('activation')!r}, quantize_out={epi.get('quantize_out')}")
+    if splits > 1 and not partial_sums:
+        raise ValueError(f"mosaic GEMM: splits={splits} writes partial products; call it with partial_sums=True")
+    if partial_sums:
+        result_dtype = partials_dtype(cfg, result_dtype)
     if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % (cfg.tile_k * splits):
         raise NotImplementedError(f"mosaic GEMM: {cfg} does not divide (N, K)=({n}, {k})")
     m_pad = _round_up(m, cta_m)
@@ -396,9 +399,8 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     # one lowering per executable for all layers (_launch)
     out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((splits * m_pad, n), result_dtype),
                                grid=grid, interpret=interpret), x2, w, vectors)
-    if splits == 1:
-        return (out[:m] if m_pad != m else out).reshape(*lead, n)
-    return out.reshape(splits, m_pad, n)[:, :m].reshape(splits, *lead, n)
+    out = out.reshape(splits, m_pad, n)[:, :m].reshape(splits, *lead, n)
+    return out if partial_sums else out[0]
 
 
 def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):

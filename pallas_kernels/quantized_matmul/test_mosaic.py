@@ -274,5 +274,8 @@ def test_partial_sums_need_a_weight_without_bias():
     packed = pack_weight(w, ws, b, x_scale=xs, qtype="int8")
     with pytest.raises(ValueError, match="partial_sums=True needs a weight packed without bias"):
         quantized_matmul_packed(x, packed, partial_sums=True)
+    # the kernel itself, called directly: a split would add the bias once per partial
+    with pytest.raises(ValueError, match="partial sums need a linear epilogue, got has_bias=True"):
+        quantized_matmul_mosaic_packed(x, packed, partial_sums=True, interpret=True)
     bare = pack_weight(w, ws, None, x_scale=xs, qtype="int8")
     assert quantized_matmul_packed(x, bare, partial_sums=True, implementation="xla").shape == (1, 64, 64)
