@@ -92,6 +92,16 @@ def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
     return bits.astype(QTYPES[qtype][0])  # truncation to the low byte
 
 
+def int8_codes_from_half(q: jax.Array) -> jax.Array:
+    """int8 codes of float16 `q`, already clipped to [-127, 127], rounded to nearest-even.
+
+    `q + 1536` rounds (one half-precision add, two values per instruction) onto float16's integer grid,
+    where the low byte of its bits is the code, as `int_codes_in_kernel` does in float32.
+    """
+    bits = jax.lax.bitcast_convert_type(q + jnp.float16(1536.0), jnp.int16)
+    return bits.astype(jnp.int8)  # truncation to the low byte
+
+
 def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str) -> jax.Array:
     """`quantize_scaled` spelled for GPU kernels, equal to it code for code: integer codes by
     `int_codes_in_kernel`, fp8 by the hardware's saturating round-to-nearest-even cast (equal to

@@ -66,7 +66,7 @@ def matmul_mosaic(
         raise NotImplementedError(f"mosaic float GEMM: no in-kernel {activation=}")
     m, k, n = math.prod(x.shape[:-1]), x.shape[-1], w.shape[1]
     result_dtype = x.dtype if out_dtype is None else out_dtype
-    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums)
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums, activation=activation)
     # (interpreted, the CPU's 4 simulated SMs would make every test GEMM "small")
     if config is None and not interpret and padded_tiles(cfg, m, n) * cfg.splits < CUBLAS_BELOW:
         # a narrow weight at batch 1 (FFN2: 24 tiles of 64 x 64 at 128 rows) streams through few SMs, where

@@ -80,12 +80,15 @@ class MosaicGemmConfig:
     grid_tile_width: int = 4
     schedule: str = "cooperative"
     splits: int = 1  # K split over this many tiles per output tile, partial products out (ping-pong only)
+    consumers: int = 2  # compute warpgroups taking turns at the tensor cores (ping-pong only)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"MosaicGemmConfig: schedule={self.schedule!r} is not one of {SCHEDULES}")
         if self.splits < 1 or (self.splits > 1 and self.schedule != "pingpong"):
             raise ValueError(f"MosaicGemmConfig: splits={self.splits} must be 1, or more with the ping-pong schedule")
+        if self.consumers not in (2, 3) or (self.consumers != 2 and self.schedule != "pingpong"):
+            raise ValueError(f"MosaicGemmConfig: consumers={self.consumers} must be 2, or 3 with the ping-pong schedule")
         if self.wg_axis not in ("m", "n") or self.grid_minor not in ("m", "n"):
             raise ValueError(f"MosaicGemmConfig: wg_axis={self.wg_axis!r} and grid_minor={self.grid_minor!r} "
                              "must be 'm' or 'n'")
@@ -107,8 +110,9 @@ def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -
     """Shared memory the kernel allocates: pipeline slots, epilogue tiles, the per-column vectors."""
     cm, cn = cfg.cta_tile
     pipeline = cfg.max_concurrent_steps * (cm + cn) * cfg.tile_k * in_itemsize
-    epi = 2 * out_slots(cfg.tile_m, cfg.tile_n, cfg.epi_tile_m, cfg.epi_tile_n) * cfg.epi_tile_m * cfg.epi_tile_n
-    return pipeline + epi * out_itemsize + 2 * 2 * 3 * cfg.tile_n * 4 + 1024
+    wgs = cfg.consumers
+    epi = wgs * out_slots(cfg.tile_m, cfg.tile_n, cfg.epi_tile_m, cfg.epi_tile_n) * cfg.epi_tile_m * cfg.epi_tile_n
+    return pipeline + epi * out_itemsize + wgs * 2 * 3 * cfg.tile_n * 4 + 1024
 
 
 def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -> MosaicGemmConfig:
@@ -147,11 +151,12 @@ def split_k(cfg: MosaicGemmConfig, m: int, n: int, k: int, sms: int = 132) -> Mo
 
 
 def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int = 1,
-                sms: int = 132) -> MosaicGemmConfig:
+                sms: int = 132, *, activation: str | None = None) -> MosaicGemmConfig:
     """The tuned configuration for a GEMM, cut to what fits in shared memory.
 
     The ping-pong tile where K is short (K <= 1024), else the first tuned large tile that divides the problem,
-    while it gives at least half the SMs a tile (about 4096 rows and up). With fewer rows the GEMM streams its
+    while it gives at least half the SMs a tile (about 4096 rows and up); with an activation in the epilogue
+    (FFN1's GELU), three compute warpgroups take turns there. With fewer rows the GEMM streams its
     weight through few SMs, so the candidate of least `few_rows_cost` (ties: the few-rows ping-pong tiles
     first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit values).
     """
@@ -166,6 +171,8 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
     cfg = (large + few)[0]
     if num_tiles(cfg, m, n) < sms // 2:
         cfg = min(few + large, key=lambda c: few_rows_cost(c, m, n, sms))
+    elif cfg.schedule == "pingpong" and activation is not None:
+        cfg = dataclasses.replace(cfg, consumers=3)
     return fit_shared_memory(cfg, out_itemsize, in_itemsize)
 
 
@@ -181,6 +188,9 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 #   attention-out 16384 x 768 x 768 to fp16 (2026-11-23 at dccd0cb): ping-pong 128 x 128, 5 stages, 0.0200 int8
 #     and 0.0331 fp16 against the cooperative 128 x 256 tile's 0.0222 and 0.0339; FFN2 stays cooperative
 #     (int8 0.0537 against 0.0543-0.0629 ping-pong, fp16 0.1065 against 0.1086-0.1254).
+#   FFN1 with three compute warpgroups (2026-11-24 at 1ce68f1 + the consumers option): int8 -> int8 0.0709
+#     against 0.0764 with two, fp8 0.0730 against 0.0797, int8 -> fp16 0.0907 against 0.0949; QKV (0.0461
+#     against 0.0454) and attention-out (0.0205 against 0.0200) have short epilogues and keep two.
 # So ping-pong where K is short (the epilogue and each tile's pipeline fill are a large part of the time), the
 # cooperative 128 x 256 CTA tile elsewhere, smaller tiles for shapes it does not divide.
 PINGPONG_SHORT_K = MosaicGemmConfig(max_concurrent_steps=6, schedule="pingpong")
@@ -342,11 +352,13 @@ def quantized_matmul_mosaic_packed(
                     fp8_cast=fp8_cast)
 
 
-def default_config(m: int, n: int, k: int, result_dtype, in_dtype, *, partial_sums: bool = False) -> MosaicGemmConfig:
+def default_config(m: int, n: int, k: int, result_dtype, in_dtype, *, partial_sums: bool = False,
+                   activation: str | None = None) -> MosaicGemmConfig:
     """`pick_config` for `m` rows (padded to 64) on this device's SMs; with `partial_sums`, K split
     (`split_k`) where few rows leave SMs idle, its partials in float32."""
     m, sms = _round_up(m, 64), num_sms()
-    cfg = pick_config(m, n, k, jnp.dtype(result_dtype).itemsize, jnp.dtype(in_dtype).itemsize, sms)
+    cfg = pick_config(m, n, k, jnp.dtype(result_dtype).itemsize, jnp.dtype(in_dtype).itemsize, sms,
+                      activation=activation)
     if not partial_sums:
         return cfg
     split = split_k(cfg, m, n, k, sms)
@@ -377,7 +389,8 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     m = x2.shape[0]
     result_dtype = jnp.dtype(result_dtype)
     # rows are padded up to the CTA tile (batch 1 x seq 32 has 32); N and K must divide
-    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums)
+    cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums,
+                                   activation=epi.get("activation"))
     cta_m, splits = cfg.cta_tile[0], cfg.splits
     if partial_sums and (epi.get("has_bias") or epi.get("activation") or epi.get("quantize_out")):
         raise ValueError(f"mosaic GEMM: partial sums need a linear epilogue, got has_bias={epi.get('has_bias')}, "
@@ -398,18 +411,18 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
                            **epi, **(dict(grid_size=grid) if pingpong else {}))
     # one lowering per executable for all layers (_launch)
     out = launch(StaticPartial(_gemm_call, kernel=kernel, out_type=jax.ShapeDtypeStruct((splits * m_pad, n), result_dtype),
-                               grid=grid, interpret=interpret), x2, w, vectors)
+                               grid=grid, num_threads=cfg.consumers + 1, interpret=interpret), x2, w, vectors)
     out = out.reshape(splits, m_pad, n)[:, :m].reshape(splits, *lead, n)
     return out if partial_sums else out[0]
 
 
-def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, interpret: bool):
+def _gemm_call(x2, w, vectors, *, kernel, out_type, grid: int, num_threads: int, interpret: bool):
     call = plgpu.kernel(
         kernel,
         out_type=out_type,
         grid=(grid,),
         grid_names=("sm",),
-        num_threads=3,
+        num_threads=num_threads,  # the compute warpgroups and one that issues the TMA loads
         thread_name="wg",
         compiler_params=plgpu.CompilerParams(approx_math=True),
         **mosaic_interpret_params(interpret),

@@ -6,11 +6,13 @@ whole epilogue, which on FFN1 (GELU and requantization of a 16384 x 3072 output)
 costs about as much as the main loop (bench/RESULTS.md, fourth pass: 0.115 ms
 against 0.081 without GELU and 0.054 for FFN2's equal FLOPs).
 
-Here the SM's tiles j = 0, 1, 2, ... alternate between the compute warpgroups
-(tile j belongs to warpgroup j % 2), and their main loops take turns: warpgroup
-w starts tile j's `wgmma`s once the other has issued and retired tile j-1's,
-then runs tile j's epilogue while the other's tile j+1 has the tensor cores
-(CUTLASS's "ping-pong" kernel schedule).
+Here the SM's tiles j = 0, 1, 2, ... go round the C compute warpgroups
+(tile j belongs to warpgroup j % C), and their main loops take turns: warpgroup
+w starts tile j's `wgmma`s once the previous one has issued and retired tile
+j-1's, then runs tile j's epilogue while tile j+1 has the tensor cores
+(CUTLASS's "ping-pong" kernel schedule, C = 2). A third compute warpgroup
+(`cfg.consumers` = 3) suits epilogues that take longer than a main loop (FFN1's
+GELU and requantization): two of them run at once, on fewer registers each.
 
 Split K (`cfg.splits` = P > 1): each output tile is P tiles over consecutive
 K ranges, and split p writes its partial product to rows `p * M ...` of a
@@ -22,7 +24,7 @@ most of them, with no reduction kernel and no atomics.
 The main loops run in tile order, so the warpgroups consume one ring of
 `max_concurrent_steps` shared-memory slots in the order the memory warpgroup
 fills it: use u = j * k_iters + kk of tile j goes to slot u % steps. Each slot's
-barriers come in two copies, one per compute warpgroup, and the memory warpgroup
+barriers come in C copies, one per compute warpgroup, and the memory warpgroup
 signals the copy of the tile's owner: Pallas tracks a barrier's phase per
 thread, so every phase of a barrier must be waited on by the one warpgroup that
 waits on all of them, in order.
@@ -51,8 +53,14 @@ from pallas_kernels.quantized_matmul.mosaic_epilogue import (
     weight_kn,
 )
 
-MEMORY_REGISTERS = 40  # the TMA warpgroup needs few; the compute warpgroups take the rest
-COMPUTE_REGISTERS = 232
+REGISTER_FILE = 65536  # 32-bit registers per SM, shared by the kernel's warpgroups
+
+
+def registers(consumers: int) -> tuple[int, int]:
+    """Registers per thread of the TMA warpgroup (it needs few) and of each compute warpgroup (the rest, in
+    steps of 8 as `setmaxnreg` takes them): 40 and 232 with two compute warpgroups, 24 and 160 with three."""
+    memory = 40 if consumers == 2 else 24
+    return memory, (REGISTER_FILE // 128 - memory) // consumers // 8 * 8
 
 
 def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_size, **epi):
@@ -61,6 +69,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
     kn = weight_kn(in_dtype, interpret)
     n = w_gmem.shape[1] if kn else w_gmem.shape[0]
     tm, tn, tk, steps, splits = cfg.tile_m, cfg.tile_n, cfg.tile_k, cfg.max_concurrent_steps, cfg.splits
+    wgs = cfg.consumers  # compute warpgroups; warpgroup `wgs` issues the TMA loads
     m_iters, n_iters, k_iters = m // tm, n // tn, k // tk // splits  # k_iters: one split's K steps
     num_tiles = m_iters * n_iters * splits
     acc_dtype = accumulator_dtype(in_dtype)
@@ -73,13 +82,13 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
         pl.run_scoped,
         a_smem=plgpu.SMEM((steps, tm, tk), in_dtype, transforms=in_transforms),
         b_smem=plgpu.SMEM((steps, *b_tile), in_dtype, transforms=b_transforms),
-        out_smem=plgpu.SMEM((2, out_slots(tm, tn, epi_m, epi_n), epi_m, epi_n), out_dtype,
+        out_smem=plgpu.SMEM((wgs, out_slots(tm, tn, epi_m, epi_n), epi_m, epi_n), out_dtype,
                             transforms=swizzled(epi_n, out_dtype)),
-        vec_smem=plgpu.SMEM((2, 2, vec_gmem.shape[0], tn), jnp.float32),
-        full=plgpu.Barrier(num_arrivals=2, num_barriers=2 * steps),
-        empty=plgpu.Barrier(num_barriers=2 * steps),
-        turn=plgpu.Barrier(num_barriers=2),
-        vec_bar=plgpu.Barrier(num_barriers=4),
+        vec_smem=plgpu.SMEM((wgs, 2, vec_gmem.shape[0], tn), jnp.float32),
+        full=plgpu.Barrier(num_arrivals=2, num_barriers=wgs * steps),
+        empty=plgpu.Barrier(num_barriers=wgs * steps),
+        turn=plgpu.Barrier(num_barriers=wgs),
+        vec_bar=plgpu.Barrier(num_barriers=2 * wgs),
         collective_axes="wg",
     )
     def _scope(a_smem, b_smem, out_smem, vec_smem, full, empty, turn, vec_bar):
@@ -87,7 +96,9 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
         sm = lax.axis_index("sm")
         count = lax.div(num_tiles - sm + grid_size - 1, grid_size)  # this SM's tiles: sm, sm + grid_size, ...
         minor = 1 if cfg.grid_minor == "n" else 0
-        owner = lambda use: lax.rem(lax.div(use, k_iters), 2)  # the warpgroup whose tile a slot use belongs to
+        owner = lambda use: lax.rem(lax.div(use, k_iters), wgs)  # the warpgroup whose tile a slot use belongs to
+        tiles_of = lambda w: lax.div(count - w + wgs - 1, wgs)  # how many of this SM's tiles warpgroup w takes
+        memory_regs, compute_regs = registers(wgs)
 
         def tile_origin(j):
             """Tile j's first row and column, the first column of its K split, and its first output row."""
@@ -96,9 +107,9 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
             mi, ni = plgpu.planar_snake(lin, (m_iters, n_iters), minor, cfg.grid_tile_width)
             return mi * tm, ni * tn, split * (k_iters * tk), split * m + mi * tm
 
-        @pl.when(wg == 2)
+        @pl.when(wg == wgs)
         def _memory():
-            plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
+            plgpu.set_max_registers(memory_regs, action="decrease")
 
             @pl.loop(0, count)
             def _tile(j):
@@ -113,7 +124,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                     def _():
                         plgpu.barrier_wait(empty.at[owner(use - steps) * steps + slot])
 
-                    ks, bar = pl.ds(k0 + kk * tk, tk), full.at[lax.rem(j, 2) * steps + slot]
+                    ks, bar = pl.ds(k0 + kk * tk, tk), full.at[lax.rem(j, wgs) * steps + slot]
                     plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row0, tm), ks], a_smem.at[slot], bar)
                     w_tile = w_gmem.at[ks, pl.ds(col0, tn)] if kn else w_gmem.at[pl.ds(col0, tn), ks]
                     plgpu.copy_gmem_to_smem(w_tile, b_smem.at[slot], bar)
@@ -127,17 +138,17 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                     last = total - 1 - lax.rem(total - 1 - slot, steps)
                     plgpu.barrier_wait(empty.at[owner(last) * steps + slot])
 
-        @pl.when(wg < 2)
+        @pl.when(wg < wgs)
         def _compute():
-            plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
+            plgpu.set_max_registers(compute_regs, action="increase")
 
-            @pl.when(wg == 1)
+            @pl.when(wg == wgs - 1)
             def _():
                 plgpu.barrier_arrive(turn.at[0])  # warpgroup 0 takes the first turn
 
-            @pl.loop(0, lax.div(count - wg + 1, 2))
+            @pl.loop(0, tiles_of(wg))
             def _tile(i):
-                j = 2 * i + wg
+                j = wgs * i + wg
                 _, col0, _, out_row0 = tile_origin(j)
                 vslot = lax.rem(i, 2)
                 vecs, vbar = vec_smem.at[wg, vslot], vec_bar.at[wg * 2 + vslot]
@@ -163,12 +174,15 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                     return acc_ref[...]
 
                 acc = pl.run_scoped(main_loop, plgpu.ACC((tm, tn), acc_dtype))
-                plgpu.barrier_arrive(turn.at[1 - wg])  # the tensor cores are the other warpgroup's
+                plgpu.barrier_arrive(turn.at[lax.rem(wg + 1, wgs)])  # the tensor cores are the next warpgroup's
                 epilogue_and_store(acc, vecs, vbar, out_smem.at[wg], out_gmem.at[pl.ds(out_row0, tm), pl.ds(col0, tn)],
                                    epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
 
-            # turn[0] has 1 + (tiles of warpgroup 1) arrivals, turn[1] has (tiles of warpgroup 0): observe the last
-            @pl.when(lax.rem(count + wg + 1, 2) == 1)
+            # turn[w] has an arrival per tile of warpgroup w - 1 (turn[0] one more, the first turn) and is waited
+            # on once per tile of w: observe the one left over
+            arrivals = tiles_of(lax.rem(wg + wgs - 1, wgs)) + (wg == 0).astype(jnp.int32)
+
+            @pl.when(arrivals > tiles_of(wg))
             def _():
                 plgpu.barrier_wait(turn.at[wg])
 

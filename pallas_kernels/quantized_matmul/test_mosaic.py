@@ -10,9 +10,11 @@ import pytest
 
 from pallas_kernels.quantized_matmul.base import (
     GELU_TANH_ERROR,
+    HALF_GELU_ERROR,
     column_scale,
     epilogue,
     gelu_tanh_fit,
+    half_gelu_scaled,
     pack_weight,
     quantized_matmul_packed_reference,
     quantized_matmul_reference,
@@ -80,11 +82,11 @@ def _check(m, k, n, qtype, activation, output, **kw):
     info = f"equal codes {same:.5f}, max |diff| {np.abs(out32 - ref32).max():g}, rel {rel_error(out32, ref32):.2e}"
     worst = np.argsort(-np.abs(out32 - ref32).ravel())[:6]
     info += "; worst (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in worst)
-    # requantized GELU: the kernel's tanh form (base.gelu_tanh_fit) is within GELU_TANH_ERROR of the
-    # reference's erf, in output codes `gelu_slack`; the CPU's exact tanh leaves only the fit's 3e-5
+    # requantized GELU: the kernel's tanh forms are within their bound of the reference's erf, in output
+    # codes `gelu_slack`: float16 to int8 (base.half_gelu_scaled), float32 to fp8 (base.gelu_tanh_fit)
     gelu_slack = 0.0
     if activation == "gelu" and requant:
-        a, c = GELU_TANH_ERROR
+        a, c = HALF_GELU_ERROR if output == "int8" else GELU_TANH_ERROR
         y = (np.asarray(x, np.float64) @ np.asarray(w, np.float64)) * np.asarray(column_scale(xs, ws),
                                                                                np.float64) + np.asarray(b)
         gelu_slack = (a * np.abs(y) + c) / OUT_SCALE
@@ -97,7 +99,8 @@ def _check(m, k, n, qtype, activation, output, **kw):
             near_tie = np.abs(np.abs(exact - np.floor(exact)) - 0.5) <= gelu_slack + 1e-3
             off = np.flatnonzero((out32 != ref32) & ~near_tie)
             info += "; off away from a tie (exact codes): " + ", ".join(f"{exact.flat[i]:.4f}" for i in off[:8])
-            assert same > 0.99 and off.size == 0, info
+            # float16 rounding moves 1-2% of these codes (their values reach 200 steps of |x|), all at ties
+            assert same > 0.97 and off.size == 0, info
         else:
             assert same > 0.999, info
     elif output == "fp8":
@@ -140,15 +143,27 @@ def test_interpreted_pads_rows(config):
     _check(40, 128, 64, "int8", "gelu", "bfloat16", config=config, interpret=True)
 
 
-@pytest.mark.parametrize("m, n", [(128, 64), (256, 128)])
-def test_interpreted_pingpong_tile_counts(m, n):
-    # two tiles (one per warpgroup on two SMs) and eight (two per warpgroup), with 4 K steps through 2 slots
-    _check(m, 512, n, "int8", None, "float32", config=SMALL_PINGPONG, interpret=True)
+@pytest.mark.parametrize("m, n", [(128, 64), (256, 128), (384, 192)])
+@pytest.mark.parametrize("consumers", [2, 3])
+def test_interpreted_pingpong_tile_counts(m, n, consumers):
+    # 2, 8 and 18 tiles over 4 simulated SMs (0-5 an SM), so each compute warpgroup's share of an SM's tiles
+    # and the turns left over at the end vary, with 4 K steps through 2 slots
+    config = dataclasses.replace(SMALL_PINGPONG, consumers=consumers)
+    _check(m, 512, n, "int8", None, "float32", config=config, interpret=True)
+
+
+def test_interpreted_three_consumers_gelu_requantized():
+    _check(384, 256, 192, "int8", "gelu", "int8", config=dataclasses.replace(SMALL_PINGPONG, consumers=3),
+           interpret=True)
 
 
 def test_config_rejects_unknown_schedule():
     with pytest.raises(ValueError, match="schedule='pingpang'"):
         MosaicGemmConfig(schedule="pingpang")
+    with pytest.raises(ValueError, match="consumers=3"):
+        MosaicGemmConfig(consumers=3)  # cooperative: two compute warpgroups split one tile
+    with pytest.raises(ValueError, match="consumers=4"):
+        MosaicGemmConfig(schedule="pingpong", consumers=4)
 
 
 def test_configs_fit_shared_memory():
@@ -164,12 +179,14 @@ def test_undividable_shapes_fall_back():
 
 
 PINGPONG = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong")
+PINGPONG3 = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong", consumers=3)
 
 
 @pytest.mark.parametrize("m, k, n", [(1024, 768, 2304), (512, 768, 3072), (512, 3072, 768), (256, 768, 768), (40, 768, 768)])
 @pytest.mark.parametrize("qtype, activation, output", VARIANTS)
 @pytest.mark.parametrize("config", [pytest.param(None, marks=needs_hopper(), id="picked"),
-                                    pytest.param(PINGPONG, marks=needs_hopper(), id="pingpong")])
+                                    pytest.param(PINGPONG, marks=needs_hopper(), id="pingpong"),
+                                    pytest.param(PINGPONG3, marks=needs_hopper(), id="pingpong3")])
 def test_compiled_matches_reference(m, k, n, qtype, activation, output, config):
     if config is not None:
         config = fit_shared_memory(config, 1 if output in ("int8", "fp8") else jnp.dtype(output).itemsize)
@@ -231,6 +248,53 @@ def test_tanh_gelu_error_bound(mode):
     print(f"tanh GELU on {mode}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
           f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e})")
     assert (err <= a * np.abs(xd) + c).all()
+
+
+@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
+def test_half_gelu_error_bound(mode):
+    """`half_gelu_scaled` as the GEMM epilogue runs it (an accumulator-layout tile, the packed float16 tanh)
+    stays within `HALF_GELU_ERROR` of the exact GELU, at output scales from 1 to 37 per unit (37: GELU(12)
+    reaches fp8's 448)."""
+    import jax
+    from jax import lax
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import mosaic_gpu as plgpu
+
+    from pallas_kernels._platform import mosaic_interpret_params
+    from pallas_kernels.quantized_matmul.mosaic_epilogue import tanh_half
+
+    interpret = mode == "interpret"
+    rows, cols = 64, 128
+    x = np.concatenate([np.linspace(-12, 12, 16 * rows * cols - 4), [0.0, -0.0, 5.0, -5.0]])
+    x = x.astype(np.float32).reshape(-1, cols)
+    xd, a, c = x.astype(np.float64), *HALF_GELU_ERROR
+    for inv in (1.0, 10.0, 37.0):
+        def body(x_gmem, o_gmem, inv=inv):
+            def scoped(x_smem, o_smem, landed):
+                part = pl.ds(lax.axis_index("block") * rows, rows)
+                plgpu.copy_gmem_to_smem(x_gmem.at[part], x_smem, landed)
+                plgpu.barrier_wait(landed)
+                tile = x_smem[...] if interpret else plgpu.load(x_smem, (), layout=plgpu.Layout.WGMMA)
+                q = half_gelu_scaled(tile, jnp.full(tile.shape, 0.5 * inv, jnp.float32), 448.0,
+                                     tanh=lambda t: tanh_half(t, interpret))
+                o_smem[...] = q.astype(jnp.float32)
+                plgpu.commit_smem()
+                plgpu.copy_smem_to_gmem(o_smem, o_gmem.at[part])
+                plgpu.wait_smem_to_gmem(0)
+
+            pl.run_scoped(scoped, plgpu.SMEM((rows, cols), jnp.float32), plgpu.SMEM((rows, cols), jnp.float32),
+                          plgpu.Barrier(num_barriers=1))
+
+        call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.shape[0] // rows,),
+                            grid_names=("block",), compiler_params=plgpu.CompilerParams(approx_math=True),
+                            **mosaic_interpret_params(interpret))
+        got = np.asarray(call(jnp.asarray(x)), np.float64) / inv
+        err = np.abs(got - gelu_np(xd))
+        worst = np.argmax(err / (a * np.abs(xd) + c))
+        print(f"half GELU on {mode}, scale {inv:g}: max |error| {err.max():.2e}, worst against the bound "
+              f"{err.flat[worst]:.2e} at x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e}), "
+              f"max error / |x| past 1: {(err / np.maximum(np.abs(xd), 1)).max():.2e}")
+        assert (err <= a * np.abs(xd) + c).all()
 
 
 def _check_split(m, k, n, qtype, config=None, interpret=False):
