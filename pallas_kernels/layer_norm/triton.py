@@ -107,11 +107,14 @@ def layer_norm_rows(hs, tiles: list[Tile], n_cols: int, scales, biases, eps: flo
     padded = len(tiles) * tiles[0].cols.shape[0] != n_cols
     if padded:
         hs = [jnp.where(t.mask, h, 0.0) for h, t in zip(hs, tiles)]
-    mean = functools.reduce(operator.add, [jnp.sum(h, axis=1, keepdims=True) for h in hs]) / n_cols
+    # the tiles are added elementwise before one reduction: a reduction per tile costs a shuffle tree and a
+    # cross-warp exchange each (three times the shuffles at 768 = 3 x 256)
+    row_sum = lambda ts: jnp.sum(functools.reduce(operator.add, ts), axis=1, keepdims=True)
+    mean = row_sum(hs) / n_cols
     centered = [h - mean for h in hs]
     if padded:
         centered = [jnp.where(t.mask, c, 0.0) for c, t in zip(centered, tiles)]
-    var = functools.reduce(operator.add, [jnp.sum(c * c, axis=1, keepdims=True) for c in centered]) / n_cols
+    var = row_sum([c * c for c in centered]) / n_cols
     inv = jax.lax.rsqrt(var + eps)
     return [c * inv * sc + b for c, sc, b in zip(centered, scales, biases)]
 
