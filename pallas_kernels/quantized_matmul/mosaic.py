@@ -6,7 +6,7 @@
 Both schedules are persistent, warp-specialized kernels: one CTA per SM walks
 the (M/tile, N/tile) output tiles in a planar snake, a memory warpgroup streams
 `[tile_m, tile_k]` activation and `[tile_n, tile_k]` weight tiles into shared
-memory with TMA, and two compute warpgroups issue `wgmma` with an int32 (int8)
+memory with TMA, and two (ping-pong: two or three) compute warpgroups issue `wgmma` with an int32 (int8)
 or float32 (fp8) accumulator in registers, then run the epilogue on it
 (mosaic_epilogue.py). The same kernels run the float GEMM on fp16/bf16
 operands (matmul/mosaic.py: float32 accumulator, `[K, N]` weight tiles, an
@@ -18,7 +18,7 @@ epilogue of bias and activation alone); `run_gemm` launches either.
     the epilogue costs as much as the main loop.
   * "pingpong" (mosaic_pingpong.py): each compute warpgroup owns whole tiles,
     taking turns, so one runs its epilogue while the other's main loop has the
-    tensor cores.
+    tensor cores (FFN1, whose epilogue outlasts a main loop: three warpgroups).
 
 8-bit `wgmma` takes B K-major only, so the weight arrives packed
 (`base.pack_weight`: `[N, K]` codes and the `[3, N]` epilogue vectors, built
@@ -26,7 +26,8 @@ once per plan) and is handed over as a transposed view of its shared-memory
 tile. The kernels are compiled with approximate math: the epilogue's GELU and
 requantization are instruction-bound on wide outputs, and `exp2`/`tanh` become
 single `ex2.approx`/`tanh.approx` instructions (relative error ~2^-22 and 2^-11;
-`tanh` only where the output is requantized, base.gelu_tanh_fit).
+`tanh` only where the output is requantized: base.gelu_tanh_fit to fp8, and to
+int8 on float16 pairs, base.half_gelu_scaled).
 """
 
 from __future__ import annotations
