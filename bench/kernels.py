@@ -146,8 +146,9 @@ def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
                    config=dataclasses.asdict(cfg))
 
 
-# BERT-base's four GEMMs as the plans call them: (name, K, N, activation, deferred bias). The attention-out and
-# FFN2 GEMMs leave their bias to the residual LayerNorm; full_int8 requantizes QKV and FFN1 for the next kernel.
+# BERT-base's four GEMMs as the plans call them: (name, K, N, activation, partial sums). The attention-out and
+# FFN2 GEMMs write partial products (K split on few rows, the bias in the first) for the residual LayerNorm to
+# sum; full_int8 requantizes QKV and FFN1 for the next kernel.
 LAYER_GEMMS = (("qkv", 768, 2304, None, False), ("attn-out", 768, 768, None, True),
                ("ffn1", 768, 3072, "gelu", False), ("ffn2", 3072, 768, None, True))
 # (schedule, tile_m, tile_n, wg_axis) for the rows sweep; stages are as many as fit (up to 8)
@@ -165,16 +166,16 @@ def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
     from pallas_kernels.quantized_matmul import mosaic
 
     for m in rows:
-        for name, k, n, act, defer in LAYER_GEMMS:
+        for name, k, n, act, partials in LAYER_GEMMS:
             shape = (m, k, n)
             gbps = lambda ms, nbytes: round(nbytes / (ms * 1e-3) / 1e9, 1)
             x8, w8, xf, wf, xs, ws, bias = _gemm_operands(m, k, n)
             xh, wh = xf.astype(jnp.float16), wf.astype(jnp.float16)
-            b = None if defer else bias
+            b = bias
             ref_fn = jax.jit(lambda a, w, b=b, act=act: matmul_reference(a, w, b, activation=act))
             ref = np.asarray(ref_fn(xh, wh), np.float32)
             record("gemm-rows", f"xla fp16 {name}", shape, ms := time_jax(ref_fn, xh, wh), gbps=gbps(ms, 2 * k * n))
-            out_scale = None if defer else jnp.float32(0.05)
+            out_scale = None if partials else jnp.float32(0.05)
             packed = pack_weight(w8, ws, b, x_scale=xs, out_scale=out_scale, qtype="int8")
             ref8 = np.asarray(quantized_matmul_reference(x8, xs, w8, ws, b, qtype="int8", activation=act,
                                                          out_dtype=jnp.float16, out_scale=out_scale), np.float32)
@@ -209,18 +210,18 @@ def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
                     kind = "gemm-rows" if cfg is None else "gemm-rows-sweep"
                     record(kind, f"mosaic {label} {name}", shape, ms, gbps=gbps(ms, in_bytes * k * n),
                            rel_err=f"{rel_error(out, want):.1e}", config=dataclasses.asdict(c))
-                    if cfg is None and defer:  # as the plans call it: partial products for the LayerNorm to sum
-                        _rows_partials(label, name, shape, args, want, in_bytes * k * n)
+                    if cfg is None and partials:  # as the plans call it: partial products for the LayerNorm to sum
+                        _rows_partials(label, name, shape, args, want, in_bytes * k * n, b)
 
 
-def _rows_partials(label: str, name: str, shape, args, want, weight_bytes: int) -> None:
-    """The deferred-bias GEMM with `partial_sums=True`: K split over the SMs where its tiles are few; the
-    record's `splits` is P, and its check sums the partials."""
+def _rows_partials(label: str, name: str, shape, args, want, weight_bytes: int, bias) -> None:
+    """The GEMM with `partial_sums=True`: K split over the SMs where its tiles are few (the bias in the first
+    part); the record's `splits` is P, and its check sums the partials."""
     from pallas_kernels.matmul.mosaic import matmul_mosaic
     from pallas_kernels.quantized_matmul import mosaic
 
     if label == "fp16":
-        fn = jax.jit(lambda a, w: matmul_mosaic(a, w, partial_sums=True))
+        fn = jax.jit(lambda a, w: matmul_mosaic(a, w, bias, partial_sums=True))
     else:
         fn = jax.jit(lambda a, p: mosaic.quantized_matmul_mosaic_packed(a, p, out_dtype=jnp.float16,
                                                                         partial_sums=True))

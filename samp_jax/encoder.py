@@ -99,8 +99,8 @@ class SelfAttention(nn.Module):
                     self.sow("intermediates", name, t)
                 self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
             # partial products of a split-K GEMM on few rows (else one), summed by the LayerNorm
-            out, out_bias = Dense(h, name="output")(ctx.reshape(b, s, h), defer_bias=True)
-            ln_args = dict(x_bias=out_bias, out_dtype=x.dtype, partial_sums=True)
+            out = Dense(h, name="output")(ctx.reshape(b, s, h), partial_sums=True)
+            ln_args = dict(out_dtype=x.dtype, partial_sums=True)
             if self.codes_for_ffn:  # (float output, codes): the FFN's residual and its GEMM input
                 return ln(out, x, **ln_args, out_scale=built_param(self, "output_scale"),
                           out_qtype=self.codes_for_ffn, with_float=True)
@@ -118,8 +118,8 @@ class SelfAttention(nn.Module):
             probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
-        out, out_bias = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), defer_bias=True, out_dtype=dtype)
-        return ln(out, x_q, x_bias=out_bias, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
+        out = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), partial_sums=True, out_dtype=dtype)
+        return ln(out, x_q, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
                   out_qtype=qt, partial_sums=True)
 
 
@@ -158,8 +158,8 @@ class FeedForward(nn.Module):
             inner = Dense(cfg.intermediate_size, activation=cfg.hidden_act, name="intermediate")(x)
             if _observing(self):
                 self.sow("intermediates", "activation", inner)
-            out, out_bias = Dense(cfg.hidden_size, name="output")(inner, defer_bias=True)
-            return ln(out, x, x_bias=out_bias, out_dtype=x.dtype, partial_sums=True, **codes_out)
+            out = Dense(cfg.hidden_size, name="output")(inner, partial_sums=True)
+            return ln(out, x, out_dtype=x.dtype, partial_sums=True, **codes_out)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
@@ -169,8 +169,8 @@ class FeedForward(nn.Module):
         residual, residual_scale = (x_q, in_scale) if self.quantize_residual else (x, None)
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
         inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
-        out, out_bias = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, defer_bias=True, out_dtype=out_dtype)
-        return ln(out, residual, x_bias=out_bias, residual_scale=residual_scale, out_dtype=out_dtype, partial_sums=True,
+        out = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, partial_sums=True, out_dtype=out_dtype)
+        return ln(out, residual, residual_scale=residual_scale, out_dtype=out_dtype, partial_sums=True,
                   **codes_out)
 
 

@@ -31,10 +31,9 @@ def built_param(module: nn.Module, name: str):
 class Dense(nn.Module):
     """`x @ kernel + bias` with an optional fused activation.
 
-    `defer_bias=True` returns `(partials, bias)` for the next fused op (the
-    residual LayerNorm) to finish: `partials` is `[P, ..., features]`, whose
-    sum over the first axis is `x @ kernel` (a split-K GEMM's partial products
-    on few rows, else P = 1), and the LayerNorm adds the bias.
+    `partial_sums=True` returns `[P, ..., features]` for the residual LayerNorm
+    to sum: its sum over the first axis is `x @ kernel + bias` (a split-K
+    GEMM's partial products on few rows, the bias in the first; else P = 1).
     """
 
     features: int
@@ -42,14 +41,11 @@ class Dense(nn.Module):
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, defer_bias: bool = False, out_dtype=None):
+    def __call__(self, x: jax.Array, *, partial_sums: bool = False, out_dtype=None):
         kernel = self.param("kernel", _init, (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        if defer_bias:
-            y = ops.matmul(x, kernel, None, out_dtype=out_dtype, partial_sums=True, implementation=self.implementation)
-            return y, bias
         return ops.matmul(
-            x, kernel, bias, activation=self.activation, out_dtype=out_dtype,
+            x, kernel, bias, activation=self.activation, out_dtype=out_dtype, partial_sums=partial_sums,
             implementation=self.implementation,
         )
 
@@ -60,8 +56,8 @@ class QuantDense(nn.Module):
     `samp_jax.quant.build` packs the weight with the scale of the activation it
     multiplies and, where the next consumer reads 8-bit data, the output scale.
     `x_q` arrives as codes, quantized by its producer with that same scale.
-    `defer_bias=True` returns `(partials, bias)` as `Dense` does, for the
-    residual LayerNorm to sum and add; such weights are packed without their bias.
+    `partial_sums=True` returns `[P, ..., features]` partial products as
+    `Dense` does, for the residual LayerNorm to sum.
     """
 
     features: int
@@ -70,20 +66,16 @@ class QuantDense(nn.Module):
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x_q, *, defer_bias: bool = False, out_dtype=jnp.float32):
+    def __call__(self, x_q, *, partial_sums: bool = False, out_dtype=jnp.float32):
         packed = built_param(self, "packed")
-        if packed.has_bias == defer_bias:
-            raise ValueError(f"{'/'.join(self.path)}: weight packed {'with' if packed.has_bias else 'without'} its bias, "
-                             f"called with {defer_bias=}")
-        y = ops.quantized_matmul_packed(x_q, packed, activation=self.activation, out_dtype=out_dtype,
-                                        partial_sums=defer_bias, implementation=self.implementation)
-        return (y, built_param(self, "bias")) if defer_bias else y
+        return ops.quantized_matmul_packed(x_q, packed, activation=self.activation, out_dtype=out_dtype,
+                                           partial_sums=partial_sums, implementation=self.implementation)
 
 
 class LayerNorm(nn.Module):
     """Residual LayerNorm: `LayerNorm(x + x_bias + residual)` through the fused op.
 
-    `x` may be a deferred-bias GEMM's `[P, ..., H]` partial products (`partial_sums=True`)."""
+    `x` may be a GEMM's `[P, ..., H]` partial products (`partial_sums=True`)."""
 
     hidden_size: int
     eps: float

@@ -32,10 +32,10 @@ def matmul(
 ) -> jax.Array:
     """`act(x @ w + bias)` with a float32 accumulator; see `matmul_reference`.
 
-    `partial_sums=True` (no bias, no activation) returns `[P, ..., N]` partial products whose sum over the
-    first axis is `x @ w`: a kernel may split K over more SMs when few rows leave most of them idle (P > 1,
-    float32); else P = 1 in `out_dtype`. The residual LayerNorm sums them (`residual_layer_norm(...,
-    partial_sums=True)`), adding the bias there.
+    `partial_sums=True` (no activation) returns `[P, ..., N]` partial products whose sum over the first
+    axis is `x @ w + bias`: a kernel may split K over more SMs when few rows leave most of them idle (P > 1,
+    float32, the bias in the first part); else P = 1 in `out_dtype`. The residual LayerNorm sums them
+    (`residual_layer_norm(..., partial_sums=True)`).
     """
     if w.ndim != 2 or x.shape[-1] != w.shape[0]:
         raise ValueError(f"matmul: x.shape={x.shape} does not contract with w.shape={w.shape}")
@@ -43,9 +43,8 @@ def matmul(
         raise ValueError(f"matmul: bias.shape={bias.shape}, expected ({w.shape[1]},)")
     if activation is not None and activation not in ACTIVATIONS:
         raise ValueError(f"matmul: unknown {activation=}; known: {sorted(ACTIVATIONS)}")
-    if partial_sums and (bias is not None or activation is not None):
-        raise ValueError(f"matmul: partial_sums=True takes no bias and no activation, got bias "
-                         f"{'set' if bias is not None else 'None'} and {activation=}")
+    if partial_sums and activation is not None:
+        raise ValueError(f"matmul: partial_sums=True takes no activation (the parts are summed after), got {activation=}")
     return dispatch(
         "matmul", _PARTIAL_REGISTRY if partial_sums else _REGISTRY, implementation, x, w, bias,
         activation=activation, out_dtype=out_dtype,

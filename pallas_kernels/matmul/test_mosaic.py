@@ -137,22 +137,24 @@ def test_narrow_weights_at_batch_one_go_to_cublas(m):
     assert matmul_mosaic(x, w).shape == (m, 2304)
 
 
-def _check_partials(parts, x, w, splits: int):
-    """Each of the `splits` partial products is its K range's product (float32 sums of the rounded operands)."""
+def _check_partials(parts, x, w, splits: int, bias):
+    """Each of the `splits` partial products is its K range's product (float32 sums of the rounded operands),
+    the first one plus the bias."""
     m, k = x.shape
     assert parts.shape == (splits, m, w.shape[1]) and parts.dtype == jnp.float32
     xk = np.asarray(x, np.float64).reshape(m, splits, k // splits)
     wk = np.asarray(w, np.float64).reshape(splits, k // splits, -1)
     for p in range(splits):
-        assert rel_error(np.asarray(parts[p], np.float64), xk[:, p] @ wk[p]) < TOL["float32"], p
+        want = xk[:, p] @ wk[p] + (np.asarray(bias, np.float64) if p == 0 else 0.0)
+        assert rel_error(np.asarray(parts[p], np.float64), want) < TOL["float32"], p
 
 
 @pytest.mark.parametrize("splits, m", [(2, 64), (3, 40)])
 def test_interpreted_split_k(splits, m):
     # 2 x 64-wide output tiles x splits over 4 simulated SMs; 6 K steps of 64, 3 or 2 per split
-    x, w, _ = _operands(m, 384, 128, "float16", splits)
+    x, w, b = _operands(m, 384, 128, "float16", splits)
     cfg = dataclasses.replace(PINGPONG, splits=splits)
-    _check_partials(matmul_mosaic(x, w, partial_sums=True, config=cfg, interpret=True), x, w, splits)
+    _check_partials(matmul_mosaic(x, w, b, partial_sums=True, config=cfg, interpret=True), x, w, splits, b)
 
 
 def test_split_k_only_for_few_rows():
@@ -171,10 +173,11 @@ def test_split_k_only_for_few_rows():
 
 def test_partial_sums_api():
     x, w, b = _operands(40, 128, 64, "float16", 2)
-    parts = matmul(x.reshape(2, 20, 128), w, partial_sums=True, implementation="xla")
+    parts = matmul(x.reshape(2, 20, 128), w, b, partial_sums=True, implementation="xla")
     assert parts.shape == (1, 2, 20, 64) and parts.dtype == jnp.float16
-    with pytest.raises(ValueError, match="partial_sums=True takes no bias and no activation"):
-        matmul(x, w, b, partial_sums=True)
+    np.testing.assert_array_equal(parts[0], matmul(x.reshape(2, 20, 128), w, b, implementation="xla"))
+    with pytest.raises(ValueError, match="partial_sums=True takes no activation"):
+        matmul(x, w, b, activation="gelu", partial_sums=True)
 
 
 @pytest.mark.parametrize("k, n", [pytest.param(768, 768, marks=needs_hopper()),
@@ -182,7 +185,7 @@ def test_partial_sums_api():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_compiled_split_k_at_batch_one(k, n, dtype):
     """Attention-out and FFN2 at 128 rows: the picked split, each partial its K range's product."""
-    x, w, _ = _operands(128, k, n, dtype, k)
-    parts = matmul_mosaic(x, w, partial_sums=True)
-    _check_partials(parts, x, w, parts.shape[0])
+    x, w, b = _operands(128, k, n, dtype, k)
+    parts = matmul_mosaic(x, w, b, partial_sums=True)
+    _check_partials(parts, x, w, parts.shape[0], b)
     assert parts.shape[0] > 1

@@ -82,10 +82,10 @@ def quantized_matmul_packed(
 ) -> jax.Array:
     """`quantized_matmul` on a weight packed once by `pack_weight` (what a served model calls).
 
-    `partial_sums=True` (a weight packed without bias or output scale, no activation) returns `[P, ..., N]`
+    `partial_sums=True` (a weight packed without an output scale, no activation) returns `[P, ..., N]`
     partial products whose sum over the first axis is the result: a kernel may split K over more SMs when
-    few rows leave most of them idle (P > 1, float32); else P = 1 in `out_dtype`. The residual LayerNorm
-    sums them (`residual_layer_norm(..., partial_sums=True)`), adding the bias there.
+    few rows leave most of them idle (P > 1, float32, the bias in the first part); else P = 1 in
+    `out_dtype`. The residual LayerNorm sums them (`residual_layer_norm(..., partial_sums=True)`).
     """
     if not isinstance(packed, PackedWeight):
         raise ValueError(f"quantized_matmul_packed: packed is a {type(packed).__name__}, expected a PackedWeight "
@@ -102,9 +102,9 @@ def quantized_matmul_packed(
         raise ValueError(f"quantized_matmul_packed: unknown {activation=}")
     if out_qtype is not None and not packed.requantize:
         raise ValueError(f"quantized_matmul_packed: {out_qtype=} but the weight was packed without an out_scale")
-    if partial_sums and (packed.has_bias or packed.requantize or activation is not None):
-        raise ValueError(f"quantized_matmul_packed: partial_sums=True needs a weight packed without bias and out_scale "
-                         f"and no activation (has_bias={packed.has_bias}, requantize={packed.requantize}, {activation=})")
+    if partial_sums and (packed.requantize or activation is not None):
+        raise ValueError(f"quantized_matmul_packed: partial_sums=True needs a weight packed without out_scale "
+                         f"and no activation (requantize={packed.requantize}, {activation=})")
     registry = _PARTIAL_REGISTRY if partial_sums else _PACKED_REGISTRY
     return dispatch(
         "quantized_matmul_packed", registry, implementation, x_q, packed, activation=activation,

@@ -393,8 +393,8 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
     cfg = config or default_config(m, n, k, result_dtype, x.dtype, partial_sums=partial_sums,
                                    activation=epi.get("activation"))
     cta_m, splits = cfg.cta_tile[0], cfg.splits
-    if partial_sums and (epi.get("has_bias") or epi.get("activation") or epi.get("quantize_out")):
-        raise ValueError(f"mosaic GEMM: partial sums need a linear epilogue, got has_bias={epi.get('has_bias')}, "
+    if partial_sums and (epi.get("activation") or epi.get("quantize_out")):
+        raise ValueError(f"mosaic GEMM: partial sums need an epilogue without activation or requantization, got "
                          f"activation={epi.get('activation')!r}, quantize_out={epi.get('quantize_out')}")
     if splits > 1 and not partial_sums:
         raise ValueError(f"mosaic GEMM: splits={splits} writes partial products; call it with partial_sums=True")

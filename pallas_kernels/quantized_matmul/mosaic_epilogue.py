@@ -76,18 +76,21 @@ def vector_rows(has_scale: bool) -> dict[str, int]:
 
 def epilogue_and_store(acc: jax.Array, vecs, vbar, out_smem, out_tile, *, epi_m: int, epi_n: int, activation,
                        out_qtype, has_bias: bool, quantize_out: bool, fp8_cast: bool,
-                       interpret: bool, has_scale: bool = True) -> None:
+                       interpret: bool, has_scale: bool = True, first_split=None) -> None:
     """Scale, bias, activation and cast (or requantize) one warpgroup's `[tile_m, tile_n]` accumulator, then store it.
 
     `vecs` holds the tile's epilogue vectors (`vector_rows`), landing on `vbar`; `out_smem` is this warpgroup's
     `[slots, epi_m, epi_n]` staging buffer; `out_tile` the tile's device-memory view. `has_scale=False` (a
-    float GEMM): no column scale and no requantization.
+    float GEMM): no column scale and no requantization. `first_split` (a split-K tile's partial product): whether
+    this is the first split, the one that adds the bias.
     """
     tile_m, tile_n = acc.shape
     rows = vector_rows(has_scale)
     plgpu.barrier_wait(vbar)
     col = column(vecs.at[rows["scale"]], interpret) if has_scale else None
     bias = column(vecs.at[rows["bias"]], interpret) if has_bias else None
+    if bias is not None and first_split is not None:  # the parts are summed: one of them carries the bias
+        bias = bias * jnp.where(first_split, 1.0, 0.0)
     inv_oscale = column(vecs.at[rows["inv_scale"]], interpret) if quantize_out else None
     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
     if quantize_out and activation == "gelu" and out_qtype == "int8":

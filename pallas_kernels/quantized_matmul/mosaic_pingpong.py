@@ -17,7 +17,7 @@ GELU and requantization): two of them run at once, on fewer registers each.
 Split K (`cfg.splits` = P > 1): each output tile is P tiles over consecutive
 K ranges, and split p writes its partial product to rows `p * M ...` of a
 `[P * M, N]` output that the caller's next kernel sums (the residual
-LayerNorm). With few rows (batch 1: M = 128) a narrow weight makes a dozen
+LayerNorm); split 0 adds the bias. With few rows (batch 1: M = 128) a narrow weight makes a dozen
 output tiles, so a dozen SMs would stream it; split, the weight spreads over
 most of them, with no reduction kernel and no atomics.
 
@@ -149,7 +149,7 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
             @pl.loop(0, tiles_of(wg))
             def _tile(i):
                 j = wgs * i + wg
-                _, col0, _, out_row0 = tile_origin(j)
+                _, col0, k0, out_row0 = tile_origin(j)
                 vslot = lax.rem(i, 2)
                 vecs, vbar = vec_smem.at[wg, vslot], vec_bar.at[wg * 2 + vslot]
                 plgpu.copy_gmem_to_smem(vec_gmem.at[:, pl.ds(col0, tn)], vecs, vbar)  # lands during the main loop
@@ -176,7 +176,8 @@ def pingpong_kernel(x_gmem, w_gmem, vec_gmem, out_gmem, *, cfg, interpret, grid_
                 acc = pl.run_scoped(main_loop, plgpu.ACC((tm, tn), acc_dtype))
                 plgpu.barrier_arrive(turn.at[lax.rem(wg + 1, wgs)])  # the tensor cores are the next warpgroup's
                 epilogue_and_store(acc, vecs, vbar, out_smem.at[wg], out_gmem.at[pl.ds(out_row0, tm), pl.ds(col0, tn)],
-                                   epi_m=epi_m, epi_n=epi_n, interpret=interpret, **epi)
+                                   epi_m=epi_m, epi_n=epi_n, interpret=interpret,
+                                   first_split=(k0 == 0) if splits > 1 else None, **epi)
 
             # turn[w] has an arrival per tile of warpgroup w - 1 (turn[0] one more, the first turn) and is waited
             # on once per tile of w: observe the one left over

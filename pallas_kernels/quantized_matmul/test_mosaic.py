@@ -298,9 +298,10 @@ def test_half_gelu_error_bound(mode):
 
 
 def _check_split(m, k, n, qtype, config=None, interpret=False):
-    """Partial products of a weight packed without bias: they sum to the reference's float32 output."""
-    x, xs, w, ws, _ = _operands(m, k, n, qtype, k + n)
-    packed = pack_weight(w, ws, None, x_scale=xs, qtype=qtype)
+    """Partial products of a weight packed with its bias: they sum to the reference's float32 output, so the
+    bias is added once (by the first split)."""
+    x, xs, w, ws, b = _operands(m, k, n, qtype, k + n)
+    packed = pack_weight(w, ws, b, x_scale=xs, qtype=qtype)
     parts = quantized_matmul_mosaic_packed(x, packed, out_dtype=jnp.float16, partial_sums=True, config=config,
                                            interpret=interpret)
     ref = np.asarray(quantized_matmul_packed_reference(x, packed, out_dtype=jnp.float32), np.float64)
@@ -331,15 +332,19 @@ def test_compiled_split_k(m, k, n, qtype):
     assert (splits > 1) == (m == 128)
 
 
-def test_partial_sums_need_a_weight_without_bias():
+def test_partial_sums_refuse_requantization_and_activation():
     from pallas_kernels.quantized_matmul.api import quantized_matmul_packed
 
     x, xs, w, ws, b = _operands(64, 128, 64, "int8", 1)
+    requant = pack_weight(w, ws, b, x_scale=xs, out_scale=jnp.float32(OUT_SCALE), qtype="int8")
+    with pytest.raises(ValueError, match="partial_sums=True needs a weight packed without out_scale"):
+        quantized_matmul_packed(x, requant, partial_sums=True)
     packed = pack_weight(w, ws, b, x_scale=xs, qtype="int8")
-    with pytest.raises(ValueError, match="partial_sums=True needs a weight packed without bias"):
-        quantized_matmul_packed(x, packed, partial_sums=True)
-    # the kernel itself, called directly: a split would add the bias once per partial
-    with pytest.raises(ValueError, match="partial sums need a linear epilogue, got has_bias=True"):
-        quantized_matmul_mosaic_packed(x, packed, partial_sums=True, interpret=True)
-    bare = pack_weight(w, ws, None, x_scale=xs, qtype="int8")
-    assert quantized_matmul_packed(x, bare, partial_sums=True, implementation="xla").shape == (1, 64, 64)
+    with pytest.raises(ValueError, match="partial_sums=True needs .* no activation"):
+        quantized_matmul_packed(x, packed, activation="gelu", partial_sums=True)
+    # the kernel itself, called directly: the parts are summed after, so no nonlinear epilogue
+    with pytest.raises(ValueError, match="partial sums need an epilogue without activation or requantization"):
+        quantized_matmul_mosaic_packed(x, packed, activation="gelu", partial_sums=True, interpret=True)
+    parts = quantized_matmul_packed(x, packed, partial_sums=True, implementation="xla")
+    assert parts.shape == (1, 64, 64)
+    np.testing.assert_array_equal(parts[0], quantized_matmul_packed(x, packed, implementation="xla"))

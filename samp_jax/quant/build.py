@@ -65,16 +65,11 @@ def _scale(scales: Scales, name: str, qtype: str) -> jax.Array:
     return jnp.float32(max(scales.activations[name], 1e-12) / qmax(qtype))
 
 
-def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None,
-            defer_bias: bool = False) -> dict[str, Any]:
-    """A `QuantDense`'s parameters: the packed weight (bias folded in unless the LayerNorm adds it)."""
+def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None) -> dict[str, Any]:
+    """A `QuantDense`'s parameters: the packed weight, its bias folded into the epilogue vectors."""
     w = quantize_weight(p["kernel"], qtype, w_amax)
     bias = jnp.asarray(p["bias"], jnp.float32)
-    out = {"packed": pack_weight(w.values, w.scale, None if defer_bias else bias, x_scale=x_scale,
-                                 out_scale=out_scale, qtype=qtype)}
-    if defer_bias:
-        out["bias"] = bias
-    return out
+    return {"packed": pack_weight(w.values, w.scale, bias, x_scale=x_scale, out_scale=out_scale, qtype=qtype)}
 
 
 def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, scales: Scales | None) -> dict:
@@ -102,7 +97,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             "input_scale": ffn_in,
             "intermediate": _qdense(src["ffn"]["intermediate"], qt, w("ffn/intermediate"), x_scale=ffn_in,
                                     out_scale=act),
-            "output": _qdense(src["ffn"]["output"], qt, w("ffn/output"), x_scale=act, defer_bias=True),
+            "output": _qdense(src["ffn"]["output"], qt, w("ffn/output"), x_scale=act),
             "layer_norm": layer["ffn"]["layer_norm"],
         }
         if not mode.startswith("full_"):  # the float attention's LayerNorm also writes the FFN's codes
@@ -119,8 +114,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
                 "output_scale": ffn_in,  # the residual LayerNorm writes the FFN's 8-bit input
                 "qkv": _qdense(src["attention"]["qkv"], qt, w("attention/qkv"), x_scale=attn_in,
                                out_scale=jnp.repeat(jnp.stack([q, k, v]), config.hidden_size)),
-                "output": _qdense(src["attention"]["output"], qt, w("attention/output"), x_scale=ctx,
-                                  defer_bias=True),
+                "output": _qdense(src["attention"]["output"], qt, w("attention/output"), x_scale=ctx),
                 "layer_norm": layer["attention"]["layer_norm"],
             }
             if plan.probs == "int8":
