@@ -37,7 +37,7 @@ class MatmulTest:
                "gelu_new": 0.5 * acc * (1 + np.tanh(np.sqrt(2 / np.pi) * (acc + 0.044715 * acc**3)))}[activation]
         assert rel_error(out, ref) < REL_TOL[dtype]
 
-    def test_deferred_bias_and_out_dtype(self):
+    def test_no_bias_and_out_dtype(self):
         x = jnp.ones((2, 4), jnp.bfloat16)
         w = jnp.full((4, 3), 0.5, jnp.bfloat16)
         out = matmul(x, w, out_dtype=jnp.float32, implementation=self.IMPLEMENTATION)
