@@ -186,7 +186,8 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     """`residual_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU).
 
     Launch shape: 4 rows on 4 warps, or for 8-bit outputs (rows split into tiles) 1 row on 2 warps, the fastest
-    of 1-16 rows on 2-8 warps for that form on the H100 at 16384 x 768 (0.0248 -> 0.0226 ms, bench/RESULTS.md).
+    of 1-16 rows on 2-8 warps for that form on the H100 at 16384 x 768 (0.0248 -> 0.0226 ms; 0.0205 since one
+    reduction a row and fused multiply-adds, where one warp took 0.0211; bench/RESULTS.md).
     Partial sums (`x` as `[P, ..., H]`, P > 1) take one row per program: at 128 rows and 4 float32 parts, 0.0030 ms on
     4 rows against 0.0021 on one (H100, 2026-11-23).
     """

@@ -49,8 +49,8 @@ def matmul_mosaic(
 ) -> jax.Array:
     """`matmul_reference` as one Mosaic GPU kernel (Hopper only; `interpret` simulates it on a CPU).
 
-    `partial_sums` (no bias, no activation): `[P, ..., N]` partial products, K split over P (`split_k`)
-    where few rows would leave SMs idle, else P = 1 in `out_dtype`.
+    `partial_sums` (no activation): `[P, ..., N]` partial products (the bias in the first), K split over P
+    (`split_k`) where few rows would leave SMs idle, else P = 1 in `out_dtype`.
 
     Declines (NotImplementedError, so dispatch falls back to XLA) float32 operands, a weight in another dtype
     than `x` (a plan casts its weights to the compute dtype once), activations without an in-kernel form,

@@ -338,8 +338,9 @@ def quantized_matmul_mosaic_packed(
 
     `fp8_cast`: an fp8 output is requantized by the hardware's saturating round-to-nearest-even cast
     (`False`: the reference's integer-bit form; both give the same codes, which the GPU test checks).
-    `partial_sums` (a weight packed without bias or output scale, no activation): `[P, ..., N]` scaled
-    partial products, K split over P (`split_k`) where few rows would leave SMs idle, else P = 1 in `out_dtype`.
+    `partial_sums` (a weight packed without an output scale, no activation): `[P, ..., N]` scaled partial
+    products (the bias in the first), K split over P (`split_k`) where few rows would leave SMs idle, else
+    P = 1 in `out_dtype`.
     """
     interpret = interpret or interpreting()
     if not interpret and not on_hopper():

@@ -209,10 +209,9 @@ def test_fp8_hardware_cast_equals_bit_rounding(m, k, n, mode, activation):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
-def test_tanh_gelu_error_bound(mode):
-    """`gelu_tanh_fit` inside a Mosaic GPU kernel built with approximate math (the hardware's `tanh.approx`)
-    stays within `GELU_TANH_ERROR` of the exact GELU: the bound the requantized GEMM checks allow for."""
+def _in_kernel(fn, x: np.ndarray, interpret: bool, accumulator_layout: bool = False) -> np.ndarray:
+    """`fn` on each `[64, 128]` block of float32 `x` inside a Mosaic GPU kernel built with approximate math, as
+    float64; `accumulator_layout`: the block is loaded in the `wgmma` accumulator's layout, as an epilogue has it."""
     import jax
     from jax import lax
     from jax.experimental import pallas as pl
@@ -221,15 +220,15 @@ def test_tanh_gelu_error_bound(mode):
     from pallas_kernels._platform import mosaic_interpret_params
 
     rows, cols = 64, 128  # one TMA block: at most 256 along each dimension
-    x = np.concatenate([np.linspace(-12, 12, 64 * rows * cols - 8), [0.0, -0.0, 5.0, -5.0, 25.0, -25.0, 1e-30, -1e-30]])
-    x = x.astype(np.float32).reshape(-1, cols)
 
     def body(x_gmem, o_gmem):
         def scoped(x_smem, o_smem, landed):
             part = pl.ds(lax.axis_index("block") * rows, rows)
             plgpu.copy_gmem_to_smem(x_gmem.at[part], x_smem, landed)
             plgpu.barrier_wait(landed)
-            o_smem[...] = gelu_tanh_fit(x_smem[...])
+            wgmma = accumulator_layout and not interpret
+            tile = plgpu.load(x_smem, (), layout=plgpu.Layout.WGMMA) if wgmma else x_smem[...]
+            o_smem[...] = fn(tile).astype(jnp.float32)
             plgpu.commit_smem()
             plgpu.copy_smem_to_gmem(o_smem, o_gmem.at[part])
             plgpu.wait_smem_to_gmem(0)
@@ -239,15 +238,29 @@ def test_tanh_gelu_error_bound(mode):
 
     call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.shape[0] // rows,),
                         grid_names=("block",), compiler_params=plgpu.CompilerParams(approx_math=True),
-                        **mosaic_interpret_params(mode == "interpret"))
-    got = np.asarray(call(jnp.asarray(x)), np.float64)
-    xd = x.astype(np.float64)
+                        **mosaic_interpret_params(interpret))
+    return np.asarray(call(jnp.asarray(x)), np.float64)
+
+
+def _assert_gelu_within(got: np.ndarray, x: np.ndarray, bound: tuple[float, float], what: str) -> None:
+    """|got - GELU(x)| <= a |x| + b everywhere, with the worst point against the bound printed."""
+    xd, (a, c) = x.astype(np.float64), bound
     err = np.abs(got - gelu_np(xd))
-    a, c = GELU_TANH_ERROR
     worst = np.argmax(err / (a * np.abs(xd) + c))
-    print(f"tanh GELU on {mode}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
-          f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e})")
+    print(f"{what}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
+          f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e}), "
+          f"max error / |x| past 1: {(err / np.maximum(np.abs(xd), 1)).max():.2e}")
     assert (err <= a * np.abs(xd) + c).all()
+
+
+@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
+def test_tanh_gelu_error_bound(mode):
+    """`gelu_tanh_fit` inside a Mosaic GPU kernel built with approximate math (the hardware's `tanh.approx`)
+    stays within `GELU_TANH_ERROR` of the exact GELU: the bound the requantized GEMM checks allow for."""
+    x = np.concatenate([np.linspace(-12, 12, 64 * 64 * 128 - 8), [0.0, -0.0, 5.0, -5.0, 25.0, -25.0, 1e-30, -1e-30]])
+    x = x.astype(np.float32).reshape(-1, 128)
+    got = _in_kernel(gelu_tanh_fit, x, mode == "interpret")
+    _assert_gelu_within(got, x, GELU_TANH_ERROR, f"tanh GELU on {mode}")
 
 
 @pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
@@ -255,46 +268,16 @@ def test_half_gelu_error_bound(mode):
     """`half_gelu_scaled` as the GEMM epilogue runs it (an accumulator-layout tile, the packed float16 tanh)
     stays within `HALF_GELU_ERROR` of the exact GELU, at output scales from 1 to 37 per unit (37: GELU(12)
     reaches fp8's 448)."""
-    import jax
-    from jax import lax
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import mosaic_gpu as plgpu
-
-    from pallas_kernels._platform import mosaic_interpret_params
     from pallas_kernels.quantized_matmul.mosaic_epilogue import tanh_half
 
     interpret = mode == "interpret"
-    rows, cols = 64, 128
-    x = np.concatenate([np.linspace(-12, 12, 16 * rows * cols - 4), [0.0, -0.0, 5.0, -5.0]])
-    x = x.astype(np.float32).reshape(-1, cols)
-    xd, a, c = x.astype(np.float64), *HALF_GELU_ERROR
+    x = np.concatenate([np.linspace(-12, 12, 16 * 64 * 128 - 4), [0.0, -0.0, 5.0, -5.0]])
+    x = x.astype(np.float32).reshape(-1, 128)
     for inv in (1.0, 10.0, 37.0):
-        def body(x_gmem, o_gmem, inv=inv):
-            def scoped(x_smem, o_smem, landed):
-                part = pl.ds(lax.axis_index("block") * rows, rows)
-                plgpu.copy_gmem_to_smem(x_gmem.at[part], x_smem, landed)
-                plgpu.barrier_wait(landed)
-                tile = x_smem[...] if interpret else plgpu.load(x_smem, (), layout=plgpu.Layout.WGMMA)
-                q = half_gelu_scaled(tile, jnp.full(tile.shape, 0.5 * inv, jnp.float32), 448.0,
-                                     tanh=lambda t: tanh_half(t, interpret))
-                o_smem[...] = q.astype(jnp.float32)
-                plgpu.commit_smem()
-                plgpu.copy_smem_to_gmem(o_smem, o_gmem.at[part])
-                plgpu.wait_smem_to_gmem(0)
-
-            pl.run_scoped(scoped, plgpu.SMEM((rows, cols), jnp.float32), plgpu.SMEM((rows, cols), jnp.float32),
-                          plgpu.Barrier(num_barriers=1))
-
-        call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.shape[0] // rows,),
-                            grid_names=("block",), compiler_params=plgpu.CompilerParams(approx_math=True),
-                            **mosaic_interpret_params(interpret))
-        got = np.asarray(call(jnp.asarray(x)), np.float64) / inv
-        err = np.abs(got - gelu_np(xd))
-        worst = np.argmax(err / (a * np.abs(xd) + c))
-        print(f"half GELU on {mode}, scale {inv:g}: max |error| {err.max():.2e}, worst against the bound "
-              f"{err.flat[worst]:.2e} at x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e}), "
-              f"max error / |x| past 1: {(err / np.maximum(np.abs(xd), 1)).max():.2e}")
-        assert (err <= a * np.abs(xd) + c).all()
+        fn = lambda t, inv=inv: half_gelu_scaled(t, jnp.full(t.shape, 0.5 * inv, jnp.float32), 448.0,
+                                                 tanh=lambda u: tanh_half(u, interpret))
+        got = _in_kernel(fn, x, interpret, accumulator_layout=True) / inv
+        _assert_gelu_within(got, x, HALF_GELU_ERROR, f"half GELU on {mode}, scale {inv:g}")
 
 
 def _check_split(m, k, n, qtype, config=None, interpret=False):
