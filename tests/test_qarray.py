@@ -47,11 +47,22 @@ def test_fp8_round_trip_relative_error(x):
     scale = float(np.asarray(q.scale).reshape(()))
     # e4m3 keeps 3 mantissa bits: relative error <= 2^-4 for normal values; below
     # its smallest normal (2^-6 in scaled units) the absolute error is <= 2^-10. The
-    # 1e-30 is the int8 tests' allowance for tensors whose largest value is below
-    # 448 float32 normals (Hypothesis found [1.18e-38]): their scale is a subnormal,
-    # which XLA on the CPU flushes to zero, so they quantize to zero.
+    # 1e-30 is the int8 tests' allowance for subnormal inputs, which XLA on the CPU
+    # flushes to zero; a NaN fails any bound.
     bound = np.maximum(np.abs(x) * 2.0**-4, 2.0**-10 * scale) * (1 + 1e-6) + 1e-30
     assert np.all(np.abs(back - x) <= bound)
+
+
+@pytest.mark.parametrize("qtype", ["int8", "fp8"])
+def test_tiny_tensors_keep_a_normal_scale(qtype):
+    # Hypothesis found these: their amax / qmax is a subnormal, which the CPU flushes to zero (x / 0: NaN)
+    for x in ([0.0, 1.8062812e-37], [1.1754944e-38], [-3e-37, 2e-38, 0.0]):
+        x = np.asarray(x, np.float32)
+        q = quantize(x, qtype)
+        scale = float(np.asarray(q.scale).reshape(()))
+        assert scale >= np.finfo(np.float32).tiny
+        back = np.asarray(q.dequantize())
+        assert np.isfinite(back).all() and np.all(np.abs(back - x) <= np.abs(x) * 2.0**-4 + scale / 2)
 
 
 def test_zero_tensor_and_uint8_clip():

@@ -56,10 +56,16 @@ class QArray:
         return dequantize_values(self.values, self.scale, dtype)
 
 
-def scale_from_amax(amax, qtype: str) -> np.ndarray:
-    """`amax / qmax`, guarding all-zero channels (their scale is irrelevant, keep it finite)."""
-    amax = np.asarray(amax, np.float32)
-    return np.where(amax > 0, amax, 1.0).astype(np.float32) / np.float32(qmax(qtype))
+def scale_from_amax(amax, qtype: str) -> jax.Array:
+    """`amax / qmax` as a normal float32.
+
+    All-zero channels get `1 / qmax` (their scale is irrelevant; it stays finite). Below `qmax` float32
+    normals, `amax / qmax` would be subnormal, which XLA on the CPU flushes to zero: `x / 0` made NaN codes
+    (Hypothesis found [0, 1.8e-37]). Those scales are raised to the smallest normal, so the codes stay in range.
+    """
+    amax = jnp.asarray(amax, jnp.float32)
+    top = qmax(qtype)
+    return jnp.where(amax > 0, jnp.maximum(amax / top, jnp.finfo(jnp.float32).tiny), 1.0 / top)
 
 
 def quantize(x: jax.Array, qtype: str, *, amax=None, channel_axis: int | None = None) -> QArray:
@@ -72,7 +78,7 @@ def quantize(x: jax.Array, qtype: str, *, amax=None, channel_axis: int | None = 
     shape = [1] * x.ndim
     if channel_axis is not None:
         shape[channel_axis] = x.shape[channel_axis]
-    scale = jnp.where(amax > 0, amax, 1.0).reshape(shape) / qmax(qtype)
+    scale = scale_from_amax(amax, qtype).reshape(shape)
     return QArray(quantize_values(x, scale, qtype), scale, qtype, channel_axis)
 
 
