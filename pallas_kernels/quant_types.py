@@ -61,7 +61,7 @@ def round_half_even_by_truncation(y: jax.Array) -> jax.Array:
     return jnp.where(y < 0, -r, r)
 
 
-_RNE_SHIFT = 1.5 * 2.0**23
+RNE_SHIFT = 1.5 * 2.0**23
 
 
 def round_half_even_in_kernel(y: jax.Array, *, compiled: bool) -> jax.Array:
@@ -76,7 +76,7 @@ def round_half_even_in_kernel(y: jax.Array, *, compiled: bool) -> jax.Array:
     """
     if not compiled:
         return round_half_even_by_truncation(y)
-    return (y + _RNE_SHIFT) - _RNE_SHIFT
+    return (y + RNE_SHIFT) - RNE_SHIFT
 
 
 def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
@@ -88,7 +88,7 @@ def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
     GEMM's epilogue is instruction-bound (bench/RESULTS.md). With no subtraction, no compiler can fold
     the add away, so the same form runs compiled and interpreted.
     """
-    bits = jax.lax.bitcast_convert_type(y + _RNE_SHIFT, jnp.int32)
+    bits = jax.lax.bitcast_convert_type(y + RNE_SHIFT, jnp.int32)
     return bits.astype(QTYPES[qtype][0])  # truncation to the low byte
 
 

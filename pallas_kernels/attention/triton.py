@@ -20,10 +20,12 @@ products equal the reference's integer sums (up to 2^24, far above 64 * 127 * 25
 With `int_qk` the int8 Q @ K^T runs as an int8 dot into int32, the same integers.
 
 Logits are kept in base 2 (the scale carries log2(e)) so each exponential is
-one `ex2.approx` instruction: `jnp.exp` lowers to libdevice's accurate expf,
-about eight instructions per logit, a quarter of the 8-bit kernel's ~30
-(ncu on the H100, bench/RESULTS.md). The values differ from exp's by a few
-float32 ulps, which moves a probability code only at a rounding tie.
+one `ex2.approx.ftz` instruction (triton_math.exp2): `jnp.exp` lowers to
+libdevice's accurate expf, about eight instructions per logit, a quarter of the
+8-bit kernel's ~30 (ncu on the H100, bench/RESULTS.md), and `jnp.exp2` to an
+`ex2.approx` wrapped in three more for subnormal results. The values differ
+from exp's by a few float32 ulps, which moves a probability code only at a
+rounding tie.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
 from pallas_kernels.layer_norm.triton import next_pow2
-from pallas_kernels.quant_types import QTYPES, quantize_in_kernel, round_half_even_in_kernel
+from pallas_kernels.quant_types import QTYPES, RNE_SHIFT, quantize_in_kernel, round_half_even_in_kernel
+from pallas_kernels.triton_math import exp2, fma
 
 MAX_SEQ = 512
 LOG2E = math.log2(math.e)
@@ -159,6 +162,19 @@ def _logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int
     return jnp.where(_tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
 
 
+def _probability_codes(e, scale, compiled: bool):
+    """`round_half_even(e * scale)` as float16 codes, for `0 <= e * scale < 2^22`.
+
+    Compiled: the exact product rounded once, straight onto float32's integer grid, by
+    `fma(e, scale, 1.5 * 2^23)`, then the shift taken off: an FFMA and an FADD where a multiply and
+    `round_half_even_in_kernel`'s two adds issue three instructions and round twice (the two can differ
+    only where the float32 product lands on a rounding tie).
+    """
+    if not compiled:
+        return round_half_even_in_kernel(e * scale, compiled=False).astype(jnp.float16)
+    return (fma(e, scale, RNE_SHIFT, compiled) - RNE_SHIFT).astype(jnp.float16)
+
+
 def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs, p_qtype, out_qtype=None,
             int_qk=False, heads=1, compiled=True):
     qkv_ref, mask_ref, *rest = refs
@@ -202,8 +218,8 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 m, total, acc = carry
                 x, v = keys(j)
                 m_new = jnp.maximum(m, jnp.max(x, axis=1))
-                alpha = jnp.exp2(m - m_new)
-                p = jnp.exp2(x - row(m_new, bk))
+                alpha = exp2(m - m_new, compiled)
+                p = exp2(x - row(m_new, bk), compiled)
                 acc = acc * row(alpha, d) + jax.lax.dot_general(p.astype(v.dtype), v, _NN,
                                                               preferred_element_type=jnp.float32)
                 return m_new, total * alpha + jnp.sum(p, axis=1), acc
@@ -216,29 +232,38 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 m, total = carry
                 x, _ = keys(j)
                 m_new = jnp.maximum(m, jnp.max(x, axis=1))
-                return m_new, total * jnp.exp2(m - m_new) + jnp.sum(jnp.exp2(x - row(m_new, bk)), axis=1)
+                return m_new, total * exp2(m - m_new, compiled) + jnp.sum(exp2(x - row(m_new, bk), compiled), axis=1)
 
-            def product(acc, x, v, m, inv_total):  # P from the row's max and 1 / sum, quantized, times V
+            def product(acc, e, v, inv_total):  # P from the exponentials and the row's 1 / sum, quantized, times V
                 # P / P's scale in one multiply per element: the row's 1 / sum times 1 / P's scale
-                y = jnp.exp2(x - row(m, bk)) * row(inv_total if probs == "float" else inv_total * inv_p_scale, bk)
+                to_codes = row(inv_total if probs == "float" else inv_total * inv_p_scale, bk)
+                if probs == "uint8" and p_qtype == "uint8":  # y >= 0; the fixed scale keeps y <= 255 (1 + 2^-22)
+                    return acc + jax.lax.dot_general(_probability_codes(e, to_codes, compiled), v, _NN,
+                                                     preferred_element_type=jnp.float32)
+                y = e * to_codes
                 if probs == "int8":  # a calibrated scale may put P past the top code; a fixed one maps P <= 1 onto it
                     y = jnp.minimum(y, 448.0 if p_qtype == "fp8" else 127.0)
                 if probs == "float":
                     codes = y.astype(jnp.float16)
                 elif p_qtype == "fp8":  # with the fixed scale y <= 448 (1 + 2^-22): it rounds to 448, e4m3's top
                     codes = y.astype(jnp.float8_e4m3fn).astype(jnp.float16)
-                else:  # y >= 0; the fixed uint8 scale keeps y <= 255 (1 + 2^-22), which rounds to 255
+                else:  # a calibrated int8 scale, y clipped to 127
                     codes = round_half_even_in_kernel(y, compiled=compiled).astype(jnp.float16)
                 return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
             if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
                 x, v = keys(0)
-                m = jnp.max(x, axis=1)
-                acc = product(acc0, x, v, m, 1.0 / jnp.sum(jnp.exp2(x - row(m, bk)), axis=1))
+                e = exp2(x - row(jnp.max(x, axis=1), bk), compiled)
+                acc = product(acc0, e, v, 1.0 / jnp.sum(e, axis=1))
             else:
                 m, total = jax.lax.fori_loop(0, n_blocks, stats, (m0, l0))
                 inv_total = 1.0 / total
-                acc = jax.lax.fori_loop(0, n_blocks, lambda j, acc: product(acc, *keys(j), m, inv_total), acc0)
+
+                def second_pass(j, acc):
+                    x, v = keys(j)
+                    return product(acc, exp2(x - row(m, bk), compiled), v, inv_total)
+
+                acc = jax.lax.fori_loop(0, n_blocks, second_pass, acc0)
             out = acc * (v_scale if probs == "float" else p_scale * v_scale)
             if out_qtype is not None:  # the context as the 8-bit codes the output projection reads
                 out = quantize_in_kernel(out, inv_out_scale, out_qtype)

@@ -23,6 +23,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
+from pallas_kernels.triton_math import fma
 
 
 def next_pow2(n: int) -> int:
@@ -100,19 +101,6 @@ def call_row_kernel(kernel: StaticPartial, args, *, n_rows: int, n_cols: int, ou
     tuple): one program per `block_rows` rows, lowered once per executable (`_launch`)."""
     return launch(StaticPartial(_row_call, kernel=kernel, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype,
                                 block_rows=block_rows, interpret=interpret, name=name, num_warps=num_warps), *args)
-
-
-def fma(a: jax.Array, b, c, compiled: bool) -> jax.Array:
-    """`a * b + c` in float32, as one `fma.rn.f32` in a compiled kernel.
-
-    Triton emits IEEE multiplies and adds that ptxas does not fuse: the 8-bit LayerNorm issued 5.7 `FMUL` and
-    7.9 `FADD` per value and no `FFMA` (Nsight Compute, H100). The interpreter takes `a * b + c`.
-    """
-    a, b, c = jnp.broadcast_arrays(a, b, c)
-    if not compiled:
-        return a * b + c
-    return pltriton.elementwise_inline_asm("fma.rn.f32 $0, $1, $2, $3;", args=[a, b, c], constraints="=f,f,f,f",
-                                           pack=1, result_shape_dtypes=[jax.ShapeDtypeStruct(a.shape, a.dtype)])[0]
 
 
 def layer_norm_rows(hs, tiles: list[Tile], n_cols: int, scales, biases, eps: float,
