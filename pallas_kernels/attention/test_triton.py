@@ -186,4 +186,4 @@ def test_fewer_query_rows_at_small_batch():
         assert (one.block_q, one.block_k, one.num_warps, one.heads) == (16, 128, 4, 1)
         assert pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=4).block_q == 64  # 48 programs -> 96
         for b in (8, 128):  # 96 programs of 128 rows and more: as before
-            assert pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=b).block_q == (64 if qtype == "fp8" else 128)
+            assert pick_config(128, 64, quant=quant, qtype=qtype, n=12, b=b).block_q == 128

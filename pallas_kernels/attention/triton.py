@@ -83,8 +83,10 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
 
     Measured on the H100 (bench/RESULTS.md, sweeps of sessions 4-11), ms. At 128 x 128 x 12 x 64: float
     0.0539 -> 0.0445 (two heads, two stages); int8 0.0477 -> 0.0396 (two heads, three stages); fp8 0.0459 ->
-    0.0425 with 64 query rows on 4 warps, two heads, two stages (128-row fp8 programs got slower with a head
-    loop, 0.057). At 128 x 64 the float kernel went 0.0249 -> 0.0219 and at 128 x 32 0.0101 -> 0.0090 (two
+    0.0425 with 64 query rows on 4 warps, two heads, two stages (128-row fp8 programs on 8 warps got slower with a
+    head loop, 0.057); after the flushed exp2 (2026-11-24), 128 rows on 4 warps: 0.0392 -> 0.0366 (int8 on 4
+    warps 0.0398 against 0.0370 on 8; three heads on 4 warps, 0.0355, fill exactly one wave at this shape
+    only). At 128 x 64 the float kernel went 0.0249 -> 0.0219 and at 128 x 32 0.0101 -> 0.0090 (two
     heads, two stages); the 8-bit ones stayed within 3% of one head. At 32 x 512 the float kernel went 0.130 ->
     0.116 with two heads and three stages; the 8-bit two-pass kernels gained nothing from a head loop (0.187 ->
     0.19-0.32), so they keep one head. Earlier sweeps: 128-row blocks took the float kernel from 0.0645 to
@@ -105,7 +107,7 @@ def pick_config(s: int, d: int, quant: bool, qtype: str | None = None, *, n: int
         elif not quant:
             cfg = AttentionConfig(128, 128, 8, 1)
         else:
-            cfg = AttentionConfig(64, 128, 4, 1) if qtype == "fp8" else AttentionConfig(128, 128, 8, 1, int_qk=int_qk)
+            cfg = AttentionConfig(128, 128, 4, 1) if qtype == "fp8" else AttentionConfig(128, 128, 8, 1, int_qk=int_qk)
         # (fewer query rows below 66 programs, a head loop from 1056: never both)
         cfg = fewer_query_rows(cfg, s, n * b)
         return cfg if quant and blk < 128 else looped(cfg, 2 if not quant or qtype == "fp8" else 3)
