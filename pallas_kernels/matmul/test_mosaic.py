@@ -102,6 +102,10 @@ def test_few_rows_spread_over_more_tiles():
     big = pick_config(16384, 768, 3072, 2, 2)
     assert big.cta_tile == (128, 256) and big.tile_k == 64
     assert pick_config(16384, 768, 3072, 1, 1).tile_k == 128
+    # ping-pong with 8-bit in and out (FFN1 N = 3072, K = 768): three compute warpgroups on 256-byte K steps
+    assert pick_config(16384, 3072, 768, 2, 1).tile_k == 128
+    wide = pick_config(16384, 3072, 768, 1, 1)
+    assert (wide.tile_k, wide.consumers, wide.max_concurrent_steps) == (256, 3, 3)
 
 
 BERT_SHAPES = [(128, 768, 2304, None), (256, 768, 768, None), (128, 768, 3072, "gelu"), (1024, 3072, 768, None),

@@ -157,9 +157,10 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 
     The ping-pong tile where K is short (K <= 1024), else the first tuned large tile that divides the problem,
     while it gives at least half the SMs a tile (about 4096 rows and up); with an activation in the epilogue
-    (FFN1's GELU), three compute warpgroups take turns there. With fewer rows the GEMM streams its
+    (FFN1's GELU), three compute warpgroups take turns there, and with 8-bit input and output (the full_*
+    plans' QKV and FFN1) three of them on 256-byte K steps. With fewer rows the GEMM streams its
     weight through few SMs, so the candidate of least `few_rows_cost` (ties: the few-rows ping-pong tiles
-    first). K tiles are one 128-byte swizzle row (128 8-bit or 64 16-bit values).
+    first). K tiles are otherwise one 128-byte swizzle row (128 8-bit or 64 16-bit values).
     """
     pingpong = k <= 1024
     large = ((PINGPONG_SHORT_K,) if pingpong else ()) + CANDIDATES
@@ -172,8 +173,14 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
     cfg = (large + few)[0]
     if num_tiles(cfg, m, n) < sms // 2:
         cfg = min(few + large, key=lambda c: few_rows_cost(c, m, n, sms))
-    elif cfg.schedule == "pingpong" and activation is not None:
-        cfg = dataclasses.replace(cfg, consumers=3)
+    elif cfg.schedule == "pingpong":
+        if activation is not None:
+            cfg = dataclasses.replace(cfg, consumers=3)
+        # 8-bit in and out: three warpgroups on K steps of two swizzle rows (half the barrier round trips and
+        # twice the `wgmma`s in flight a step), where three stages of them fit
+        wide = dataclasses.replace(cfg, consumers=3, tile_k=2 * tile_k, max_concurrent_steps=3)
+        if in_itemsize == out_itemsize == 1 and not k % wide.tile_k and smem_bytes(wide, 1) <= SMEM_BYTES:
+            cfg = wide
     return fit_shared_memory(cfg, out_itemsize, in_itemsize)
 
 
@@ -191,7 +198,11 @@ def pick_config(m: int, n: int, k: int, out_itemsize: int = 2, in_itemsize: int 
 #     (int8 0.0537 against 0.0543-0.0629 ping-pong, fp16 0.1065 against 0.1086-0.1254).
 #   FFN1 with three compute warpgroups (2026-11-24 at 1ce68f1 + the consumers option): int8 -> int8 0.0709
 #     against 0.0764 with two, fp8 0.0730 against 0.0797, int8 -> fp16 0.0907 against 0.0949; QKV (0.0461
-#     against 0.0454) and attention-out (0.0205 against 0.0200) have short epilogues and keep two.
+#     against 0.0454) and attention-out (0.0205 against 0.0200) have short epilogues and kept two there.
+#   256-byte K steps (tile_k 256, three stages) with three compute warpgroups (2026-11-24 at 477cea7, two runs):
+#     int8 -> int8 FFN1 0.0631 against 0.0653 on 128-byte steps, fp8 0.0696 against 0.0738; QKV int8 0.0451
+#     against 0.0458 (two warpgroups), fp8 0.0471 against 0.0475; attention-out to fp16 fits only two such
+#     stages: 0.0236 against 0.0197.
 # So ping-pong where K is short (the epilogue and each tile's pipeline fill are a large part of the time), the
 # cooperative 128 x 256 CTA tile elsewhere, smaller tiles for shapes it does not divide.
 PINGPONG_SHORT_K = MosaicGemmConfig(max_concurrent_steps=6, schedule="pingpong")
