@@ -12,7 +12,8 @@ w starts tile j's `wgmma`s once the previous one has issued and retired tile
 j-1's, then runs tile j's epilogue while tile j+1 has the tensor cores
 (CUTLASS's "ping-pong" kernel schedule, C = 2). A third compute warpgroup
 (`cfg.consumers` = 3) suits epilogues that take longer than a main loop (FFN1's
-GELU and requantization): two of them run at once, on fewer registers each.
+GELU and requantization, and QKV's requantization on 256-byte K steps, whose
+main loops are shorter): two of them run at once, on fewer registers each.
 
 Split K (`cfg.splits` = P > 1): each output tile is P tiles over consecutive
 K ranges, and split p writes its partial product to rows `p * M ...` of a
