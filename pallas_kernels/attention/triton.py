@@ -240,17 +240,17 @@ def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, quant, probs,
                 # P / P's scale in one multiply per element: the row's 1 / sum times 1 / P's scale
                 to_codes = row(inv_total if probs == "float" else inv_total * inv_p_scale, bk)
                 if probs == "uint8" and p_qtype == "uint8":  # y >= 0; the fixed scale keeps y <= 255 (1 + 2^-22)
-                    return acc + jax.lax.dot_general(_probability_codes(e, to_codes, compiled), v, _NN,
-                                                     preferred_element_type=jnp.float32)
-                y = e * to_codes
-                if probs == "int8":  # a calibrated scale may put P past the top code; a fixed one maps P <= 1 onto it
-                    y = jnp.minimum(y, 448.0 if p_qtype == "fp8" else 127.0)
-                if probs == "float":
-                    codes = y.astype(jnp.float16)
-                elif p_qtype == "fp8":  # with the fixed scale y <= 448 (1 + 2^-22): it rounds to 448, e4m3's top
-                    codes = y.astype(jnp.float8_e4m3fn).astype(jnp.float16)
-                else:  # a calibrated int8 scale, y clipped to 127
-                    codes = round_half_even_in_kernel(y, compiled=compiled).astype(jnp.float16)
+                    codes = _probability_codes(e, to_codes, compiled)
+                else:
+                    y = e * to_codes
+                    if probs == "int8":  # a calibrated scale may put P past the top code; a fixed one maps P <= 1 onto it
+                        y = jnp.minimum(y, 448.0 if p_qtype == "fp8" else 127.0)
+                    if probs == "float":
+                        codes = y.astype(jnp.float16)
+                    elif p_qtype == "fp8":  # with the fixed scale y <= 448 (1 + 2^-22): it rounds to 448, e4m3's top
+                        codes = y.astype(jnp.float8_e4m3fn).astype(jnp.float16)
+                    else:  # a calibrated int8 scale, y clipped to 127
+                        codes = round_half_even_in_kernel(y, compiled=compiled).astype(jnp.float16)
                 return acc + jax.lax.dot_general(codes, v, _NN, preferred_element_type=jnp.float32)
 
             if n_blocks == 1:  # the whole row in one block: logits formed once, the same arithmetic as two passes
