@@ -102,14 +102,15 @@ def int8_codes_from_half(q: jax.Array) -> jax.Array:
     return bits.astype(jnp.int8)  # truncation to the low byte
 
 
-def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str) -> jax.Array:
+def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str, *, cast_saturates: bool = False) -> jax.Array:
     """`quantize_scaled` spelled for GPU kernels, equal to it code for code: integer codes by
-    `int_codes_in_kernel`, fp8 by the hardware's saturating round-to-nearest-even cast (equal to
-    `round_to_e4m3`, one instruction where that bit form is about ten)."""
+    `int_codes_in_kernel`, fp8 by the hardware's round-to-nearest-even cast (equal to `round_to_e4m3`, one
+    instruction where that bit form is about ten). `cast_saturates`: the fp8 cast clips to +-448 itself
+    (Mosaic GPU's `cvt.rn.satfinite`), so no clip goes before it; XLA's cast gives NaN past 448."""
     dtype, top = QTYPES[qtype]
     y = x.astype(jnp.float32) * inv_scale
     if qtype == "fp8":
-        return jnp.clip(y, -top, top).astype(dtype)
+        return (y if cast_saturates else jnp.clip(y, -top, top)).astype(dtype)
     return int_codes_in_kernel(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), qtype)
 
 

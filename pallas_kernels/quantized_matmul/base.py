@@ -172,30 +172,37 @@ def gelu_tanh_fit(x: jax.Array) -> jax.Array:
 KERNEL_ACTIVATIONS = {"gelu": gelu_one_exp}
 REQUANT_ACTIVATIONS = {"gelu": gelu_tanh_fit}
 
-# |half_gelu_scaled(x, h) / (2 h) - GELU(x)| <= a |x| + b with the H100's `tanh.approx.f16x2`: the bound the
-# GPU test checks (test_mosaic.py) and the requantized GEMM tests allow for
+# |gelu_scaled(x, h) / (2 h) - GELU(x)| <= a |x| + b in float16 with the H100's `tanh.approx.f16x2`: the bound
+# the GPU test checks (test_mosaic.py) and the requantized GEMM tests allow for (in float32 it is GELU_TANH_ERROR)
 HALF_GELU_ERROR = (3.0e-3, 6.0e-5)
 
 
-def half_gelu_scaled(x: jax.Array, half_inv_scale: jax.Array, top: float, tanh=jnp.tanh) -> jax.Array:
-    """`clip(GELU(x) * inv_scale, -top, top)` in float16, for epilogues that requantize to int8.
+def gelu_scaled(x: jax.Array, half_inv_scale: jax.Array, top: float, tanh=jnp.tanh, dtype=jnp.float16,
+                clip: bool = True) -> jax.Array:
+    """`clip(GELU(x) * inv_scale, -top, top)` for epilogues that requantize, computed in `dtype`.
 
-    `gelu_tanh_fit`'s form, `u (1 + tanh(x r(x^2)))` with `u = x * half_inv_scale` (half the reciprocal
-    output scale, per column), computed on float16 pairs: Mosaic GPU keeps a `wgmma` tile's values as pairs
-    of neighbouring columns, so each half-precision instruction (`HFMA2`, `HMNMX2`, `tanh.approx.f16x2`)
-    serves two outputs. The FFN1 epilogue is instruction-bound; on the H100 it took the int8 -> int8
-    16384 x 768 x 3072 GEMM from 0.0764 to 0.0687 ms (bench/RESULTS.md, eleventh pass). The price is
-    float16 rounding: `HALF_GELU_ERROR`, at most 0.3% of |x|, so a code moves by one step where the exact
-    value lies within a few hundredths of a step of a rounding tie (0.4-1.5% of the codes in the GEMM
-    tests, against 0.03% for the float32 form). Such a move trades a rounding error just under half a
-    step for one just over it, so the model's error against float32 stays where it was (the GPU parity
-    test checks it). `tanh`: the kernel passes the hardware's packed tanh.
+    `gelu_tanh_fit`'s form with the output scale folded into its last step: `u t + u` with
+    `u = x * half_inv_scale` (half the reciprocal output scale, per column) and `t = tanh(x r(x^2))`, two
+    instructions fewer than GELU followed by a scale. The FFN1 epilogue is instruction-bound.
+
+    float16 (int8 outputs): Mosaic GPU keeps a `wgmma` tile's values as pairs of neighbouring columns, so
+    each half-precision instruction (`HFMA2`, `HMNMX2`, `tanh.approx.f16x2`) serves two outputs; on the H100
+    it took the int8 -> int8 16384 x 768 x 3072 GEMM from 0.0764 to 0.0687 ms (bench/RESULTS.md, eleventh
+    pass). The price is float16 rounding: `HALF_GELU_ERROR`, at most 0.3% of |x|, so a code moves by one
+    step where the exact value lies within a few hundredths of a step of a rounding tie (0.4-1.5% of the
+    codes in the GEMM tests, against 0.03% for float32). Such a move trades a rounding error just under half
+    a step for one just over it, so the model's error against float32 stays where it was (the GPU parity
+    test checks it). float32 (fp8 outputs, whose steps are relative: float16 rounding moved 4-7% of their
+    codes): within `GELU_TANH_ERROR`. `tanh`: the kernel passes the hardware's packed tanh for float16.
+    `clip=False` where the cast that follows saturates by itself (fp8's `cvt.rn.satfinite`).
     """
-    xh = x.astype(jnp.float16)
-    z = jnp.minimum(xh * xh, jnp.float16(_GELU_TANH_CLAMP))
-    r = (z * jnp.float16(_GELU_TANH_R[2]) + jnp.float16(_GELU_TANH_R[1])) * z + jnp.float16(_GELU_TANH_R[0])
-    u = xh * half_inv_scale.astype(jnp.float16)
-    return jnp.clip(u * tanh(xh * r) + u, jnp.float16(-top), jnp.float16(top))
+    xh = x.astype(dtype)
+    z = jnp.minimum(xh * xh, jnp.asarray(_GELU_TANH_CLAMP, dtype))
+    r = (z * jnp.asarray(_GELU_TANH_R[2], dtype) + jnp.asarray(_GELU_TANH_R[1], dtype)) * z \
+        + jnp.asarray(_GELU_TANH_R[0], dtype)
+    u = xh * half_inv_scale.astype(dtype)
+    q = u * tanh(xh * r) + u
+    return jnp.clip(q, jnp.asarray(-top, dtype), jnp.asarray(top, dtype)) if clip else q
 
 
 def column_scale(x_scale: jax.Array, w_scale: jax.Array) -> jax.Array:
@@ -204,7 +211,7 @@ def column_scale(x_scale: jax.Array, w_scale: jax.Array) -> jax.Array:
 
 
 def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_dtype, activations=ACTIVATIONS,
-             in_kernel: bool = False, fp8_cast: bool = True):
+             in_kernel: bool = False, fp8_cast: bool = True, cast_saturates: bool = False):
     """The fused epilogue on an accumulator tile, in float32; every kernel runs this same function.
 
     `col_scale`, `bias` and `out_inv_scale` are `[N]` (or a tile of it) and
@@ -212,7 +219,7 @@ def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_
     requantize to `out_qtype`. Kernels whose compiler lacks an op pass their own
     `activations` (KERNEL_ACTIVATIONS). `in_kernel`: requantize by `quantize_in_kernel`'s
     conversion-free forms, code for code equal to the reference's; `fp8_cast=False` keeps fp8
-    on the reference's bit form there (the tests compare the two).
+    on the reference's bit form there (the tests compare the two); `cast_saturates`: `quantize_in_kernel`'s.
     """
     y = acc.astype(jnp.float32)
     if col_scale is not None:  # None: a float GEMM, nothing to dequantize
@@ -225,6 +232,6 @@ def epilogue(acc, col_scale, bias, *, activation, out_inv_scale, out_qtype, out_
         y = activations[activation](y)
     if out_inv_scale is not None:
         if in_kernel and (fp8_cast or out_qtype != "fp8"):
-            return quantize_in_kernel(y, out_inv_scale, out_qtype)
+            return quantize_in_kernel(y, out_inv_scale, out_qtype, cast_saturates=cast_saturates)
         return quantize_scaled(y, out_inv_scale, out_qtype)
     return y.astype(out_dtype)

@@ -26,8 +26,8 @@ once per plan) and is handed over as a transposed view of its shared-memory
 tile. The kernels are compiled with approximate math: the epilogue's GELU and
 requantization are instruction-bound on wide outputs, and `exp2`/`tanh` become
 single `ex2.approx`/`tanh.approx` instructions (relative error ~2^-22 and 2^-11;
-`tanh` only where the output is requantized: base.gelu_tanh_fit to fp8, and to
-int8 on float16 pairs, base.half_gelu_scaled).
+`tanh` only where the output is requantized: base.gelu_scaled, in float32 to
+fp8 and on float16 pairs to int8).
 """
 
 from __future__ import annotations

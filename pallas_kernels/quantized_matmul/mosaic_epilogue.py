@@ -14,7 +14,7 @@ from jax import lax
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels.quant_types import QTYPES, int8_codes_from_half
-from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, REQUANT_ACTIVATIONS, epilogue, half_gelu_scaled
+from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, REQUANT_ACTIVATIONS, epilogue, gelu_scaled
 
 
 def swizzled(minor_elems: int, dtype) -> tuple:
@@ -68,6 +68,36 @@ def tanh_half(x: jax.Array, interpret: bool) -> jax.Array:
     return packed(x)
 
 
+def int8_codes_from_pairs(q: jax.Array, interpret: bool) -> jax.Array:
+    """`quant_types.int8_codes_from_half` on an accumulator-layout tile, one `prmt` per pair of columns.
+
+    After the float16 add, each code is the low byte of its half; LLVM's truncation of a float16 pair to
+    two bytes took 2.3 byte permutes (H100, Nsight Compute), this takes one: bytes 0 and 2 of the pair's
+    register. The CPU interpreter takes the jnp form.
+    """
+    if interpret:
+        return int8_codes_from_half(q)
+    import jax.experimental.mosaic.gpu as mgpu
+    from jaxlib.mlir import ir
+    from jaxlib.mlir.dialects import llvm
+
+    shifted = q + jnp.float16(1536.0)  # rounds onto float16's integer grid (quant_types.int8_codes_from_half)
+
+    def low_bytes(reg):
+        i32, i16 = ir.IntegerType.get_signless(32), ir.IntegerType.get_signless(16)
+        word = mgpu.utils.bitcast(reg, i32)
+        pair = llvm.inline_asm(i16, [word], "{ .reg .b32 t; prmt.b32 t, $1, $1, 0x20; cvt.u16.u32 $0, t; }",
+                               "=h,r")
+        return mgpu.utils.bitcast(pair, ir.VectorType.get((2,), ir.IntegerType.get_signless(8)))
+
+    @plgpu.inline_mgpu(arg_types=(plgpu.Layout.WGMMA,),
+                       return_type=plgpu.ShapeDtypeStruct(q.shape, jnp.int8, layout=plgpu.Layout.WGMMA))
+    def pack(_, tile):
+        return tile._pointwise(low_bytes, output_is_signed=True)
+
+    return pack(shifted)
+
+
 def vector_rows(has_scale: bool) -> dict[str, int]:
     """Rows of the `[rows, N]` epilogue vectors: 8-bit GEMMs carry column scale, bias and reciprocal output
     scale (`base.PackedWeight.vectors`); float GEMMs only a bias."""
@@ -93,18 +123,23 @@ def epilogue_and_store(acc: jax.Array, vecs, vbar, out_smem, out_tile, *, epi_m:
         bias = bias * jnp.where(first_split, 1.0, 0.0)
     inv_oscale = column(vecs.at[rows["inv_scale"]], interpret) if quantize_out else None
     bcast = lambda v: None if v is None else lax.broadcast_in_dim(v, (tile_m, tile_n), [1])
-    if quantize_out and activation == "gelu" and out_qtype == "int8":
-        # GELU and requantization on float16 pairs (base.half_gelu_scaled). fp8 keeps float32: its steps are
-        # relative, and float16 rounding moved 7.5% of its codes (int8: 1-2%, H100, bench/RESULTS.md)
+    if quantize_out and activation == "gelu" and (fp8_cast or out_qtype == "int8"):
+        # GELU with the output scale folded in (base.gelu_scaled): on float16 pairs to int8; fp8 keeps float32
+        # (its steps are relative, and float16 rounding moved 4-7% of its codes, H100, bench/RESULTS.md),
+        # and there the saturating cast clips
         x = acc.astype(jnp.float32) * bcast(col)
         x = x if bias is None else x + bcast(bias)
-        q = half_gelu_scaled(x, bcast(0.5 * inv_oscale), QTYPES[out_qtype][1], tanh=lambda t: tanh_half(t, interpret))
-        y = int8_codes_from_half(q)
+        dtype, top = QTYPES[out_qtype]
+        if out_qtype == "int8":
+            q = gelu_scaled(x, bcast(0.5 * inv_oscale), top, tanh=lambda t: tanh_half(t, interpret))
+            y = int8_codes_from_pairs(q, interpret)
+        else:
+            y = gelu_scaled(x, bcast(0.5 * inv_oscale), top, dtype=jnp.float32, clip=interpret).astype(dtype)
     else:
         y = epilogue(acc, bcast(col), bcast(bias), activation=activation, out_inv_scale=bcast(inv_oscale),
                      out_qtype=out_qtype, out_dtype=out_smem.dtype, in_kernel=True,
                      activations=REQUANT_ACTIVATIONS if quantize_out else KERNEL_ACTIVATIONS,
-                     fp8_cast=fp8_cast)
+                     fp8_cast=fp8_cast, cast_saturates=not interpret)
     slots = out_slots(tile_m, tile_n, epi_m, epi_n)
     plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the previous tile's stores have left the buffers
     for ei in range(tile_m // epi_m):

@@ -13,8 +13,8 @@ from pallas_kernels.quantized_matmul.base import (
     HALF_GELU_ERROR,
     column_scale,
     epilogue,
+    gelu_scaled,
     gelu_tanh_fit,
-    half_gelu_scaled,
     pack_weight,
     quantized_matmul_packed_reference,
     quantized_matmul_reference,
@@ -84,7 +84,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
     worst = np.argsort(-np.abs(out32 - ref32).ravel())[:6]
     info += "; worst (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in worst)
     # requantized GELU: the kernel's tanh forms are within their bound of the reference's erf, in output
-    # codes `gelu_slack`: float16 to int8 (base.half_gelu_scaled), float32 to fp8 (base.gelu_tanh_fit)
+    # codes `gelu_slack`: float16 to int8, float32 to fp8 (base.gelu_scaled)
     gelu_slack = 0.0
     if activation == "gelu" and requant:
         a, c = HALF_GELU_ERROR if output == "int8" else GELU_TANH_ERROR
@@ -277,20 +277,37 @@ def test_tanh_gelu_error_bound(mode):
 
 
 @pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
-def test_half_gelu_error_bound(mode):
-    """`half_gelu_scaled` as the GEMM epilogue runs it (an accumulator-layout tile, the packed float16 tanh)
-    stays within `HALF_GELU_ERROR` of the exact GELU, at output scales from 1 to 37 per unit (37: GELU(12)
-    reaches fp8's 448)."""
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_scaled_gelu_error_bound(mode, dtype):
+    """`gelu_scaled` as the GEMM epilogue runs it (an accumulator-layout tile; float16 with the packed tanh,
+    float32 unclipped as before fp8's saturating cast) stays within its bound of the exact GELU
+    (`HALF_GELU_ERROR`, `GELU_TANH_ERROR`), at output scales from 1 to 37 per unit (37: GELU(12) reaches
+    fp8's 448)."""
     from pallas_kernels.quantized_matmul.mosaic_epilogue import tanh_half
 
-    interpret = mode == "interpret"
+    interpret, half = mode == "interpret", dtype == "float16"
     x = np.concatenate([np.linspace(-12, 12, 16 * 64 * 128 - 4), [0.0, -0.0, 5.0, -5.0]])
     x = x.astype(np.float32).reshape(-1, 128)
+    tanh = (lambda u: tanh_half(u, interpret)) if half else jnp.tanh
     for inv in (1.0, 10.0, 37.0):
-        fn = lambda t, inv=inv: half_gelu_scaled(t, jnp.full(t.shape, 0.5 * inv, jnp.float32), 448.0,
-                                                 tanh=lambda u: tanh_half(u, interpret))
+        fn = lambda t, inv=inv: gelu_scaled(t, jnp.full(t.shape, 0.5 * inv, jnp.float32), 448.0, tanh=tanh,
+                                            dtype=jnp.dtype(dtype), clip=half).astype(jnp.float32)
         got = _in_kernel(fn, x, interpret, accumulator_layout=True) / inv
-        _assert_gelu_within(got, x, HALF_GELU_ERROR, f"half GELU on {mode}, scale {inv:g}")
+        _assert_gelu_within(got, x, HALF_GELU_ERROR if half else GELU_TANH_ERROR, f"{dtype} GELU on {mode}, scale {inv:g}")
+
+
+@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
+def test_int8_codes_from_pairs(mode):
+    """The epilogue's float16 -> int8 codes (one byte permute a pair when compiled) round to nearest-even,
+    every half-step tie included, across the whole code range."""
+    from pallas_kernels.quantized_matmul.mosaic_epilogue import int8_codes_from_pairs
+
+    interpret = mode == "interpret"
+    x = np.concatenate([np.arange(-127.0, 127.5, 0.5), np.linspace(-127, 127, 64 * 128 - 509)])
+    x = x.astype(np.float16).astype(np.float32).reshape(-1, 128)  # values float16 holds exactly
+    fn = lambda t: int8_codes_from_pairs(t.astype(jnp.float16), interpret).astype(jnp.float32)
+    got = _in_kernel(fn, x, interpret, accumulator_layout=True)
+    np.testing.assert_array_equal(got, np.round(x.astype(np.float64)))
 
 
 def _check_split(m, k, n, qtype, config=None, interpret=False):
