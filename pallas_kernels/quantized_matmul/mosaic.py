@@ -117,10 +117,22 @@ def smem_bytes(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -
 
 
 def fit_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -> MosaicGemmConfig:
-    """`cfg` with its pipeline cut to as many stages (at least 2) as fit in shared memory."""
+    """`cfg` with its pipeline cut to as many stages (at least 2) as fit in shared memory; a `ValueError`
+    where two do not (`check_shared_memory`)."""
     while smem_bytes(cfg, out_itemsize, in_itemsize) > SMEM_BYTES and cfg.max_concurrent_steps > 2:
         cfg = dataclasses.replace(cfg, max_concurrent_steps=cfg.max_concurrent_steps - 1)
+    check_shared_memory(cfg, out_itemsize, in_itemsize)
     return cfg
+
+
+def check_shared_memory(cfg: MosaicGemmConfig, out_itemsize: int, in_itemsize: int = 1) -> None:
+    """A `ValueError` naming `cfg` where its buffers exceed an SM's shared memory (`smem_bytes`, an estimate
+    within 1 KiB above what Mosaic GPU allocates), before Mosaic GPU fails on it while compiling."""
+    need = smem_bytes(cfg, out_itemsize, in_itemsize)
+    if need > SMEM_BYTES:
+        raise ValueError(f"mosaic GEMM: {cfg} needs about {need} bytes of shared memory with {out_itemsize}-byte "
+                         f"outputs and {in_itemsize}-byte inputs, more than an SM's {SMEM_BYTES}; take fewer "
+                         "max_concurrent_steps, consumers or a smaller tile_k")
 
 
 def num_tiles(cfg: MosaicGemmConfig, m: int, n: int) -> int:
@@ -414,6 +426,7 @@ def run_gemm(x: jax.Array, w: jax.Array, vectors: jax.Array, *, result_dtype, co
         result_dtype = partials_dtype(cfg, result_dtype)
     if cfg.cta_tile[1] > n or n % cfg.cta_tile[1] or k % (cfg.tile_k * splits):
         raise NotImplementedError(f"mosaic GEMM: {cfg} does not divide (N, K)=({n}, {k})")
+    check_shared_memory(cfg, result_dtype.itemsize, x.dtype.itemsize)
     m_pad = _round_up(m, cta_m)
     if m_pad != m:
         x2 = jnp.pad(x2, ((0, m_pad - m), (0, 0)))

@@ -165,6 +165,17 @@ def test_interpreted_wide_k_steps():
     _check(384, 768, 192, "int8", "gelu", "int8", config=config, interpret=True)
 
 
+def test_config_beyond_shared_memory_is_refused():
+    """A configuration whose buffers cannot fit an SM's shared memory is refused with its name, by the launch and
+    by `fit_shared_memory` (even two stages of it do not fit), instead of failing inside Mosaic GPU."""
+    config = MosaicGemmConfig(tile_k=256, max_concurrent_steps=3, schedule="pingpong", consumers=3)
+    with pytest.raises(ValueError, match=r"tile_k=256.*needs about [0-9]+ bytes of shared memory with 4-byte outputs"):
+        _check(256, 512, 256, "int8", None, "float32", config=config, interpret=True)
+    with pytest.raises(ValueError, match="more than an SM's"):
+        fit_shared_memory(config, 4)
+    assert fit_shared_memory(config, 1) == config  # 8-bit outputs: three stages fit
+
+
 def test_config_rejects_unknown_schedule():
     with pytest.raises(ValueError, match="schedule='pingpang'"):
         MosaicGemmConfig(schedule="pingpang")
@@ -200,9 +211,12 @@ PINGPONG3_WIDE = MosaicGemmConfig(tile_k=256, max_concurrent_steps=3, schedule="
 def test_compiled_matches_reference(m, k, n, qtype, activation, output, config):
     if config is not None:
         out_bytes = 1 if output in ("int8", "fp8") else jnp.dtype(output).itemsize
+        if smem_bytes(dataclasses.replace(config, max_concurrent_steps=2), out_bytes) > SMEM_BYTES:
+            # three float32 epilogue buffers beside 256-byte K steps: refused by name before Mosaic GPU compiles
+            with pytest.raises(ValueError, match="needs about [0-9]+ bytes of shared memory"):
+                _check(m, k, n, qtype, activation, output, config=config)
+            return
         config = fit_shared_memory(config, out_bytes)
-        if smem_bytes(config, out_bytes) > SMEM_BYTES:  # three float32 epilogue buffers beside 256-byte K steps
-            pytest.skip(f"{config} needs more shared memory than an SM has with a {output} output")
     _check(m, k, n, qtype, activation, output, config=config)
 
 
