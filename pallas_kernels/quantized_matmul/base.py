@@ -168,7 +168,7 @@ def gelu_tanh_fit(x: jax.Array) -> jax.Array:
 
 
 # The activations the fused GEMM kernels compute in their epilogue: to a float output, and to one
-# requantized to 8 bits (Mosaic GPU's GEMM takes the half-precision form below for GELU to int8).
+# requantized to 8 bits (Mosaic GPU's GEMM folds the output scale into the latter: gelu_scaled below).
 KERNEL_ACTIVATIONS = {"gelu": gelu_one_exp}
 REQUANT_ACTIVATIONS = {"gelu": gelu_tanh_fit}
 
