@@ -92,13 +92,16 @@ def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
     return bits.astype(QTYPES[qtype][0])  # truncation to the low byte
 
 
+HALF_RNE_SHIFT = 1536.0  # 1.5 * 2^10: float16's RNE_SHIFT, where its values step by one
+
+
 def int8_codes_from_half(q: jax.Array) -> jax.Array:
     """int8 codes of float16 `q`, already clipped to [-127, 127], rounded to nearest-even.
 
     `q + 1536` rounds (one half-precision add, two values per instruction) onto float16's integer grid,
     where the low byte of its bits is the code, as `int_codes_in_kernel` does in float32.
     """
-    bits = jax.lax.bitcast_convert_type(q + jnp.float16(1536.0), jnp.int16)
+    bits = jax.lax.bitcast_convert_type(q + jnp.float16(HALF_RNE_SHIFT), jnp.int16)
     return bits.astype(jnp.int8)  # truncation to the low byte
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.quant_types import QTYPES, int8_codes_from_half
+from pallas_kernels.quant_types import HALF_RNE_SHIFT, QTYPES, int8_codes_from_half
 from pallas_kernels.quantized_matmul.base import KERNEL_ACTIVATIONS, REQUANT_ACTIVATIONS, epilogue, gelu_scaled
 
 
@@ -81,7 +81,7 @@ def int8_codes_from_pairs(q: jax.Array, interpret: bool) -> jax.Array:
     from jaxlib.mlir import ir
     from jaxlib.mlir.dialects import llvm
 
-    shifted = q + jnp.float16(1536.0)  # rounds onto float16's integer grid (quant_types.int8_codes_from_half)
+    shifted = q + jnp.float16(HALF_RNE_SHIFT)  # rounds onto float16's integer grid, as int8_codes_from_half
 
     def low_bytes(reg):
         i32, i16 = ir.IntegerType.get_signless(32), ir.IntegerType.get_signless(16)
