@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
 from samp_jax.default_model import cache_dir, default_model_dir
 

@@ -26,11 +26,11 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-from _tasks import TASKS, eval_set, read_classification, read_conll_tags, selection_set, task  # noqa: E402
-from finetune import finetuned_dir  # noqa: E402
+from bench._tasks import TASKS, eval_set, read_classification, read_conll_tags, selection_set, task
+from bench.finetune import finetuned_dir
 
 FAMILY_ORDER = ("full_int8", "ffn_int8", "full_fp8", "ffn_fp8")
 DEFAULT_CALIBRATOR = "percentile"

@@ -24,12 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
+
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _models import MODELS, model_dir  # noqa: E402
-from _tasks import TASKS, eval_set, read_classification, read_conll_tags, task  # noqa: E402
+from bench._models import MODELS, model_dir
+from bench._tasks import TASKS, eval_set, read_classification, read_conll_tags, task
 
 # Defaults per model size: the small model wants a larger step (as in the MiniLM paper's GLUE runs).
 LEARNING_RATES = {"minilm": 1e-4, "mpnet": 3e-5}

@@ -10,6 +10,12 @@ Prints one line per case; "BAD" marks a case off by more than its tolerance.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
+
 import jax
 import jax.numpy as jnp
 import numpy as np

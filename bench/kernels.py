@@ -16,15 +16,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._timing import commit, device_name, time_jax, time_torch, today, write_records  # noqa: E402
-from pallas_kernels.quantized_matmul.base import pack_weight, quantized_matmul_reference  # noqa: E402
-from pallas_kernels.testing import rel_error  # noqa: E402
+from bench._timing import commit, device_name, time_jax, time_torch, today, write_records
+from pallas_kernels.quantized_matmul.base import pack_weight, quantized_matmul_reference
+from pallas_kernels.testing import rel_error
 
 GEMM_SHAPES = [  # (M, K, N, activation): 128 x 128 tokens through BERT-base's FFN1, FFN2, QKV
     (16384, 768, 3072, "gelu"),

@@ -36,12 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
+
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._timing import commit, device_name, time_torch, today, write_records  # noqa: E402
+from bench._timing import commit, device_name, time_torch, today, write_records
 
 PLANS = ["fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8"]
 RECORDS: list[dict] = []

@@ -18,12 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-from _timing import commit, device_name, today, write_records  # noqa: E402
-from accuracy import FAMILY_ORDER, modes_key  # noqa: E402
-from latency import random_ids, wall_ms  # noqa: E402
+from bench._timing import commit, device_name, today, write_records
+from bench.accuracy import FAMILY_ORDER, modes_key
+from bench.latency import random_ids, wall_ms
 
 ARCHS = {  # the PyPI encoders' shapes (bench/_models.py)
     "minilm": ("BertForSequenceClassification", dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,

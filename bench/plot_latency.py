@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["XLA bf16", "fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8", "torch eager", "torch.compile"]

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from accuracy import lookup_latency, modes_key  # noqa: E402
-
-from tests.conftest import DATA_DIR  # noqa: E402
+from bench.accuracy import lookup_latency, modes_key
+from tests.conftest import DATA_DIR
 
 
 def _table(times: dict[tuple[str, int], float], n: int = 12) -> dict:
@@ -42,7 +36,7 @@ def test_unmeasured_families_and_mixed_plans_are_refused():
 
 
 def test_held_out_data_is_disjoint_from_what_is_reported_and_trained_on():
-    from _tasks import eval_set, read_classification, selection_set, task
+    from bench._tasks import eval_set, read_classification, selection_set, task
 
     t = task("sst2")
     if not (DATA_DIR / t.train).is_file():

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.plot_latency import RESULTS, _kind, plot  # noqa: E402
+from bench.plot_latency import RESULTS, _kind, plot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
