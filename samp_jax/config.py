@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,19 +42,8 @@ class EncoderConfig:
     relative_attention_num_buckets: int = 0
 
     def __post_init__(self) -> None:
-        if self.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(
-                f"unsupported model_type={self.model_type!r}; supported: {SUPPORTED_MODEL_TYPES}"
-            )
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not a multiple of num_heads={self.num_heads}"
-            )
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"unsupported hidden_act={self.hidden_act!r}; known: {sorted(ACTIVATIONS)}")
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        for name, value in _checked(dataclasses.asdict(self)).items():
+            object.__setattr__(self, name, value)
 
     @property
     def head_dim(self) -> int:
@@ -80,48 +71,141 @@ class EncoderConfig:
                 f"unsupported model_type={model_type!r} (architectures={hf.get('architectures')}); "
                 f"supported: {SUPPORTED_MODEL_TYPES}"
             )
-        try:
-            common = dict(
-                model_type=model_type,
-                vocab_size=int(hf["vocab_size"]),
-                hidden_size=int(hf["hidden_size"]),
-                num_layers=int(hf["num_hidden_layers"]),
-                num_heads=int(hf["num_attention_heads"]),
-                intermediate_size=int(hf["intermediate_size"]),
-                hidden_act=str(hf.get("hidden_act", "gelu")),
-                max_position_embeddings=int(hf.get("max_position_embeddings", 512)),
-            )
-        except KeyError as e:
-            raise ValueError(f"config.json lacks required key {e.args[0]!r}") from None
+        values = dict(
+            model_type=model_type,
+            vocab_size=_hf_value(hf, "vocab_size"),
+            hidden_size=_hf_value(hf, "hidden_size"),
+            num_layers=_hf_value(hf, "num_hidden_layers"),
+            num_heads=_hf_value(hf, "num_attention_heads"),
+            intermediate_size=_hf_value(hf, "intermediate_size"),
+            hidden_act=_hf_value(hf, "hidden_act", "gelu"),
+            max_position_embeddings=_hf_value(hf, "max_position_embeddings", 512),
+        )
         if model_type == "bert":
             pet = hf.get("position_embedding_type", "absolute")
             if pet != "absolute":
                 raise ValueError(f"unsupported BERT position_embedding_type={pet!r}; only 'absolute'")
-            return cls(
-                **common,
-                type_vocab_size=int(hf.get("type_vocab_size", 2)),
-                layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-                pad_token_id=int(hf.get("pad_token_id") or 0),
+            pad = _hf_value(hf, "pad_token_id", 0)
+            values.update(
+                type_vocab_size=_hf_value(hf, "type_vocab_size", 2),
+                layer_norm_eps=_hf_value(hf, "layer_norm_eps", 1e-12),
+                pad_token_id=0 if pad is None else pad,  # null: no padding id, and 0 pads as well as any
+                position_offset=0,
+                relative_attention_num_buckets=0,
             )
-        return cls(  # mpnet
-            **common,
-            type_vocab_size=0,
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-            pad_token_id=_MPNET_PADDING_IDX,
-            position_offset=_MPNET_PADDING_IDX + 1,
-            relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
-        )
+        else:  # mpnet
+            values.update(
+                type_vocab_size=0,
+                layer_norm_eps=_hf_value(hf, "layer_norm_eps", 1e-5),
+                pad_token_id=_MPNET_PADDING_IDX,
+                position_offset=_MPNET_PADDING_IDX + 1,
+                relative_attention_num_buckets=_hf_value(hf, "relative_attention_num_buckets", 32),
+            )
+        return cls(**_checked(values, HF_KEYS))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
+        if not isinstance(d, Mapping):
+            raise ValueError(f"an EncoderConfig is stored as a JSON object, got {type(d).__name__}: {d!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(fields)
         if unknown:
             raise ValueError(f"unknown EncoderConfig fields {sorted(unknown)}")
+        missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and n not in d]
+        if missing:
+            raise ValueError(f"EncoderConfig lacks required fields {missing}")
         return cls(**d)
+
+
+# config.json's name for each field whose name differs; errors name what the user's file says
+HF_KEYS = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}
+
+# ids, positions and token types reach the device as int32
+_INT_LIMIT = 2**31
+_POSITIVE = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size")
+_NON_NEGATIVE = ("type_vocab_size", "pad_token_id", "position_offset", "relative_attention_num_buckets")
+_REQUIRED = object()
+
+
+def _hf_value(hf: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    if key in hf:
+        return hf[key]
+    if default is _REQUIRED:
+        raise ValueError(f"config.json lacks required key {key!r}")
+    return default
+
+
+def _integer(key: str, value: Any) -> int:
+    """`value` as an int: ints and integral floats pass; bools, strings, nulls and fractions do not."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value == int(value):
+        return int(value)
+    kind = "" if isinstance(value, numbers.Real) and not isinstance(value, bool) else f", not {type(value).__name__}"
+    raise ValueError(f"{key}={value!r} must be an integer{kind}")
+
+
+def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`values` (an EncoderConfig's fields) type- and range-checked: ints as int, the epsilon as float.
+
+    `names` maps a field to the key that messages call it by (config.json's names when converting).
+    Types are checked before ranges and ranges before ratios, so each message is about one value.
+    """
+    def key(field: str) -> str:
+        return (names or {}).get(field, field)
+
+    v = dict(values)
+    model_type = v["model_type"]
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"unsupported model_type={model_type!r}; supported: {SUPPORTED_MODEL_TYPES}")
+    for name in (*_POSITIVE, "max_position_embeddings", *_NON_NEGATIVE):
+        v[name] = _integer(key(name), v[name])
+    eps = v["layer_norm_eps"]
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"{key('layer_norm_eps')}={eps!r} must be a finite number > 0")
+    v["layer_norm_eps"] = float(eps)
+    act = v["hidden_act"]
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise ValueError(f"unsupported {key('hidden_act')}={act!r}; known: {sorted(ACTIVATIONS)}")
+
+    for name in (*_POSITIVE, *_NON_NEGATIVE):
+        low = 1 if name in _POSITIVE else 0
+        if v[name] < low:
+            raise ValueError(f"{key(name)}={v[name]} must be {'positive' if low else 'non-negative'}")
+    for name in (*_POSITIVE, *_NON_NEGATIVE, "max_position_embeddings"):
+        if v[name] >= _INT_LIMIT:
+            raise ValueError(f"{key(name)}={v[name]} must be below 2**31 (ids and positions are int32)")
+    mpe, offset = v["max_position_embeddings"], v["position_offset"]
+    if mpe <= offset:
+        raise ValueError(
+            f"{key('max_position_embeddings')}={mpe} must be above {offset}, where {model_type} positions start"
+            if offset else f"{key('max_position_embeddings')}={mpe} must be positive"
+        )
+    pad, vocab = v["pad_token_id"], v["vocab_size"]
+    if pad >= vocab:
+        fixed_pad = " (MPNet always pads with id 1)" if model_type == "mpnet" else ""
+        raise ValueError(f"{key('pad_token_id')}={pad} is outside [0, {key('vocab_size')}={vocab}){fixed_pad}")
+    if v["hidden_size"] % v["num_heads"]:
+        raise ValueError(
+            f"{key('hidden_size')}={v['hidden_size']} is not a multiple of {key('num_heads')}={v['num_heads']}"
+        )
+    # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
+    if model_type == "bert":
+        fixed = dict(position_offset=0, relative_attention_num_buckets=0)
+    else:
+        fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1)
+        if v["relative_attention_num_buckets"] < 1:
+            raise ValueError(
+                f"{key('relative_attention_num_buckets')}={v['relative_attention_num_buckets']} must be positive: "
+                "MPNet's attention takes a relative position bias"
+            )
+    for name, want in fixed.items():
+        if v[name] != want:
+            raise ValueError(f"{key(name)}={v[name]} is not {want}, which every {model_type} model has")
+    return v
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
