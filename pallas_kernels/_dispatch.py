@@ -11,6 +11,7 @@ another.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -19,18 +20,27 @@ Implementation = Literal["xla", "triton", "mosaic"]
 IMPLEMENTATIONS: tuple[str, ...] = ("mosaic", "triton", "xla")
 
 
-_XLA_ONLY = [False]
+class _XlaOnly(threading.local):
+    """Per thread, so that models traced at once in two threads keep their own kernel choice."""
+
+    stack: list[bool]
+
+    def __init__(self) -> None:
+        self.stack = [False]
+
+
+_XLA_ONLY = _XlaOnly()
 
 
 @contextlib.contextmanager
 def xla_only(enabled: bool = True) -> Iterator[None]:
     """Ops traced inside run their XLA reference unless a call names an implementation:
     the plain-XLA encoder, for comparisons and as a fallback."""
-    _XLA_ONLY.append(enabled)
+    _XLA_ONLY.stack.append(enabled)
     try:
         yield
     finally:
-        _XLA_ONLY.pop()
+        _XLA_ONLY.stack.pop()
 
 
 def dispatch(
@@ -53,7 +63,7 @@ def dispatch(
             )
         return registry[implementation](*args, **kwargs)
 
-    if _XLA_ONLY[-1]:
+    if _XLA_ONLY.stack[-1]:
         return registry["xla"](*args, **kwargs)
     errors = []
     for name in IMPLEMENTATIONS:

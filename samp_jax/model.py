@@ -1,12 +1,21 @@
 """`SampModel`: a converted checkpoint built for one precision plan, jit-compiled.
 
-One XLA executable is compiled per (plan, batch bucket, sequence bucket); the
-tokenizer front end pads to those buckets so that executables are reused.
+One XLA executable is compiled per (plan, batch bucket, sequence bucket). The
+tokenizer front end pads texts to those buckets, and direct calls on ids pad
+theirs the same way (masked rows and columns, cut off the result), so that
+every caller reuses the same few executables: compiling costs seconds, a padded
+call microseconds. The cache holds at most `MAX_EXECUTABLES` (least recently
+used go first) for callers whose batches exceed the largest bucket.
+
+A model may be called from many threads at once: each executable is compiled
+once (other threads asking for it wait), and the tokenizer is never reconfigured.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +31,17 @@ from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
 from samp_jax.plan import Plan
 from samp_jax.quant.build import build_params
-from samp_jax.tokenizer import PaddedBatch, TokenizerFrontEnd, normalize_inputs
+from samp_jax.tokenizer import (
+    DEFAULT_BATCH_BUCKETS,
+    DEFAULT_SEQ_BUCKETS,
+    PaddedBatch,
+    TokenizerFrontEnd,
+    normalize_inputs,
+)
 from samp_jax.validation import check_inputs
 
 DEFAULT_PLAN = "fp32"
+MAX_EXECUTABLES = 64
 
 
 def mean_pool_normalize(hidden: jax.Array, mask: jax.Array) -> jax.Array:
@@ -47,7 +63,7 @@ class SampModel:
     def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None, *, kernels: str = "auto"):
         self.config = checkpoint.config
         self.task = checkpoint.task
-        self.plan = Plan.parse(plan or checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
+        self.plan = Plan.parse(plan if plan is not None else checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
         self.scales = checkpoint.scales
         self.source = checkpoint.source
         if kernels not in ("auto", "xla"):
@@ -56,8 +72,12 @@ class SampModel:
         self._module = EncoderWithHead(self.config, self.task, self.plan)
         self.checkpoint = checkpoint  # the float parameters and metadata this plan was built from
         self._params = build_params(checkpoint.params, self.config, self.plan, self.scales)
-        # One compiled executable per (output kind, batch, seq), built ahead of time.
-        self._executables: dict[tuple[str, int, int], Any] = {}
+        # One compiled executable per (output kind, batch, seq), built ahead of time; least recently used go first.
+        self._executables: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+        self._compile_locks: dict[tuple[str, int, int], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._seq_buckets = tuple(sorted({b for b in DEFAULT_SEQ_BUCKETS if b < self.config.max_seq_len}
+                                         | {self.config.max_seq_len}))
         self.tokenizer = None
         if checkpoint.tokenizer_json is not None:
             self.tokenizer = TokenizerFrontEnd.from_str(
@@ -73,12 +93,12 @@ class SampModel:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
         """The head's output for `[batch, seq]` ids: logits, or the last hidden state."""
         ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-        return self._run("head", ids, mask, types)
+        return self._run_bucketed("head", ids, mask, types)
 
     def hidden_states(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
         """The encoder's last hidden state `[batch, seq, hidden]` in float32, whatever the head."""
         ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-        return self._run("hidden", ids, mask, types)
+        return self._run_bucketed("hidden", ids, mask, types)
 
     def _forward(self, kind: str, params, ids, mask, types):
         if kind == "embed":
@@ -89,7 +109,15 @@ class SampModel:
     def executable(self, kind: str, batch: int, seq: int):
         """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once."""
         key = (kind, batch, seq)
-        if key not in self._executables:
+        with self._lock:
+            if key in self._executables:
+                self._executables.move_to_end(key)
+                return self._executables[key]
+            compile_lock = self._compile_locks.setdefault(key, threading.Lock())
+        with compile_lock:  # one thread compiles a shape; the others wait for it
+            with self._lock:
+                if key in self._executables:
+                    return self._executables[key]
             ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
 
             def forward(p, i, m, t):
@@ -97,11 +125,41 @@ class SampModel:
 
             forward.__name__ = f"samp_jax_{kind}"  # names the executable (and its persistent-cache entry)
             with ops.xla_only(self.kernels == "xla"):
-                self._executables[key] = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
-        return self._executables[key]
+                compiled = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
+            with self._lock:
+                self._executables[key] = compiled
+                while len(self._executables) > MAX_EXECUTABLES:
+                    self._executables.popitem(last=False)
+                self._compile_locks.pop(key, None)
+        return compiled
 
     def _run(self, kind: str, ids, mask, types) -> jax.Array:
         return self.executable(kind, *ids.shape)(self._params, ids, mask, types)
+
+    def _bucket_shape(self, batch: int, seq: int) -> tuple[int, int]:
+        """The executable shape a `[batch, seq]` call runs in: the smallest buckets that hold it."""
+        rows = next((b for b in DEFAULT_BATCH_BUCKETS if batch <= b), None)
+        if rows is None:  # past the largest bucket: whole multiples of it
+            top = DEFAULT_BATCH_BUCKETS[-1]
+            rows = -(-batch // top) * top
+        return rows, next(b for b in self._seq_buckets if seq <= b)
+
+    def _run_bucketed(self, kind: str, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> jax.Array:
+        """Runs checked `[B, S]` inputs in their bucket's executable; returns the caller's shape.
+
+        Padding tokens are masked (they attend nowhere and no real token attends to them) and
+        padding rows are cut off, so real positions get what the `[B, S]` executable computes up
+        to float reduction order.
+        """
+        batch, seq = ids.shape
+        rows, cols = self._bucket_shape(batch, seq)
+        if (rows, cols) == (batch, seq):
+            return self._run(kind, ids, mask, types)
+        pad = ((0, rows - batch), (0, cols - seq))
+        out = self._run(kind, np.pad(ids, pad, constant_values=self.config.pad_token_id), np.pad(mask, pad),
+                        np.pad(types, pad))
+        out = out[:batch]
+        return out[:, :seq] if out.ndim == 3 else out  # [B, S, ...] outputs (hidden states, token logits)
 
     # ---- texts in, predictions out ------------------------------------------
     def _batches(

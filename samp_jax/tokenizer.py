@@ -2,11 +2,16 @@
 
 Padding goes to a sequence-length bucket and a batch-size bucket so that the
 compiled executables (one per shape) are reused across calls.
+
+Safe to call from many threads at once with any mix of settings: the shared
+tokenizer is never reconfigured after construction; each truncation length gets
+its own configured copy, made once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +39,27 @@ def normalize_inputs(inputs: str | Sequence[str] | Sequence[Sequence[str]]) -> t
         elif not isinstance(item, str):
             raise ValueError(f"item {i} is {type(item).__name__} {item!r}; expected a string")
     return ([tuple(p) for p in items] if is_pair else items), is_pair
+
+
+class InputTooLong(ValueError):
+    """An input longer than the token limit, with truncation off."""
+
+    def __init__(self, index: int, length: int, limit: int, *, how: str = "pass truncation=True"):
+        self.index, self.length, self.limit = index, length, limit
+        super().__init__(f"input {index} is {length} tokens long, more than max_length={limit}; shorten it or {how}")
+
+
+def _raise_unencodable(items: Sequence) -> None:
+    """ValueError naming the first item that is not valid Unicode text (a lone surrogate, say)."""
+    for i, item in enumerate(items):
+        for part in item if isinstance(item, (tuple, list)) else (item,):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(
+                    f"input {i} is not valid Unicode text: {part[e.start:e.end]!r} at character {e.start} "
+                    f"({e.reason}); decode your data as UTF-8 with errors='replace'"
+                ) from None
 
 
 @dataclasses.dataclass
@@ -65,6 +91,8 @@ class TokenizerFrontEnd:
         self.pad_id = pad_id
         self.seq_buckets = tuple(sorted({b for b in seq_buckets if b < max_seq_len} | {max_seq_len}))
         self.batch_buckets = tuple(sorted(batch_buckets))
+        self._truncating: dict[int, Tokenizer] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_str(cls, text: str, **kwargs) -> TokenizerFrontEnd:
@@ -93,19 +121,37 @@ class TokenizerFrontEnd:
             raise ValueError(f"max_length={max_length} must be in [1, {self.max_seq_len}] (the model's limit)")
         if not items:
             raise ValueError("empty batch: no texts given")
+        items = list(items)
+        tokenizer = self.tokenizer
         if truncation:
-            self.tokenizer.enable_truncation(limit, strategy="longest_first")
+            is_pair = isinstance(items[0], (tuple, list))
+            specials = self.tokenizer.num_special_tokens_to_add(is_pair)
+            if limit <= specials:
+                raise ValueError(
+                    f"max_length={limit} leaves no room for text: this tokenizer adds {specials} special tokens "
+                    f"to each {'pair' if is_pair else 'text'}"
+                )
+            tokenizer = self._truncating_tokenizer(limit)
         try:
-            encodings = self.tokenizer.encode_batch(list(items))
-        finally:
-            self.tokenizer.no_truncation()
+            encodings = tokenizer.encode_batch(items)
+        except TypeError:  # the Rust binding's message names neither the item nor the character
+            _raise_unencodable(items)
+            raise
         for i, enc in enumerate(encodings):
             if len(enc.ids) > limit:
-                raise ValueError(
-                    f"input {i} is {len(enc.ids)} tokens long, more than max_length={limit}; "
-                    "shorten it or pass truncation=True"
-                )
+                raise InputTooLong(i, len(enc.ids), limit)
         return encodings
+
+    def _truncating_tokenizer(self, limit: int) -> Tokenizer:
+        """A copy of the tokenizer that truncates to `limit` tokens, made once per limit."""
+        with self._lock:
+            tok = self._truncating.get(limit)
+            if tok is None:
+                tok = Tokenizer.from_str(self.tokenizer.to_str())
+                tok.no_padding()
+                tok.enable_truncation(limit, strategy="longest_first")
+                self._truncating[limit] = tok
+            return tok
 
     def pad(self, encodings: Sequence[Encoding], *, pad_batch: bool = True) -> PaddedBatch:
         """Pads to the sequence bucket of the longest encoding and to a batch bucket."""
