@@ -92,34 +92,57 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_argument_text(i: int, text: str) -> None:
+    """Arguments are decoded with surrogate escapes: bytes that are not UTF-8 become lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text argument {i} is not valid UTF-8: {text[e.start:e.end]!r} at character {e.start}") from None
+
+
 def _read_inputs(args: argparse.Namespace) -> list:
-    texts = list(args.texts)
+    """Texts from the arguments and `--file`; a .tsv/.csv/.jsonl file is read by column, as calibrate
+    and tune read it (`--text-field`, default `sentence`, or `sentence1,sentence2` with `--pairs`)."""
+    from samp_jax.texts import read_texts
+
+    texts: list = list(args.texts)
+    for i, t in enumerate(texts, 1):
+        _check_argument_text(i, t)
+    if args.pairs:
+        if len(texts) % 2:
+            raise ValueError(f"--pairs needs an even number of text arguments, got {len(texts)}")
+        texts = list(zip(texts[0::2], texts[1::2]))
     if args.file:
-        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
-        texts += [line for line in lines if line.strip()]
+        path = Path(args.file)
+        if path.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json"):
+            field = args.text_field or ("sentence1,sentence2" if args.pairs else None)
+            rows = read_texts(path, field, what="--file")
+            if args.pairs and not all(isinstance(r, tuple) for r in rows):
+                raise ValueError(f"--pairs needs two text fields, got --text-field {field!r}")
+        else:
+            rows = read_texts(path, args.text_field, what="--file")
+            if args.pairs:  # a plain file with --pairs holds TAB-separated pairs
+                rows = [tuple(line.split("\t")) for line in rows]
+                for n, pair in enumerate(rows, 1):
+                    if len(pair) != 2:
+                        raise ValueError(f"{path}: input {n} has {len(pair)} TAB-separated fields; --pairs needs 2")
+        texts += rows
     if not texts:
         raise ValueError("no input: give texts as arguments or --file FILE")
-    if not args.pairs:
-        return texts
-    if args.file:  # a file with --pairs holds TAB-separated pairs
-        pairs = [tuple(t.split("\t")) for t in texts]
-    else:
-        if len(texts) % 2:
-            raise ValueError(f"--pairs needs an even number of texts, got {len(texts)}")
-        pairs = list(zip(texts[0::2], texts[1::2]))
-    for i, p in enumerate(pairs):
-        if len(p) != 2:
-            raise ValueError(f"pair {i} has {len(p)} fields: {p!r}")
-    return pairs
+    return texts
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import samp_jax
+    from samp_jax.tokenizer import InputTooLong
 
     inputs = _read_inputs(args)
     model = samp_jax.load(args.checkpoint, plan=args.plan)
-    preds = model.predict(inputs, batch_size=args.batch_size, truncation=args.truncation,
-                          max_length=args.max_length, progress=not args.quiet)
+    try:
+        preds = model.predict(inputs, batch_size=args.batch_size, truncation=args.truncation,
+                              max_length=args.max_length, progress=not args.quiet)
+    except InputTooLong as e:  # the library's message names the Python keyword; say the flag
+        raise InputTooLong(e.index, e.length, e.limit, how="pass --truncation") from None
     for item, pred in zip(inputs, preds):
         if isinstance(pred, np.ndarray):
             pred = [round(float(x), 6) for x in pred]
@@ -173,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="run a checkpoint on texts; prints one JSON line per input")
     r.add_argument("checkpoint")
     r.add_argument("texts", nargs="*")
-    r.add_argument("--file", help="one input per line (TAB-separated pairs with --pairs)")
+    r.add_argument("--file", help="plain text: one input per line (TAB-separated pairs with --pairs); "
+                   ".tsv/.csv/.jsonl: read by column (--text-field)")
+    r.add_argument("--text-field", help="column(s) of a .tsv/.csv/.jsonl --file: 'sentence' (default), "
+                   "'a,b' for pairs (default with --pairs: sentence1,sentence2)")
     r.add_argument("--pairs", action="store_true", help="inputs are sentence pairs")
     r.add_argument("--plan")
     r.add_argument("--batch-size", type=int, default=32)
@@ -241,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"samp-jax: error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError) as e:
+        # backslashreplace: a message quoting bytes that are not UTF-8 (lone surrogates) still prints
+        print(f"samp-jax: error: {e}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
         return 2
 
 

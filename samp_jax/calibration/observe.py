@@ -7,8 +7,6 @@ and for the softmax probabilities only real query/key pairs).
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,46 +14,15 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from samp_jax import texts as texts_module
 from samp_jax.calibration.calibrators import METHODS, make_calibrator
 from samp_jax.quant.scales import Scales
 
 
 def read_texts(path: str | Path, text_field: str | None = None, limit: int | None = None) -> list:
     """Calibration inputs from plain text (one per line), JSONL or TSV (`text_field` names the
-    column; "a,b" reads sentence pairs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"calibration data {path} not found")
-    fields = text_field.split(",") if text_field else None
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        if not fields:
-            raise ValueError(f"{path} is JSON lines: pass --text-field (e.g. sentence, or sentence1,sentence2)")
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not JSON: {e}") from None
-    elif suffix in (".tsv", ".csv"):
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", quoting=csv.QUOTE_NONE))
-        fields = fields or ["sentence"]
-    else:
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return texts[:limit]
-    out = []
-    for n, row in enumerate(rows[:limit]):
-        missing = [f for f in fields if f not in row]
-        if missing:
-            raise ValueError(f"{path} row {n} lacks field(s) {missing}; it has {sorted(row)}")
-        values = tuple(str(row[f]) for f in fields)
-        out.append(values[0] if len(values) == 1 else values)
-    if not out:
-        raise ValueError(f"{path} holds no calibration texts")
-    return out
+    column; "a,b" reads sentence pairs). Errors name the file."""
+    return texts_module.read_texts(path, text_field, limit, what="calibration data")
 
 
 def _point_name(path) -> str:
@@ -91,6 +58,13 @@ def calibrate(
       percentile: for method="percentile" (99.9, 99.99, 99.999 are usual).
       max_length: longer inputs are truncated to this many tokens.
     """
+    _check_positive_int("batch_size", batch_size)
+    if max_length is not None:
+        _check_positive_int("max_length", max_length)
+    _check_method(method, percentile)
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no calibration texts given")
     model = _float_model(model)
     batches = (
         (b.input_ids, b.attention_mask, b.token_type_ids)
@@ -101,6 +75,18 @@ def calibrate(
                                total=-(-len(texts) // batch_size))
     scales.source = f"{len(texts)} calibration texts"
     return scales
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def _check_method(method: str, percentile: float) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; known: {METHODS}")
+    if method == "percentile" and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+        raise ValueError(f"percentile={percentile!r} must be in (0, 100] (99.9, 99.99 and 99.999 are usual)")
 
 
 def _float_model(model):
@@ -123,8 +109,7 @@ def calibrate_batches(
     """Like `calibrate`, over already tokenized `(input_ids, attention_mask, token_type_ids)` batches."""
     from samp_jax.validation import check_inputs
 
-    if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; known: {METHODS}")
+    _check_method(method, percentile)
     model = _float_model(model)
     observe = jax.jit(lambda p, i, m, t: model._module.apply({"params": p}, i, m, t, output="hidden",
                                                              mutable=["intermediates"])[1])
