@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,70 @@ log = logging.getLogger(__name__)
 _ENCODER_ARCHS = ("Model", "ForMaskedLM", "ForPreTraining")
 
 
+_PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+
+def _architecture(hf: Mapping[str, Any]) -> str:
+    archs = hf.get("architectures")
+    if archs is None or archs == []:
+        return f"{str(hf.get('model_type', '')).capitalize()}Model"
+    if not isinstance(archs, list) or not all(isinstance(a, str) and a for a in archs):
+        raise ValueError(f"architectures={archs!r} must be a list of class names, e.g. ['BertForSequenceClassification']")
+    return archs[0]
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}={value!r} must be a positive integer")
+    return value
+
+
+def _labels(hf: Mapping[str, Any]) -> tuple[str, ...]:
+    """Label names in id order, from `id2label` (Hugging Face's choice when both are given) or `num_labels`."""
+    num_labels = hf.get("num_labels")  # null counts as absent, as in Hugging Face
+    if num_labels is not None:
+        num_labels = _positive_int("num_labels", num_labels)
+    id2label = hf.get("id2label")
+    if not id2label:  # absent, null or {}: Hugging Face's default of two labels
+        return tuple(f"LABEL_{i}" for i in range(num_labels or 2))
+    if not isinstance(id2label, Mapping):
+        raise ValueError(f"id2label={id2label!r} must map label ids to names, e.g. {{'0': 'neg', '1': 'pos'}}")
+    names: dict[int, str] = {}
+    for key, name in id2label.items():
+        if isinstance(key, int) and not isinstance(key, bool):
+            i = key
+        elif isinstance(key, str) and re.fullmatch(r"[0-9]+", key.strip()):
+            i = int(key)
+        else:
+            raise ValueError(f"id2label key {key!r} is not a label id (0, 1, ...)")
+        if name is None or isinstance(name, (bool, list, dict)):
+            raise ValueError(f"id2label[{key!r}]={name!r} must be a label name")
+        if i in names:
+            raise ValueError(f"id2label names id {i} twice ({names[i]!r} and {name!r})")
+        names[i] = str(name)
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"id2label ids {sorted(names)} must be 0 to {len(names) - 1}, one label each")
+    if num_labels is not None and num_labels != len(names):
+        log.warning("config.json: num_labels=%d disagrees with id2label's %d labels; id2label decides, as in "
+                    "Hugging Face", num_labels, len(names))
+    return tuple(names[i] for i in range(len(names)))
+
+
 def task_from_hf_config(hf: Mapping[str, Any]) -> TaskSpec:
     """The task of a Hugging Face config, from `architectures`, `problem_type` and `id2label`."""
-    archs = hf.get("architectures") or [f"{str(hf.get('model_type', '')).capitalize()}Model"]
-    arch = archs[0]
+    arch = _architecture(hf)
     if arch.endswith(_ENCODER_ARCHS):
         return TaskSpec("encoder")
-    id2label = hf.get("id2label") or {i: f"LABEL_{i}" for i in range(int(hf.get("num_labels", 2)))}
-    labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+    problem_type = hf.get("problem_type")
+    if problem_type is not None and problem_type not in _PROBLEM_TYPES:
+        raise ValueError(f"unknown problem_type={problem_type!r}; Hugging Face's are {_PROBLEM_TYPES} or null")
     if arch.endswith("ForSequenceClassification"):
-        if hf.get("problem_type") == "multi_label_classification":
+        labels = _labels(hf)
+        if problem_type == "multi_label_classification":
             return TaskSpec("multi_label_classification", labels, (0.5,) * len(labels))
         return TaskSpec("sequence_classification", labels)
     if arch.endswith("ForTokenClassification"):
-        return TaskSpec("token_classification", labels)
+        return TaskSpec("token_classification", _labels(hf))
     raise ValueError(
         f"unsupported architecture {arch!r}; supported: *Model, *ForMaskedLM, *ForPreTraining "
         "(served as bare encoders), *ForSequenceClassification, *ForTokenClassification"
@@ -75,7 +126,13 @@ def convert_hf_checkpoint(
     config = EncoderConfig.from_hf_config(hf_config)
     task = task_from_hf_config(hf_config)
     state = read_state_dict(folder)
-    params, dropped = convert_state_dict(state, config, task, expected_param_shapes(config, task))
+    try:
+        params, dropped = convert_state_dict(state, config, task, expected_param_shapes(config, task))
+    except ValueError as e:
+        if task.labels and "params/head/" in str(e):  # the head's width comes from the config's labels
+            raise ValueError(f"{e}\n  (the head's width is config.json's label count: id2label/num_labels name "
+                             f"{task.num_labels} labels)") from None
+        raise
     if dropped:
         log.warning("%s: not serving heads of a bare encoder, dropped %d keys: %s", folder, len(dropped), dropped)
     tokenizer_json = _tokenizer_json(folder)

@@ -1,22 +1,57 @@
 """Host-side checks of model inputs, before they reach XLA.
 
 XLA's gather clamps out-of-range indices silently, so ids are range-checked
-here; every message names the offending value and where it is.
+here, before the cast to int32 (a value past int32 would otherwise wrap into
+range); every message names the argument and the offending value.
+
+Inputs are integer arrays (any width, signed or not) or nested lists of Python
+ints; an attention mask may also be boolean. Float arrays are refused, masks
+included: a 0.0/1.0 mask is one `.astype(int)` away, and a 0.5 has no meaning.
 """
 
 from __future__ import annotations
+
+import numbers
+import reprlib
 
 import numpy as np
 
 from samp_jax.config import EncoderConfig
 
+_REPR = reprlib.Repr()
+_REPR.maxlist, _REPR.maxstring, _REPR.maxother = 4, 40, 60
+
+
+def _short(x) -> str:
+    """A repr short enough for a message, whatever the size of `x`."""
+    return _REPR.repr(x)
+
 
 def _as_int_array(name: str, x) -> np.ndarray:
-    arr = np.asarray(x)
+    if x is None:
+        raise ValueError(f"{name}=None: pass token ids as a [batch, seq] array of integers")
+    if isinstance(x, (str, bytes)):
+        raise ValueError(f"{name}={_short(x)} is text: pass token ids (predict() takes texts)")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as e:  # ragged lists, objects numpy cannot stack
+        raise ValueError(f"{name}={_short(x)} is not a rectangular array of integers ({e})") from None
+    if arr.ndim == 0:
+        raise ValueError(f"{name}={_short(x)} must be a 2-D [batch, seq] array, got {type(x).__name__}")
+    if arr.size == 0:  # before the dtype check: np.asarray([]) is float64
+        what = ("empty batch" if arr.shape[0] == 0 else "empty sequences") if arr.ndim == 2 else f"{name} is empty"
+        raise ValueError(f"{what}: {name}.shape={arr.shape}")
     if arr.dtype == bool and name == "attention_mask":
         return arr.astype(np.int32)
+    if arr.dtype == object:  # nested lists holding Python ints past int64, or other objects
+        for i, v in enumerate(arr.flat):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                idx = [int(j) for j in np.unravel_index(i, arr.shape)]
+                raise ValueError(f"{name}{idx}={_short(v)} is not an integer")
+        return arr  # _check_range compares Python ints exactly, then the cast is safe
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype={arr.dtype}")
+        hint = " (0/1 or booleans; cast a float mask with .astype(int))" if name == "attention_mask" else ""
+        raise ValueError(f"{name} must hold integers, got dtype={arr.dtype}{hint}")
     return arr
 
 

@@ -52,11 +52,32 @@ def test_good_call_runs(model):
         (np.zeros((0, 4), np.int32), r"empty batch: input_ids.shape=\(0, 4\)"),
         (np.zeros((2, 0), np.int32), "empty sequences"),
         (np.ones((1, 129), np.int32), "sequence length 129 exceeds the model's maximum 128"),
+        # np.asarray([]) is float64: an empty list was reported as a dtype
+        ([], r"input_ids is empty: input_ids.shape=\(0,\)"),
+        ([[]], r"empty sequences: input_ids.shape=\(1, 0\)"),
+        ([[1, 2], [3]], r"input_ids=\[\[1, 2\], \[3\]\] is not a rectangular array of integers"),
+        (None, "input_ids=None: pass token ids"),
+        ("hello world", "input_ids='hello world' is text"),
+        (np.int64(7), r"input_ids=np.int64\(7\) must be a 2-D \[batch, seq\] array, got int64"),
+        (np.array([[101, None]], dtype=object), r"input_ids\[0, 1\]=None is not an integer"),
+        (np.ones((1, 2, 3), np.int32), r"must be 2-D \[batch, seq\], got shape \(1, 2, 3\)"),
+        # past int64: checked as Python ints, never cast first
+        ([[101, 2**70]], r"input_ids\[0, 1\]=1180591620717411303424 is outside \[0, 30522\)"),
+        # past int32: 2**32 + 5 would wrap to 5 if cast before the range check
+        (np.array([[101, 2**32 + 5]]), r"input_ids\[0, 1\]=4294967301 is outside \[0, 30522\)"),
+        (np.array([[101, 2**63 + 5]], np.uint64), r"input_ids\[0, 1\]=9223372036854775813 is outside"),
     ],
 )
 def test_bad_ids(model, ids, message):
     with pytest.raises(ValueError, match=message):
         model(ids)
+
+
+def test_other_integer_layouts_give_the_same_answer(model):
+    ids = np.array([[101, 7592, 2088, 102]], np.int32)
+    want = np.asarray(model(ids))
+    for same in (ids.astype(np.uint64), ids.astype(np.int16), ids.tolist(), np.array(ids.tolist(), dtype=object)):
+        np.testing.assert_array_equal(np.asarray(model(same)), want)
 
 
 def test_bad_mask_and_types(model):
@@ -73,6 +94,13 @@ def test_bad_mask_and_types(model):
         model(ids, None, np.array([[0, 0, 1, 2], [0, 0, 0, 0]]))
     with pytest.raises(ValueError, match="attention_mask must hold integers, got dtype=float32"):
         model(ids, np.ones((2, 4), np.float32))
+    # a float mask is refused whatever its values: 0.0/1.0 is one .astype(int) away, 0.5 has no meaning
+    with pytest.raises(ValueError, match=r"got dtype=float64 \(0/1 or booleans; cast a float mask with .astype\(int\)\)"):
+        model(ids, np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"attention_mask=\[\[1, 1\], \[1\]\] is not a rectangular array"):
+        model(ids, [[1, 1], [1]])
+    with pytest.raises(ValueError, match="token_type_ids must hold integers, got dtype=bool"):
+        model(ids, None, np.zeros((2, 4), bool))
     # a boolean mask is a mask
     np.testing.assert_allclose(np.asarray(model(ids, np.ones((2, 4), bool))), np.asarray(model(ids)))
 
@@ -212,4 +240,49 @@ def test_converted_checkpoint_damage_is_reported(tmp_path, tiny_dir):
 
     shutil.rmtree(out / "params")
     with pytest.raises(FileNotFoundError, match="missing parameter folder"):
+        samp_jax.load(out)
+
+
+def _with_config(tmp_path, tiny_dir, name, **change):
+    folder = tmp_path / name
+    shutil.copytree(tiny_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        # converted, then every padded batch gathered past the embedding table: NaN outputs
+        (dict(pad_token_id=30522), r"pad_token_id=30522 is outside \[0, vocab_size=30522\)"),
+        (dict(num_attention_heads=0), "num_attention_heads=0 must be positive"),
+        (dict(hidden_size=None), "hidden_size=None must be an integer"),
+        # a string was indexed: "unsupported architecture 'B'"
+        (dict(architectures="BertForSequenceClassification"),
+         r"architectures='BertForSequenceClassification' must be a list of class names"),
+        (dict(architectures=[None]), r"architectures=\[None\] must be a list of class names"),
+        # int() of a key: "invalid literal for int() with base 10: 'neg'", naming no key
+        (dict(id2label={"neg": "0", "pos": "1", "neutral": "2"}), "id2label key 'neg' is not a label id"),
+        (dict(id2label={"0": "neg", "1": "pos", "3": "neutral"}), r"id2label ids \[0, 1, 3\] must be 0 to 2"),
+        (dict(id2label=["neg", "pos", "neutral"]), r"id2label=\['neg', 'pos', 'neutral'\] must map label ids"),
+        (dict(id2label=None, num_labels=0), "num_labels=0 must be a positive integer"),
+        (dict(id2label=None, num_labels="3"), "num_labels='3' must be a positive integer"),
+        (dict(problem_type="multilabel"), "unknown problem_type='multilabel'"),
+        # the classifier's width disagrees with the labels: the converter names both sides
+        (dict(id2label={"0": "neg", "1": "pos"}),
+         r"(?s)classifier/kernel expects shape \(32, 2\), got \(32, 3\).*id2label/num_labels name 2 labels"),
+    ],
+)
+def test_bad_hf_configs_are_named_at_conversion(tmp_path, tiny_dir, change, message):
+    with pytest.raises(ValueError, match=message):
+        convert_hf_checkpoint(_with_config(tmp_path, tiny_dir, "bad", **change))
+
+
+def test_stored_config_is_checked_on_load(tmp_path, tiny_dir):
+    out = tmp_path / "ckpt"
+    convert_hf_checkpoint(tiny_dir, out)
+    meta = json.loads((out / "samp_jax.json").read_text())
+    (out / "samp_jax.json").write_text(json.dumps({**meta, "encoder": {**meta["encoder"], "pad_token_id": 30522}}))
+    with pytest.raises(ValueError, match=r"pad_token_id=30522 is outside \[0, vocab_size=30522\)"):
         samp_jax.load(out)
