@@ -16,13 +16,16 @@ Plan-wide settings:
 String form: comma-separated terms, e.g. "ffn_int8:0-7,fp16:8-11",
 "full_int8:0-5,probs:int8", "full_fp8,dtype:bf16". `MODE` alone applies to
 every layer; `MODE:0-3+6` to layers 0..3 and 6; layers no term names are fp16.
-"fp32", "bf16" and "fp16" alone are float plans of that dtype.
+"fp32", "bf16" and "fp16" alone are float plans of that dtype. Spaces around
+terms and separators are ignored; an empty plan, a layer range written
+high-low and a setting given twice are errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,9 @@ from pallas_kernels.quantized_attention.base import PROBS_MODES
 LAYER_MODES = ("fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8")
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 EMBEDDING_MODES = ("float", "int8", "fp8")
+SETTINGS = ("dtype", "embedding", "probs")
+SPELLINGS = (f"layer modes {', '.join(LAYER_MODES)} (alone, or MODE:FIRST-LAST+LAYER); float plans "
+             f"{', '.join(DTYPES)} (alone); settings {', '.join(s + ':...' for s in SETTINGS)}")
 
 
 def mode_qtype(mode: str) -> str | None:
@@ -51,7 +57,12 @@ class Plan:
     probs: str = "uint8"
 
     def __post_init__(self) -> None:
+        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, (list, tuple)):
+            raise ValueError(f"layers={self.layers!r} must be a list of layer modes, one per layer")
         object.__setattr__(self, "layers", tuple(self.layers))
+        for name in SETTINGS:
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a string")
         if not self.layers:
             raise ValueError("a plan needs at least one layer")
         for i, mode in enumerate(self.layers):
@@ -85,13 +96,17 @@ class Plan:
         elif isinstance(plan, Mapping):
             result = cls.from_dict(plan)
         elif isinstance(plan, Path) or (isinstance(plan, str) and plan.strip().endswith(".json")):
-            path = Path(plan)
+            path = Path(plan.strip() if isinstance(plan, str) else plan)
             if not path.is_file():
                 raise FileNotFoundError(f"plan file {path} not found")
             try:
-                result = cls.from_dict(json.loads(path.read_text()))
-            except json.JSONDecodeError as e:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"corrupt plan JSON {path}: {e}") from None
+            try:
+                result = cls.from_dict(data)
+            except ValueError as e:
+                raise ValueError(f"plan file {path}: {e}") from None
         elif isinstance(plan, str):
             result = cls._from_string(plan, num_layers)
         else:
@@ -102,28 +117,41 @@ class Plan:
 
     @classmethod
     def _from_string(cls, text: str, num_layers: int) -> Plan:
-        text = text.strip()
-        if text in DTYPES:
-            return cls.uniform("fp16", num_layers, dtype=text)
+        terms = [t.strip() for t in text.split(",")]
+        if not any(terms):
+            raise ValueError(f"empty plan {text!r}: name one, e.g. 'fp32', 'bf16' or 'ffn_int8:0-7,fp16:8-11'")
+        if len(terms) == 1 and terms[0] in DTYPES:
+            return cls.uniform("fp16", num_layers, dtype=terms[0])
         modes: list[str | None] = [None] * num_layers
         settings: dict[str, str] = {}
-        for term in filter(None, (t.strip() for t in text.split(","))):
-            name, _, spec = term.partition(":")
-            if name in ("dtype", "embedding", "probs"):
+        for term in filter(None, terms):
+            name, colon, spec = (part.strip() for part in term.partition(":"))
+            if name in SETTINGS:
                 if not spec:
                     raise ValueError(f"plan term {term!r} needs a value, e.g. '{name}:...'")
+                if name in settings:
+                    raise ValueError(f"{name} is set twice in plan {text!r} ({settings[name]} and {spec})")
                 settings[name] = spec
                 continue
             if name not in LAYER_MODES:
-                raise ValueError(f"unknown precision mode {name!r} in plan term {term!r}; known: {LAYER_MODES}")
+                alone = (f"; {name!r} names a whole float plan only alone: with other terms write 'dtype:{name}'"
+                         if name in DTYPES else "")
+                raise ValueError(f"unknown precision mode {name!r} in plan term {term!r}{alone}; known: {SPELLINGS}")
+            if colon and not spec:
+                raise ValueError(f"plan term {term!r} needs layers after ':', e.g. '{name}:0-3', or none for all")
             for layer in _parse_layers(spec, num_layers, term):
                 if modes[layer] is not None:
-                    raise ValueError(f"layer {layer} is given two modes ({modes[layer]} and {name}) in {text!r}")
+                    again = "twice" if modes[layer] == name else f"two modes ({modes[layer]} and {name})"
+                    raise ValueError(f"layer {layer} is given {again} in {text!r}")
                 modes[layer] = name
         return cls(layers=tuple(m or "fp16" for m in modes), **settings)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
+        if not isinstance(d, Mapping):
+            raise ValueError(
+                f"plan JSON must be an object like {{\"layers\": [\"fp16\", ...]}}, got {type(d).__name__}: {d!r}"
+            )
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown or "layers" not in d:
             raise ValueError(f"plan JSON needs 'layers' and allows dtype/embedding/probs; got keys {sorted(d)}")
@@ -134,7 +162,7 @@ class Plan:
         return {"layers": list(self.layers), "dtype": self.dtype, "embedding": self.embedding, "probs": self.probs}
 
     def to_string(self) -> str:
-        if set(self.layers) == {"fp16"} and self.embedding == "float":
+        if set(self.layers) == {"fp16"} and self.embedding == "float" and self.probs == "uint8":
             return self.dtype
         runs: dict[str, list[str]] = {}
         start = 0
@@ -183,12 +211,16 @@ def _parse_layers(spec: str, num_layers: int, term: str) -> list[int]:
         return list(range(num_layers))
     layers: list[int] = []
     for part in spec.split("+"):
-        lo, _, hi = part.partition("-")
-        try:
-            first, last = int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(f"bad layer range {part!r} in plan term {term!r}") from None
-        if not 0 <= first <= last < num_layers:
+        lo, dash, hi = (p.strip() for p in part.partition("-"))
+        if not (re.fullmatch(r"[0-9]+", lo) and (not dash or re.fullmatch(r"[0-9]+", hi))):
+            negative = "; layers count from 0" if part.strip().startswith("-") else ""
+            raise ValueError(
+                f"bad layer range {part!r} in plan term {term!r}: write LAYER or FIRST-LAST (digits){negative}"
+            )
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if first > last:
+            raise ValueError(f"layer range {part!r} in {term!r} is reversed: write '{last}-{first}'")
+        if last >= num_layers:
             raise ValueError(f"layer range {part!r} in {term!r} is outside the model's layers 0-{num_layers - 1}")
         layers += range(first, last + 1)
     return layers

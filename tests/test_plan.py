@@ -50,11 +50,76 @@ def test_json_forms(tmp_path):
         ("fp16,dtype:fp64", 2, "unknown dtype 'fp64'"),
         ("full_int8,probs:int4", 2, "unknown probs treatment 'int4'"),
         ("ffn_int8,dtype", 2, "needs a value"),
+        # whitespace-only and separator-only plans parsed as all-fp16 while "" meant fp32
+        ("", 2, "empty plan ''"),
+        ("   ", 2, "empty plan '   '"),
+        (",", 2, "empty plan ','"),
+        (" , ,", 2, "empty plan ' , ,'"),
+        # a reversed range was reported as outside the model's layers
+        ("full_int8:5-2", 6, "layer range '5-2' in 'full_int8:5-2' is reversed: write '2-5'"),
+        ("ffn_int8:-1", 6, "bad layer range '-1' .*layers count from 0"),
+        ("ffn_int8:0-", 6, r"bad layer range '0-' in plan term 'ffn_int8:0-'"),  # was layer 0 alone
+        ("ffn_int8:1_0", 6, "bad layer range '1_0'"),  # int() reads "1_0" as 10
+        ("ffn_int8:\u0663", 6, "bad layer range '\u0663'"),  # int() reads Arabic-Indic digits
+        ("ffn_int8:", 2, "plan term 'ffn_int8:' needs layers after ':'"),
+        ("ffn_int8:0+0", 2, "layer 0 is given twice"),
+        ("ffn _int8", 2, "unknown precision mode 'ffn _int8'"),
+        # a setting given twice: the last one won silently
+        ("dtype:bf16,dtype:fp32", 2, r"dtype is set twice in plan 'dtype:bf16,dtype:fp32' \(bf16 and fp32\)"),
+        ("ffn_int8,probs:int8,probs:float", 2, "probs is set twice"),
+        ("fp16,embedding:", 2, "plan term 'embedding:' needs a value"),
+        ("embedding:int4", 2, "unknown embedding precision 'int4'"),
+        # the float plan names were missing from the list of what is accepted
+        ("FP16", 2, "unknown precision mode 'FP16'.*float plans fp32, bf16, fp16"),
+        ("int4", 2, "layer modes fp16, ffn_int8, full_int8, ffn_fp8, full_fp8.*settings dtype:"),
+        ("bf16,ffn_int8:0", 2, "'bf16' names a whole float plan only alone: with other terms write 'dtype:bf16'"),
     ],
 )
 def test_parse_errors_name_the_value(text, layers, message):
     with pytest.raises(ValueError, match=message):
         Plan.parse(text, layers)
+
+
+def test_spaces_around_separators_are_ignored():
+    want = Plan.parse("ffn_int8:0-2,dtype:bf16", 4)
+    for text in (" ffn_int8 : 0 - 2 , dtype : bf16 ", "ffn_int8:0-2,,dtype:bf16,", "ffn_int8: 0-2,dtype: bf16"):
+        assert Plan.parse(text, 4) == want
+
+
+def test_to_string_keeps_every_setting():
+    """A float plan's short name drops nothing: probs was lost from "fp16,probs:int8"."""
+    for text in ("fp16,probs:int8", "fp16,dtype:bf16,probs:float", "fp16,embedding:fp8"):
+        p = Plan.parse(text, 3)
+        assert Plan.parse(p.to_string(), 3) == p
+    assert Plan.parse("bf16", 3).to_string() == "bf16"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (["fp16", "fp16"], r"plan JSON must be an object like .*got list: \['fp16', 'fp16'\]"),
+        ({"layers": "fp16fp16"}, "layers='fp16fp16' must be a list of layer modes"),  # was read letter by letter
+        ({"layers": None}, "layers=None must be a list of layer modes"),  # was a TypeError
+        ({"layers": ["fp16", 3]}, "unknown precision mode 3 for layer 1"),
+        ({"layers": ["fp16", "fp16"], "dtype": 16}, "dtype=16 must be a string"),
+        ({"layers": ["fp16", "fp16"], "embedding": None}, "embedding=None must be a string"),
+        ({"layers": ["fp16", "fp16"], "probs": ["int8"]}, r"probs=\['int8'\] must be a string"),
+    ],
+)
+def test_bad_plan_json_is_named(tmp_path, data, message):
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"plan file .*plan.json: {message}"):
+        Plan.parse(str(path), 2)
+    if isinstance(data, dict):
+        with pytest.raises(ValueError, match=message):
+            Plan.parse(data, 2)
+
+
+def test_undecodable_plan_file_is_named(tmp_path):
+    (tmp_path / "plan.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match="corrupt plan JSON .*plan.json"):  # was a UnicodeDecodeError
+        Plan.parse(str(tmp_path / "plan.json"), 2)
 
 
 def test_plan_must_fit_the_model(tmp_path):
