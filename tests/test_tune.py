@@ -117,3 +117,34 @@ def test_damaged_cache_is_reported_and_rebuilt(tuned, caplog):
         assert "ignoring damaged measurement cache" in caplog.text and tuner.cache == {"accuracy": {}, "latency": {}}
     finally:
         (ckpt / "tune_cache.json").write_text(saved)
+
+
+def test_best_threshold_takes_the_midpoint_of_the_best_cut():
+    from samp_jax.evaluation import best_threshold
+
+    # sorted: 0.1 (no), 0.35 (yes), 0.4 (no), 0.8 (yes): F1 0.8 when all but 0.1 are positive
+    assert best_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.225)
+    assert best_threshold(np.array([0.5, 0.5]), np.array([1, 1])) < 0.5  # every pair positive
+
+
+def test_dev_set_files_that_cannot_be_read_name_the_file(tmp_path):
+    bad = b"sentence\tlabel\nfine\t1\n\xff\xfe\t0\n"
+    for name, task in (("dev.tsv", "classification"), ("dev.jsonl", "classification"), ("dev.conll", "ner")):
+        (tmp_path / name).write_bytes(bad)
+        with pytest.raises(ValueError, match=rf"{name}:3 is not UTF-8 text \(byte b'\\xff' at offset 22\)"):
+            read_dev_set(tmp_path / name, task)
+    (tmp_path / "dev.jsonl").write_text('{"sentence": "a", "label": 1}\n\n{"sentence": "b", label: 0}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"dev.jsonl:3 is not a JSON line: Expecting property name"):
+        read_dev_set(tmp_path / "dev.jsonl", "classification")
+    (tmp_path / "dev.jsonl").write_text('{"sentence": "a", "label": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"dev.jsonl:2 holds a JSON list, expected an object"):
+        read_dev_set(tmp_path / "dev.jsonl", "classification")
+    for name in ("empty.tsv", "empty.jsonl"):
+        (tmp_path / name).write_text("")
+        with pytest.raises(ValueError, match=rf"dev set .*{name} is empty"):
+            read_dev_set(tmp_path / name, "classification")
+    (tmp_path / "ok.tsv").write_text("sentence\tlabel\na\t1\nb\t0\n")
+    assert read_dev_set(tmp_path / "ok.tsv", "classification", limit=1).inputs == ["a"]
+    for limit in (0, -1, True):
+        with pytest.raises(ValueError, match=rf"limit={limit!r}: --limit is the number of dev examples"):
+            read_dev_set(tmp_path / "ok.tsv", "classification", limit=limit)
