@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from samp_jax.allocator import Measured, pareto_front
+from samp_jax.allocator import pareto_front
 from samp_jax.tune import TuneReport
 
 
@@ -24,32 +24,54 @@ def _mark(text: str, chosen: bool) -> str:
     return f"**{text}**" if chosen else text
 
 
+def _iqr(r) -> str:
+    return f"{r.latency_q1_ms:.3f}-{r.latency_q3_ms:.3f}"
+
+
 def markdown(report: TuneReport) -> str:
     m = report.meta
-    base = next(r for r in report.results if r.layers == 0)
+    ref = report.reference
     rec = report.recommendation.plan if report.recommendation else None
     n = max(r.layers for r in report.results)
     lines = [
         f"# samp-jax tune: {Path(m['checkpoint']).name}, {m['task']} ({m['dev_examples']} dev examples)",
         "",
         f"{m['date']}, device {m['device']} (jax {m['jax']}), latency of batch {m['profile']['batch']} x "
-        f"seq {m['profile']['seq']}, float dtype {m['dtype']}, softmax probs {m['probs']}, scales "
-        f"{m['scales']}. Speedup is against this fp16 plan in the same run. **Bold**: the recommendation "
-        f"({report.reason}); *italic*: each family's pick by the accuracy-decay-aware rule ({m['rule']}).",
+        f"seq {m['profile']['seq']}: the median of {m['repeats']} runs, IQR the interquartile range of those runs. "
+        f"Quantized plans keep float dtype {m['dtype']} for their unquantized parts; softmax probs {m['probs']}, "
+        f"scales {m['scales']}. Speedup and accuracy lost are against {ref.plan}, the fastest float plan in the "
+        "same run (the reference). A plan counts as faster than another only when its IQR lies wholly below the "
+        "other's; a quantized plan not faster than the reference by that measure is never recommended. "
+        f"**Bold**: the recommendation ({report.reason}); *italic*: each family's pick by the accuracy-decay-aware "
+        f"rule ({m['rule']}).",
         "",
     ]
+    if ref.plan != m["dtype"]:
+        lines += [f"> The fastest float plan is {ref.plan}, not {m['dtype']}: the quantized plans here run their "
+                  f"unquantized parts in {m['dtype']}; `--dtype {ref.plan}` measures them in {ref.plan}.", ""]
+    if m.get("matching_threshold") is not None:
+        lines += [f"Bi-encoder matching: a pair matches when the cosine similarity of its embeddings is >= "
+                  f"{m['matching_threshold']:.6f}, the F1-maximising threshold of {ref.plan} on this dev set, "
+                  "held fixed for every plan.", ""]
     if report.infeasible:
         lines += [f"> {report.infeasible}", ""]
+    lines += ["## Float plans", "", f"| plan | {m['metric']} | latency ms | IQR ms | speedup |", "|---|---|---|---|---|"]
+    for r in report.floats:
+        name = f"{r.plan} (reference)" if r.plan == ref.plan else r.plan
+        cells = [f"{r.accuracy:.4f}", f"{r.latency_ms:.3f}", _iqr(r), f"{ref.latency_ms / r.latency_ms:.4f}"]
+        lines.append(f"| {name} | " + " | ".join(_mark(c, r.plan == rec) for c in cells) + " |")
     order = m["orders"][0]
-    lines += [f"## Plans ({order} order)", "", f"| mode | MHA | FFN | {m['metric']} | latency ms | speedup |",
-              "|---|---|---|---|---|---|"]
-    lines.append(f"| fp16 | 0/{n} | 0/{n} | {base.accuracy:.4f} | {base.latency_ms:.3f} | 1.0000 |")
+    lines += ["", f"## Plans ({order} order)", "", f"| mode | MHA | FFN | {m['metric']} | latency ms | IQR ms | speedup |",
+              "|---|---|---|---|---|---|---|"]
+    base = next(r for r in report.results if r.layers == 0)
+    lines.append(f"| {base.plan} | 0/{n} | 0/{n} | {base.accuracy:.4f} | {base.latency_ms:.3f} | {_iqr(base)} | "
+                 f"{ref.latency_ms / base.latency_ms:.4f} |")
     picks = set(report.family_picks.values())
     for fam in dict.fromkeys(r.family for r in report.results):
         for r in sorted((r for r in report.results if r.family == fam and r.order == order and r.layers),
                         key=lambda r: r.layers):
             mha = f"{r.layers}/{n}" if fam.startswith("full") else f"0/{n}"
-            cells = [f"{r.accuracy:.4f}", f"{r.latency_ms:.3f}", f"{base.latency_ms / r.latency_ms:.4f}"]
+            cells = [f"{r.accuracy:.4f}", f"{r.latency_ms:.3f}", _iqr(r), f"{ref.latency_ms / r.latency_ms:.4f}"]
             if r.plan in picks:
                 cells = [f"*{c}*" for c in cells]
             cells = [_mark(c, r.plan == rec) for c in cells]
@@ -68,7 +90,8 @@ def markdown(report: TuneReport) -> str:
         for fam, vals in report.sensitivity.items():
             lines.append(f"| {fam} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     lines += ["", "## Top five by speedup / accuracy loss", ""]
-    lines += [f"{i + 1}. `{p}`" for i, p in enumerate(report.top5)] or ["(no plan is faster than fp16)"]
+    lines += [f"{i + 1}. `{p}`" for i, p in enumerate(report.top5)] or [
+        f"(no plan is faster than {ref.plan} beyond the latency spreads)"]
     lines += ["", f"Recommended plan: `{rec}`" if rec else "No plan recommended.", ""]
     return "\n".join(lines)
 
@@ -80,23 +103,36 @@ def plot(report: TuneReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = report.meta
+
+    def xerr(rs):  # the IQR around each median, as error bars
+        return [[r.latency_ms - r.latency_q1_ms for r in rs], [r.latency_q3_ms - r.latency_ms for r in rs]]
+
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
     colors = {"ffn_int8": "tab:blue", "full_int8": "tab:red", "ffn_fp8": "tab:green", "full_fp8": "tab:purple"}
     markers = {"sensitivity": "o", "first": "^", "last": "v"}
     for fam in dict.fromkeys(r.family for r in report.results):
         for order in m["orders"]:
             rs = [r for r in report.results if r.family == fam and r.order == order and r.layers]
+            color = colors.get(fam, "gray")
+            ax.errorbar([r.latency_ms for r in rs], [r.accuracy for r in rs], xerr=xerr(rs), fmt="none",
+                        ecolor=color, alpha=0.4, lw=0.8)
             ax.scatter([r.latency_ms for r in rs], [r.accuracy for r in rs], s=22, alpha=0.75,
-                       color=colors.get(fam, "gray"), marker=markers.get(order, "o"), label=f"{fam} ({order})")
-    base = next(r for r in report.results if r.layers == 0)
-    ax.scatter([base.latency_ms], [base.accuracy], s=80, color="black", marker="s", label="fp16", zorder=3)
-    front = pareto_front([Measured(r.plan, r.accuracy, r.latency_ms) for r in report.results])
+                       color=color, marker=markers.get(order, "o"), label=f"{fam} ({order})")
+    fl = report.floats
+    ax.errorbar([r.latency_ms for r in fl], [r.accuracy for r in fl], xerr=xerr(fl), fmt="none", ecolor="black", lw=0.8)
+    ax.scatter([r.latency_ms for r in fl], [r.accuracy for r in fl], s=80, color="black", marker="s",
+               label="float plans (" + ", ".join(r.plan for r in fl) + ")", zorder=3)
+    for i, r in enumerate(fl):  # staggered: float plans often share an accuracy and nearly a latency
+        ax.annotate(r.plan + (" (reference)" if r.plan == report.reference.plan else ""), (r.latency_ms, r.accuracy),
+                    textcoords="offset points", xytext=(6, 6 + 10 * i), fontsize=8)
+    front = pareto_front([r.measured() for r in report.results + fl])
     ax.plot([p.latency_ms for p in front], [p.accuracy for p in front], "k--", lw=1, label="Pareto front")
     if report.recommendation:
         r = report.recommendation
         ax.scatter([r.latency_ms], [r.accuracy], s=260, marker="*", color="gold", edgecolor="black", zorder=4,
                    label=f"recommended: {r.plan}")
-    ax.set_xlabel(f"latency (ms), batch {m['profile']['batch']} x seq {m['profile']['seq']}, {m['device']}")
+    ax.set_xlabel(f"latency (ms, median; bars: IQR), batch {m['profile']['batch']} x seq {m['profile']['seq']}, "
+                  f"{m['device']}")
     ax.set_ylabel(f"dev {m['metric']}")
     ax.set_title(f"samp-jax tune: {Path(m['checkpoint']).name}, {m['task']}")
     ax.grid(alpha=0.3)

@@ -9,9 +9,12 @@ from samp_jax.allocator import (
     NoFeasiblePlan,
     accuracy_decay_aware,
     accuracy_decay_aware_vs_fp16,
+    accuracy_decay_aware_vs_reference,
+    clearly_faster,
     fastest_above,
     most_accurate_under,
     pareto_front,
+    rule_name,
     top_by_ratio,
 )
 
@@ -127,3 +130,32 @@ def test_bad_tables():
         accuracy_decay_aware([0.1, 0.2], [1, 2, 3])
     with pytest.raises(ValueError, match="latency 1 is 0"):
         accuracy_decay_aware_vs_fp16([0.1, 0.2], [1, 0])
+
+
+def test_the_reference_rule_keeps_its_former_name_as_an_alias():
+    assert rule_name("vs_fp16") == rule_name("vs_reference") == DEFAULT_RULE == "vs_reference"
+    assert accuracy_decay_aware_vs_fp16 is accuracy_decay_aware_vs_reference
+    with pytest.raises(ValueError, match=r"unknown allocation rule 'best'; known: \['as_printed', 'vs_reference', 'vs_fp16'\]"):
+        rule_name("best")
+
+
+def test_latency_differences_inside_the_spreads_count_as_no_difference():
+    ref = Measured("bf16", 0.90, 65, 64, 69)
+    inside = Measured("q_in", 0.89, 60, 55, 66)  # median lower, IQR overlapping the reference's
+    outside = Measured("q_out", 0.89, 55, 52, 63)  # IQR wholly below
+    assert clearly_faster(outside, ref) and not clearly_faster(inside, ref) and not clearly_faster(ref, inside)
+    assert clearly_faster(Measured("a", 0.9, 60), Measured("b", 0.9, 65))  # without spreads: the medians
+    acc, lat = [0.90, 0.89], [65, 60]
+    assert accuracy_decay_aware_vs_reference(acc, lat) == 1
+    assert accuracy_decay_aware_vs_reference(acc, lat, [(64, 69), (55, 66)]) == 0
+    assert accuracy_decay_aware_vs_reference(acc, lat, [(64, 69), (55, 63)]) == 1
+    # as printed: a change inside the spreads is no latency change, skipped
+    assert accuracy_decay_aware([0.90, 0.91], lat) == 1
+    assert accuracy_decay_aware([0.90, 0.91], lat, [(64, 69), (55, 66)]) == 0
+    assert [p.plan for p in top_by_ratio([ref, inside, outside], ref)] == ["q_out"]
+    close = [Measured("fast", 0.80, 50, 45, 56), Measured("accurate", 0.85, 52, 49, 54),
+             Measured("slow", 0.90, 70, 69, 71)]
+    assert fastest_above(close, 0.5).plan == "accurate"  # 2 ms inside the spreads decide nothing
+    assert fastest_above([Measured(p.plan, p.accuracy, p.latency_ms) for p in close], 0.5).plan == "fast"
+    with pytest.raises(ValueError, match=r"spread 1 \(61, 66\) does not hold its median latency 60"):
+        accuracy_decay_aware_vs_reference(acc, lat, [(64, 69), (61, 66)])

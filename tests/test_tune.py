@@ -41,7 +41,15 @@ def test_report_has_every_plan_and_the_stored_recommendation(tuned):
     rec = report["recommendation"]["plan"]
     assert samp_jax.load(ckpt).plan.to_string() == rec  # stored as the default
     md = (ckpt / "tune" / "tune_report.md").read_text()
-    assert "| mode | MHA | FFN | accuracy | latency ms | speedup |" in md and f"`{rec}`" in md
+    assert "| mode | MHA | FFN | accuracy | latency ms | IQR ms | speedup |" in md and f"`{rec}`" in md
+    # the float plans are measured and shown; the fastest is the reference
+    floats = {r["plan"]: r for r in report["floats"]}
+    assert set(floats) == {"fp16", "bf16", "fp32"} and "## Float plans" in md
+    ref = report["reference"]
+    assert ref["latency_ms"] == min(r["latency_ms"] for r in floats.values()) and report["meta"]["reference"] == ref["plan"]
+    assert f"| {ref['plan']} (reference) |" in md
+    for r in report["results"] + report["floats"]:  # each latency carries its spread
+        assert 0 < r["latency_q1_ms"] <= r["latency_ms"] <= r["latency_q3_ms"]
     png = (ckpt / "tune" / "tune_plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -119,12 +127,197 @@ def test_damaged_cache_is_reported_and_rebuilt(tuned, caplog):
         (ckpt / "tune_cache.json").write_text(saved)
 
 
+# ---- the profile, the cache ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt, value, words", [
+    ("--batch", "0", "batch=0: --batch, the latency profile's batch size, must be an integer >= 1"),
+    ("--seq", "0", "seq=0: --seq, the latency profile's sequence length, must be an integer >= 1"),
+    ("--seq", "1000", "seq=1000: --seq, the latency profile's sequence length, must be an integer >= 1 and <= "
+                      "the model's max_seq_len=128"),
+    ("--repeats", "0", "repeats=0: --repeats, the timed runs per latency, must be an integer >= 1"),
+    ("--limit", "0", "limit=0: --limit is the number of dev examples to use, an integer >= 1"),
+])
+def test_bad_profile_is_an_error_before_any_measurement(tuned, capsys, opt, value, words):
+    _, ckpt, dev = tuned
+    cache = (ckpt / "tune_cache.json").read_bytes()
+    plan = samp_jax.load(ckpt).plan
+    capsys.readouterr()
+    assert main(["tune", str(ckpt), "--data", str(dev), "--task", "classification", *FAST, opt, value]) == 2
+    err = capsys.readouterr().err
+    assert f"samp-jax: error: {words}" in err and "Traceback" not in err
+    assert (ckpt / "tune_cache.json").read_bytes() == cache and samp_jax.load(ckpt).plan == plan
+
+
+def test_profile_is_checked_in_the_python_api(tuned):
+    from samp_jax.tune import Tuner, measure_latency
+
+    _, ckpt, dev = tuned
+    d = read_dev_set(dev, "classification")
+    for kw in ({"batch": 0}, {"batch": -3}, {"seq": 129}, {"repeats": 0}, {"batch": 2.5}):
+        name = next(iter(kw))
+        with pytest.raises(ValueError, match=rf"^{name}=.*: --{name}, "):
+            Tuner(ckpt, d, **{"batch": 2, "seq": 16, "repeats": 1, **kw})
+    with pytest.raises(ValueError, match=r"repeats=0: --repeats"):
+        measure_latency(samp_jax.load(ckpt), 2, 16, repeats=0)
+
+
+@pytest.mark.parametrize("content", [b"[]", b"null", b'{"accuracy": 3}', b"\xff\xfe garbage",
+                                     b'{"accuracy": {}, "latency": {"k": {"times_ms": []}}}',
+                                     b'{"accuracy": {"k": [1]}, "latency": {}}'])
+def test_damaged_cache_shapes_warn_once_and_start_afresh(tuned, caplog, content):
+    from samp_jax.tune import Tuner
+
+    _, ckpt, dev = tuned
+    path = ckpt / "tune_cache.json"
+    saved = path.read_bytes()
+    path.write_bytes(content)
+    try:
+        with caplog.at_level("WARNING"):
+            tuner = Tuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, dtype="fp32", progress=False)
+        warnings = [r for r in caplog.records if "ignoring damaged measurement cache" in r.getMessage()]
+        assert len(warnings) == 1 and tuner.cache == {"accuracy": {}, "latency": {}}
+    finally:
+        path.write_bytes(saved)
+
+
+def test_cache_write_replaces_a_link_never_its_target(tuned, tmp_path):
+    from samp_jax.plan import Plan
+    from samp_jax.tune import Tuner
+
+    _, ckpt, dev = tuned
+    path = ckpt / "tune_cache.json"
+    saved = path.read_bytes()
+    target = tmp_path / "precious.txt"
+    target.write_text("not a cache: must survive\n")
+    path.unlink()
+    path.symlink_to(target)
+    try:
+        tuner = Tuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, repeats=1, progress=False)
+        tuner.latency(Plan.parse("fp32", 2))  # measures and stores
+        assert target.read_text() == "not a cache: must survive\n"
+        assert not path.is_symlink() and json.loads(path.read_text())["latency"]
+    finally:
+        path.unlink()
+        path.write_bytes(saved)
+
+
+# ---- the task, the bi-encoder ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bi_encoder(tmp_path_factory, minilm_dir, real_sentences):
+    root = tmp_path_factory.mktemp("bi")
+    make_hf_model(root / "hf", "BertModel", tokenizer_from=minilm_dir, seed=5)
+    ckpt = root / "ckpt"
+    assert main(["convert", str(root / "hf"), str(ckpt)]) == 0
+    (root / "calib.txt").write_text("\n".join(real_sentences) + "\n")
+    assert main(["calibrate", str(ckpt), "--data", str(root / "calib.txt"), "--quiet"]) == 0
+    pairs = list(zip(real_sentences[:6], real_sentences[6:]))
+    dev = root / "pairs.tsv"
+    dev.write_text("sentence1\tsentence2\tlabel\n" + "".join(f"{a}\t{b}\t{i % 2}\n" for i, (a, b) in enumerate(pairs)))
+    return ckpt, dev, pairs
+
+
+def test_a_bare_encoder_is_refused_before_measuring_a_classification(bi_encoder):
+    from samp_jax.tune import Tuner
+
+    ckpt, dev, _ = bi_encoder
+    cache = ckpt / "tune_cache.json"
+    before = cache.read_bytes() if cache.exists() else None
+    (dev.parent / "single.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    with pytest.raises(ValueError, match=r"a bare encoder \(no task head\): fine-tune a \*ForSequenceClassification "
+                                         r"checkpoint and convert it with `samp-jax convert`.*--task matching"):
+        Tuner(ckpt, read_dev_set(dev.parent / "single.tsv", "classification"), progress=False)
+    assert (cache.read_bytes() if cache.exists() else None) == before  # nothing measured
+
+
+def test_bi_encoder_matching_by_a_threshold_chosen_on_the_reference(bi_encoder):
+    from samp_jax.evaluation import best_threshold
+
+    ckpt, dev, pairs = bi_encoder
+    assert main(["tune", str(ckpt), "--data", str(dev), "--task", "matching", *FAST[2:], "--families", "ffn_int8",
+                 "--orders", "first"]) == 0
+    report = json.loads((ckpt / "tune" / "tune_report.json").read_text())
+    t = report["meta"]["matching_threshold"]
+    assert f"cosine similarity of its embeddings is >= {t:.6f}" in (ckpt / "tune" / "tune_report.md").read_text()
+    gold = np.array([i % 2 for i in range(len(pairs))])
+
+    def sims(plan):
+        return samp_jax.load(ckpt, plan=plan).similarity(pairs, batch_size=128, truncation=True)
+
+    ref = report["reference"]
+    ref_sims = sims(ref["plan"])
+    assert t == best_threshold(ref_sims, gold)
+    # the chosen threshold maximises the reference's F1 over every cut of its similarities
+    best_f1 = max(f1_binary((ref_sims >= c).astype(int), gold) for c in [*ref_sims, np.inf])
+    assert ref["metrics"]["f1"] == pytest.approx(best_f1) and ref["accuracy"] == ref["metrics"]["f1"]
+    row = next(r for r in report["results"] if r["layers"] == 2)
+    pred = (sims(row["plan"]) >= t).astype(int)  # held fixed for every plan
+    assert row["metrics"] == {"f1": f1_binary(pred, gold), "accuracy": float(np.mean(pred == gold)), "threshold": t}
+
+
 def test_best_threshold_takes_the_midpoint_of_the_best_cut():
     from samp_jax.evaluation import best_threshold
 
     # sorted: 0.1 (no), 0.35 (yes), 0.4 (no), 0.8 (yes): F1 0.8 when all but 0.1 are positive
     assert best_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.225)
     assert best_threshold(np.array([0.5, 0.5]), np.array([1, 1])) < 0.5  # every pair positive
+
+
+# ---- the reference and the spread ---------------------------------------------------------------
+
+
+def _table_tuner(ckpt, dev, table, **kw):
+    from samp_jax.tune import Timing, Tuner
+
+    class TableTuner(Tuner):
+        """Accuracy and latency from a table: (dtype or family, quantized layers) -> (accuracy, median, q1, q3)."""
+
+        def _row(self, plan):
+            fam = next((m for m in plan.layers if m != "fp16"), None)
+            return table[(plan.dtype, 0) if fam is None else (fam, plan.num_quantized())]
+
+        def metrics(self, plan):
+            return {"accuracy": self._row(plan)[0]}
+
+        def timing(self, plan):
+            return Timing(*self._row(plan)[1:])
+
+    return TableTuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, progress=False, **kw)
+
+
+# The CPU's measured order: bf16 fastest, fp16 slowest; the fp16-based quantized plans sit between.
+CPU_TABLE = {("fp16", 0): (0.90, 200, 195, 206), ("bf16", 0): (0.90, 65, 64, 69), ("fp32", 0): (0.90, 150, 148, 152),
+             ("ffn_int8", 1): (0.90, 190, 185, 195), ("ffn_int8", 2): (0.89, 180, 175, 185),
+             ("full_int8", 1): (0.95, 80, 78, 82), ("full_int8", 2): (0.88, 73, 72, 75)}
+
+
+def test_the_fastest_float_plan_is_the_reference_and_slower_plans_are_never_recommended(tuned):
+    _, ckpt, dev = tuned
+    tuner = _table_tuner(ckpt, dev, CPU_TABLE)
+    fam = ["ffn_int8", "full_int8"]
+    report = tuner.run(fam)
+    assert report.reference.plan == "bf16" and [r.plan for r in report.floats] == ["fp16", "bf16", "fp32"]
+    assert report.recommendation.plan == "bf16" and report.top5 == []
+    assert "no family pick of the accuracy-decay-aware rule (vs_reference) is faster than it" in report.reason
+    assert set(report.family_picks.values()) == {"bf16"}
+    # targets choose among the float plans and the quantized plans faster than the reference
+    assert tuner.run(fam, max_latency_ms=100).recommendation.plan == "bf16"  # not full_int8:0 (0.95, 80 ms)
+    assert tuner.run(fam, min_accuracy=0.0).recommendation.plan == "bf16"  # not full_int8 (73 ms)
+    # the rule's former name is an alias
+    assert tuner.run(fam, rule="vs_fp16").meta["rule"] == "vs_reference"
+
+
+def test_latency_differences_inside_the_spread_decide_nothing(tuned):
+    _, ckpt, dev = tuned
+    inside = {**CPU_TABLE, ("full_int8", 2): (0.89, 60, 55, 66)}  # median below bf16's, IQR overlapping it
+    report = _table_tuner(ckpt, dev, inside).run(["full_int8"])
+    assert report.recommendation.plan == "bf16" and report.family_picks == {"full_int8": "bf16"}
+    assert _table_tuner(ckpt, dev, inside).run(["full_int8"], min_accuracy=0.85).recommendation.plan == "bf16"
+    outside = {**CPU_TABLE, ("full_int8", 2): (0.89, 55, 52, 63)}  # IQR wholly below bf16's 64-69
+    report = _table_tuner(ckpt, dev, outside).run(["full_int8"])
+    assert report.recommendation.plan == "full_int8" and report.top5 == ["full_int8"]
 
 
 def test_dev_set_files_that_cannot_be_read_name_the_file(tmp_path):
