@@ -389,7 +389,7 @@ class Tuner:
             self.choose_threshold(self.float_plan(ref_dtype))
         floats = [self.result(p, "float", "", 0) for p in tqdm(float_plans, desc="float plans: accuracy",
                                                                  disable=not self.progress)]
-        ref = next(r for r in floats if r.plan == ref_dtype)
+        ref = floats[FLOAT_DTYPES.index(ref_dtype)]
         sens = {}
         if "sensitivity" in orders:
             for f in tqdm(families, desc="layer sensitivity", disable=not self.progress):
@@ -434,7 +434,7 @@ class Tuner:
             "metric": TASK_LABEL[self.dev.task], "dev_examples": len(self.dev), "device": self.device,
             "jax": jax.__version__, "profile": {"batch": self.batch, "seq": self.seq}, "dtype": self.dtype,
             "probs": self.probs, "layerwise": self.layerwise, "scales": self.ckpt.scales.method, "rule": rule,
-            "orders": list(orders), "reference": ref.plan, "repeats": self.repeats,
+            "orders": list(orders), "reference": ref.plan, "reference_dtype": ref_dtype, "repeats": self.repeats,
             "latency_spread": "interquartile range of the timed runs",
             "matching_threshold": self.threshold,
             "targets": {"max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}, "cache_hits": self.hits,

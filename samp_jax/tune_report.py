@@ -46,9 +46,10 @@ def markdown(report: TuneReport) -> str:
         f"rule ({m['rule']}).",
         "",
     ]
-    if ref.plan != m["dtype"]:
-        lines += [f"> The fastest float plan is {ref.plan}, not {m['dtype']}: the quantized plans here run their "
-                  f"unquantized parts in {m['dtype']}; `--dtype {ref.plan}` measures them in {ref.plan}.", ""]
+    if m["reference_dtype"] != m["dtype"]:
+        d = m["reference_dtype"]
+        lines += [f"> The fastest float plan is {d}, not {m['dtype']}: the quantized plans here run their "
+                  f"unquantized parts in {m['dtype']}; `--dtype {d}` measures them in {d}.", ""]
     if m.get("matching_threshold") is not None:
         lines += [f"Bi-encoder matching: a pair matches when the cosine similarity of its embeddings is >= "
                   f"{m['matching_threshold']:.6f}, the F1-maximising threshold of {ref.plan} on this dev set, "

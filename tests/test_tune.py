@@ -10,6 +10,7 @@ import pytest
 import samp_jax
 from samp_jax.cli import main
 from samp_jax.evaluation import entity_f1, f1_binary, label_indices, read_dev_set
+from samp_jax.plan import Plan
 from tests.conftest import make_hf_model
 
 FAST = ["--families", "ffn_int8,full_int8", "--batch", "2", "--seq", "16", "--repeats", "3", "--dtype", "fp32",
@@ -182,7 +183,6 @@ def test_damaged_cache_shapes_warn_once_and_start_afresh(tuned, caplog, content)
 
 
 def test_cache_write_replaces_a_link_never_its_target(tuned, tmp_path):
-    from samp_jax.plan import Plan
     from samp_jax.tune import Tuner
 
     _, ckpt, dev = tuned
@@ -307,6 +307,10 @@ def test_the_fastest_float_plan_is_the_reference_and_slower_plans_are_never_reco
     assert tuner.run(fam, min_accuracy=0.0).recommendation.plan == "bf16"  # not full_int8 (73 ms)
     # the rule's former name is an alias
     assert tuner.run(fam, rule="vs_fp16").meta["rule"] == "vs_reference"
+    # float plans carry the probs asked for (they run no softmax codes); the reference is found by dtype
+    report = _table_tuner(ckpt, dev, CPU_TABLE, probs="int8").run(fam)
+    assert report.meta["reference_dtype"] == "bf16" and report.recommendation is report.reference
+    assert Plan.parse(report.reference.plan, 2).dtype == "bf16"
 
 
 def test_latency_differences_inside_the_spread_decide_nothing(tuned):
