@@ -84,7 +84,8 @@ def task_from_hf_config(hf: Mapping[str, Any]) -> TaskSpec:
     if arch.endswith("ForTokenClassification"):
         return TaskSpec("token_classification", _labels(hf))
     raise ValueError(
-        f"unsupported architecture {arch!r}; supported: *Model, *ForMaskedLM, *ForPreTraining "
+        f"unsupported architecture {arch!r} (architectures={hf.get('architectures')!r}); supported: *Model, "
+        "*ForMaskedLM, *ForPreTraining "
         "(served as bare encoders), *ForSequenceClassification, *ForTokenClassification"
     )
 
