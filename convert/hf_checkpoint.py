@@ -80,6 +80,9 @@ def task_from_hf_config(hf: Mapping[str, Any]) -> TaskSpec:
         labels = _labels(hf)
         if problem_type == "multi_label_classification":
             return TaskSpec("multi_label_classification", labels, (0.5,) * len(labels))
+        if problem_type == "regression" and len(labels) > 1:  # predict would read the outputs as class scores
+            raise ValueError(f"problem_type='regression' with {len(labels)} outputs is not supported; "
+                             "samp-jax serves single-output regression heads and classifiers")
         return TaskSpec("sequence_classification", labels)
     if arch.endswith("ForTokenClassification"):
         return TaskSpec("token_classification", _labels(hf))

@@ -63,7 +63,8 @@ class SampModel:
     def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None, *, kernels: str = "auto"):
         self.config = checkpoint.config
         self.task = checkpoint.task
-        self.plan = Plan.parse(plan if plan is not None else checkpoint.plan or DEFAULT_PLAN, self.config.num_layers)
+        stored = checkpoint.plan if checkpoint.plan is not None else DEFAULT_PLAN
+        self.plan = Plan.parse(plan if plan is not None else stored, self.config.num_layers)
         self.scales = checkpoint.scales
         self.source = checkpoint.source
         if kernels not in ("auto", "xla"):

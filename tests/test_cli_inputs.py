@@ -129,3 +129,21 @@ def test_predict_file_of_pairs(ckpt, tmp_path, capsys):
     want = model.predict([("a", "b"), ("c", "d")])
     assert [r["prediction"] for r in rows] == json.loads(json.dumps(want))
     assert np.isfinite([r["prediction"]["score"] for r in rows]).all()
+
+
+@pytest.mark.parametrize("plan, message", [("", "empty plan"), ("   ", "empty plan"), ("full_int8:1-0", "reversed")])
+def test_convert_checks_the_plan_before_writing(ckpt, tmp_path, capsys, plan, message):
+    hf = tmp_path / "hf"
+    make_hf_model(hf, "BertForSequenceClassification", seed=6)
+    out = tmp_path / "out"
+    assert main(["convert", str(hf), str(out), "--plan", plan]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match=message):
+        samp_jax.load(ckpt, plan=plan)
+
+
+def test_multi_output_regression_is_refused(tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model(hf, "BertForSequenceClassification", labels=("a", "b"), problem_type="regression", seed=7)
+    with pytest.raises(ValueError, match="problem_type='regression' with 2 outputs is not supported"):
+        convert_hf_checkpoint(hf)
