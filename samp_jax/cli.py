@@ -25,14 +25,14 @@ DEMO_PAIRS = [
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from convert import convert_hf_checkpoint
-    from samp_jax.checkpoint import set_default_plan
+    from samp_jax.checkpoint import save_checkpoint
+    from samp_jax.plan import Plan
 
     t0 = time.perf_counter()
-    ckpt = convert_hf_checkpoint(args.hf_dir, args.out_dir, overwrite=args.force)
-    if args.plan:
-        from samp_jax.plan import Plan
-
-        set_default_plan(args.out_dir, Plan.parse(args.plan, ckpt.config.num_layers).to_string())
+    ckpt = convert_hf_checkpoint(args.hf_dir)
+    if args.plan is not None:  # checked before anything is written; stored in the same atomic write
+        ckpt.plan = Plan.parse(args.plan, ckpt.config.num_layers).to_string()
+    save_checkpoint(ckpt, args.out_dir, overwrite=args.force)
     c = ckpt.config
     print(f"converted {args.hf_dir} -> {args.out_dir} in {time.perf_counter() - t0:.1f}s: "
           f"{c.model_type}, {c.num_layers} layers, hidden {c.hidden_size}, task {ckpt.task.kind}")
@@ -83,12 +83,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if report.infeasible:
         print(f"samp-jax: {report.infeasible}", file=sys.stderr)
         return 3
-    rec = report.recommendation
-    base = next(r for r in report.results if r.layers == 0)
+    rec, ref = report.recommendation, report.reference
     store_recommendation(args.checkpoint, report)
     print(f"recommended plan: {rec.plan} ({report.reason}): {report.meta['metric']} {rec.accuracy:.4f} "
-          f"(fp16 {base.accuracy:.4f}), {rec.latency_ms:.3f} ms ({base.latency_ms / rec.latency_ms:.3f}x fp16); "
-          f"stored as the checkpoint's default plan")
+          f"({ref.plan} {ref.accuracy:.4f}), {rec.latency_ms:.3f} ms ({ref.latency_ms / rec.latency_ms:.3f}x "
+          f"{ref.plan}, the fastest float plan); stored as the checkpoint's default plan")
     return 0
 
 
@@ -235,12 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--min-accuracy", type=float, help="recommend the fastest plan at or above this metric")
     t.add_argument("--families", default="ffn_int8,full_int8,ffn_fp8,full_fp8")
     t.add_argument("--orders", default="sensitivity,first,last", help="layer orders; the first drives the rule")
-    t.add_argument("--rule", default="vs_fp16", choices=["vs_fp16", "as_printed"])
+    t.add_argument("--rule", default="vs_reference", choices=["vs_reference", "as_printed", "vs_fp16"],
+                   help="allocation rule without a target (vs_fp16: vs_reference's former name)")
     t.add_argument("--batch", type=int, default=32, help="latency profile: batch size")
     t.add_argument("--seq", type=int, default=128, help="latency profile: sequence length")
     t.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
     t.add_argument("--probs", default="uint8", choices=["uint8", "int8", "float"])
-    t.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median)")
+    t.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median and interquartile range)")
     t.add_argument("--layerwise", action="store_true",
                    help="measure accuracy compiling per layer mode, not per plan (many plans on a GPU)")
     t.add_argument("--out", help="report folder (default: CHECKPOINT/tune)")
