@@ -9,8 +9,8 @@ Reads the `_amax` entries of a state dict in either layout users have:
                                attention BMMs `...self.{q,k,v,p}_bmm_quantizer._amax`
 Quantizers samp-jax has no use for (ModelOpt's LayerNorm-input quantizers,
 embeddings, pooler, classifier) are returned as ignored; anything else with
-an amax, a missing partner (key without query) or a wrong shape is an error
-naming the key.
+an amax, a missing partner (key without query), a wrong shape or an amax that
+is not finite and > 0 is an error naming the key.
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
             vec = np.full(out_features, vec[0], np.float32)  # per-tensor weight amax
         if vec.size != out_features:
             raise ValueError(f"{key}: amax has shape {value.shape}; expected {out_features} per-channel values or 1")
+        bad = np.flatnonzero(~(np.isfinite(vec) & (vec > 0)))
+        if bad.size:
+            raise ValueError(f"{key}: {bad.size} of {vec.size} weight amax values are not finite and > 0, "
+                             f"e.g. channel {bad[0]} = {vec[bad[0]]}")
         if slot is None:
             weights[f"layer_{layer}/{gemm}"] = vec
         else:
@@ -137,7 +141,10 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
 def _scalar(key: str, value: np.ndarray) -> float:
     if value.size != 1:
         raise ValueError(f"{key}: activation amax has shape {value.shape}; a per-tensor scalar is expected")
-    return float(value.reshape(()))
+    amax = float(value.reshape(()))
+    if not (np.isfinite(amax) and amax > 0):
+        raise ValueError(f"{key}: activation amax is {amax}; it must be finite and > 0")
+    return amax
 
 
 def _put(acts: dict[str, float], name: str, amax: float) -> None:

@@ -1,8 +1,8 @@
 """Hugging Face state dict -> samp-jax parameter tree, by small pure naming rules.
 
 Every target parameter has one rule naming its Hugging Face source key(s) and
-how to combine them. Missing sources, unused checkpoint keys and shape
-mismatches fail with both names in the message.
+how to combine them. Missing sources, unused checkpoint keys, integer or bool
+sources and shape mismatches fail with both names in the message.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from samp_jax.config import EncoderConfig
@@ -156,6 +157,12 @@ def convert_state_dict(
         missing = [k for k in keys if k not in state]
         if missing:
             problems.append(f"params/{'/'.join(rule.target)} needs {[shown(k) for k in missing]}, absent")
+            continue
+        not_float = [k for k in keys if not jnp.issubdtype(np.asarray(state[k]).dtype, jnp.floating)]
+        if not_float:  # named by key only: convert_hf_checkpoint reads params/head/ in a message as a label-count mismatch
+            problems += [f"{shown(k)} has dtype {np.asarray(state[k]).dtype}; a weight must be floating point"
+                         for k in not_float]
+            used.update(keys)
             continue
         value = rule.combine(*[state[k] for k in keys])
         want = tuple(expected_shapes[rule.target])

@@ -3,6 +3,10 @@
 Stored in a checkpoint as `scales.safetensors`: `act/<point>` scalars (amax),
 `weight/<gemm>` per-output-channel amax vectors, and the calibration method in
 the file's metadata.
+
+Every amax is finite and > 0, checked when a `Scales` is made or read: an amax of 0
+quantizes the whole tensor to 0, and NaN or Inf make every output NaN, so such a
+range is an error naming its point, never a silent substitute.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 
 SCALES_FILE = "scales.safetensors"
 WEIGHT_GEMMS = ("attention/qkv", "attention/output", "ffn/intermediate", "ffn/output")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -26,18 +31,22 @@ class Scales:
     source: str = ""
 
     def __post_init__(self) -> None:
-        for name, amax in self.activations.items():
-            if not np.isfinite(amax) or amax < 0:
-                raise ValueError(f"activation amax for {name!r} is {amax}; it must be finite and >= 0")
-        self.activations = {k: float(v) for k, v in self.activations.items()}
-        self.weights = {k: np.asarray(v, np.float32).reshape(-1) for k, v in self.weights.items()}
+        self.activations = {k: _activation_amax(k, v, self.method) for k, v in self.activations.items()}
+        self.weights = {k: _weight_amax(k, v) for k, v in self.weights.items()}
 
-    def save(self, path: str | Path) -> None:
-        from safetensors.numpy import save_file
+    def to_bytes(self) -> bytes:
+        """The `scales.safetensors` file's contents."""
+        from safetensors.numpy import save
 
         tensors = {f"act/{k}": np.asarray(v, np.float32) for k, v in self.activations.items()}
         tensors.update({f"weight/{k}": v for k, v in self.weights.items()})
-        save_file(tensors, str(path), metadata={"method": self.method, "source": self.source})
+        return save(tensors, metadata={"method": self.method, "source": self.source})
+
+    def save(self, path: str | Path) -> None:
+        """Writes the file atomically; a link at `path` is replaced, never written through."""
+        from samp_jax.fileio import atomic_write_bytes
+
+        atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> Scales:
@@ -53,11 +62,48 @@ class Scales:
                 for key in f.keys():
                     kind, _, name = key.partition("/")
                     if kind == "act":
-                        acts[name] = float(f.get_tensor(key))
+                        acts[name] = f.get_tensor(key)
                     elif kind == "weight":
                         weights[name] = f.get_tensor(key)
                     else:
                         raise ValueError(f"unexpected entry {key!r}")
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"corrupt scales file {path}: {e}") from None
-        return cls(acts, weights, meta.get("method", "unknown"), meta.get("source", ""))
+        try:
+            return cls(acts, weights, meta.get("method", "unknown"), meta.get("source", ""))
+        except ValueError as e:
+            raise ValueError(f"scales file {path}: {e}") from None
+
+
+def _activation_amax(name: str, amax, method: str) -> float:
+    """A per-tensor amax as a float; ValueError naming the point unless it is one finite value > 0."""
+    a = np.asarray(amax)
+    if a.shape != ():
+        raise ValueError(f"activation amax for {name!r} has shape {a.shape}; a per-tensor scalar is expected")
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"activation amax for {name!r} is {amax!r} ({a.dtype}); a number is expected")
+    value = float(a)
+    if 0 < value <= _FLOAT32_MAX:  # stored as float32: finite there too; NaN fails both comparisons
+        return value
+    hint = ""
+    if value == 0 and method.startswith("percentile"):
+        hint = (f" ({method} calibration: the percentile is too low, it falls among the zeros of this tensor; "
+                "99.9, 99.99 and 99.999 are usual)")
+    elif value == 0:
+        hint = f" ({method}: every value seen at this point was 0; an amax of 0 quantizes the tensor to 0)"
+    raise ValueError(f"activation amax for {name!r} is {value}; it must be finite and > 0{hint}")
+
+
+def _weight_amax(name: str, amax) -> np.ndarray:
+    """Per-output-channel amax as float32 `[N]`; ValueError naming the GEMM and the first bad channel."""
+    a = np.asarray(amax)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"weight amax for {name!r} has dtype {a.dtype}; numbers are expected")
+    vec = a.astype(np.float32).reshape(-1)
+    if not vec.size:
+        raise ValueError(f"weight amax for {name!r} is empty; one value per output channel is expected")
+    bad = np.flatnonzero(~(np.isfinite(vec) & (vec > 0)))
+    if bad.size:
+        raise ValueError(f"weight amax for {name!r} has {bad.size} of {vec.size} channels that are not finite and > 0, "
+                         f"e.g. channel {bad[0]} = {vec[bad[0]]}")
+    return vec
