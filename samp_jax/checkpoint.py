@@ -5,14 +5,25 @@ Layout of a checkpoint folder:
   params/          orbax-checkpoint tree (float32 numpy leaves)
   tokenizer.json   Hugging Face `tokenizers` file (absent if the source had none)
   scales.safetensors  calibrated activation amax (after `samp-jax calibrate`)
+
+Every write leaves the old checkpoint or the new one whole, whenever the writer is killed:
+a whole checkpoint is built in a hidden folder beside it and swapped in by one rename
+(`samp_jax.fileio.replace_dir`); a single file is written beside its target and renamed
+over it (`atomic_write_*`), which replaces a symbolic link there instead of writing through
+it. Readers and writers first put back what a writer killed mid-swap left
+(`fileio.recover_dir`), and a writer clears temporary folders of dead writers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samp_jax import fileio
 from samp_jax.config import EncoderConfig, read_json
 from samp_jax.heads import EncoderWithHead, TaskSpec
 from samp_jax.quant.scales import SCALES_FILE, Scales
@@ -29,6 +41,9 @@ TOKENIZER_FILE = "tokenizer.json"
 PARAMS_DIR = "params"
 FORMAT = "samp-jax"
 FORMAT_VERSION = 1
+# orbax's name for a save in progress: a folder holding only such leftovers of a killed save (as saving
+# straight into the output folder left them) counts as empty.
+_ORBAX_TMP_TAG = ".orbax-checkpoint-tmp"
 
 
 @dataclasses.dataclass
@@ -66,26 +81,46 @@ def check_params(params: Mapping[str, Any], config: EncoderConfig, task: TaskSpe
         raise ValueError("parameters do not fit the model:\n  " + "\n  ".join(problems))
 
 
+def check_finite(params: Mapping[str, Any]) -> None:
+    """ValueError naming each parameter that holds NaN or Inf (they would make every output NaN)."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        x = np.asarray(leaf)
+        if not np.isfinite(x.sum()) and not np.isfinite(x).all():  # the sum is finite for finite values unless it overflows
+            n = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+            bad.append(f"params/{'/'.join(str(k.key) for k in path)} holds {n} NaN/Inf of {np.size(x)} values")
+    if bad:
+        raise ValueError("parameters are not finite:\n  " + "\n  ".join(bad))
+
+
 def save_checkpoint(ckpt: Checkpoint, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Writes `ckpt` to `out_dir` (refuses a non-empty folder unless `overwrite`)."""
+    """Writes `ckpt` as the folder `out_dir`, all at once.
+
+    `out_dir` must be new, empty, or (with `overwrite`) a samp-jax checkpoint; a folder holding
+    anything else is never replaced. An overwrite replaces the whole folder: the new one holds
+    only what `ckpt` holds, so the old checkpoint's scales (and tune cache and reports), which
+    were measured with the old weights, are gone; calibrate again. A run killed at any moment
+    leaves the old checkpoint or the new one, and the leftovers never block the next run.
+    """
     import orbax.checkpoint as ocp
 
     out = Path(out_dir).absolute()
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--force) to replace it")
-        if not (out / CHECKPOINT_FILE).is_file():
-            raise FileExistsError(f"{out} is not empty and not a samp-jax checkpoint; refusing to overwrite it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        raise ValueError(f"output folder {out} is a symbolic link (to {os.readlink(out)}); "
+                         "give the folder itself, a checkpoint is replaced as a whole")
+    fileio.recover_dir(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output folder {out} is a file, not a folder")
+    fileio.remove_stale_temp_dirs(out)
+    held = [p.name for p in out.iterdir() if _ORBAX_TMP_TAG not in p.name] if out.is_dir() else []
+    if held and not is_checkpoint(out):
+        raise FileExistsError(f"{out} is not empty and not a samp-jax checkpoint (it holds {sorted(held)[:5]}); "
+                              "refusing to replace it, with or without overwrite (--force): give a new or empty folder")
+    if held and not overwrite:
+        raise FileExistsError(f"{out} is not empty: it holds a samp-jax checkpoint; "
+                              "pass overwrite=True (--force) to replace it")
+    check_finite(ckpt.params)
     params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32), ckpt.params)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(out / PARAMS_DIR, params)
-    checkpointer.wait_until_finished()
-    if ckpt.tokenizer_json is not None:
-        (out / TOKENIZER_FILE).write_text(ckpt.tokenizer_json, encoding="utf-8")
-    if ckpt.scales is not None:
-        ckpt.scales.save(out / SCALES_FILE)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -94,11 +129,30 @@ def save_checkpoint(ckpt: Checkpoint, out_dir: str | Path, *, overwrite: bool = 
         "plan": ckpt.plan,
         "source": ckpt.source,
     }
-    (out / CHECKPOINT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fileio.temp_dir_beside(out)
+    try:
+        with _settled_orbax():
+            checkpointer = ocp.StandardCheckpointer()
+            try:
+                checkpointer.save(tmp / PARAMS_DIR, params)
+                checkpointer.wait_until_finished()
+            finally:
+                checkpointer.close()
+        if ckpt.tokenizer_json is not None:
+            fileio.atomic_write_text(tmp / TOKENIZER_FILE, ckpt.tokenizer_json)
+        if ckpt.scales is not None:
+            ckpt.scales.save(tmp / SCALES_FILE)
+        fileio.atomic_write_text(tmp / CHECKPOINT_FILE, json.dumps(meta, indent=2) + "\n")
+        fileio.replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already where the swap succeeded
     return out
 
 
 def is_checkpoint(path: str | Path) -> bool:
+    """Whether `path` holds a samp-jax checkpoint (after putting back one a killed writer left mid-swap)."""
+    fileio.recover_dir(Path(path).absolute())
     return (Path(path) / CHECKPOINT_FILE).is_file()
 
 
@@ -107,6 +161,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     import orbax.checkpoint as ocp
 
     root = Path(path).absolute()
+    fileio.recover_dir(root)
     meta = read_json(root / CHECKPOINT_FILE)
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
@@ -122,10 +177,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not params_dir.is_dir():
         raise FileNotFoundError(f"missing parameter folder {params_dir}")
     try:
-        params = ocp.StandardCheckpointer().restore(params_dir)
+        with _settled_orbax():
+            checkpointer = ocp.StandardCheckpointer()
+            try:
+                params = checkpointer.restore(params_dir)
+            finally:
+                checkpointer.close()
     except Exception as e:  # orbax raises many types for damaged trees
         raise ValueError(f"corrupt parameter checkpoint {params_dir}: {e}") from None
     check_params(params, config, task)
+    try:
+        check_finite(params)
+    except ValueError as e:
+        raise ValueError(f"{params_dir}: {e}") from None
     tok_path = root / TOKENIZER_FILE
     tokenizer_json = tok_path.read_text(encoding="utf-8") if tok_path.is_file() else None
     scales = Scales.load(root / SCALES_FILE) if (root / SCALES_FILE).is_file() else None
@@ -133,7 +197,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def save_scales(path: str | Path, scales: Scales) -> None:
-    """Stores calibrated or imported scales in an existing checkpoint."""
+    """Stores calibrated or imported scales in an existing checkpoint (one atomic file write)."""
     root = Path(path)
     if not is_checkpoint(root):
         raise FileNotFoundError(f"{root} is not a samp-jax checkpoint (no {CHECKPOINT_FILE}); convert it first")
@@ -142,7 +206,53 @@ def save_scales(path: str | Path, scales: Scales) -> None:
 
 def set_default_plan(path: str | Path, plan: str | None) -> None:
     """Stores `plan` (its string form) as the checkpoint's default, used by `samp_jax.load`."""
-    file = Path(path) / CHECKPOINT_FILE
+    root = Path(path)
+    if not is_checkpoint(root):
+        raise FileNotFoundError(f"{root} is not a samp-jax checkpoint (no {CHECKPOINT_FILE}); convert it first")
+    file = root / CHECKPOINT_FILE
     meta = read_json(file)
     meta["plan"] = plan
-    file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    fileio.atomic_write_text(file, json.dumps(meta, indent=2) + "\n")
+
+
+class _SettlingEventLoop(asyncio.SelectorEventLoop):
+    """An event loop whose `close` first lets its unfinished tasks end.
+
+    orbax runs each save or restore on a new loop and closes it as soon as the result is in; when one
+    tensorstore read fails, the others are still in flight, and each of their completions then reaches
+    the closed loop and prints a "RuntimeError: Event loop is closed" traceback, long after the error
+    was reported. Waiting for them first keeps a failed read to its one error.
+    """
+
+    def close(self) -> None:
+        if not self.is_running() and not self.is_closed():
+            pending = [t for t in asyncio.all_tasks(self) if not t.done()]
+            if pending:
+                done, _ = self.run_until_complete(asyncio.wait(pending, timeout=60))
+                for task in done:  # retrieved, so that asyncio does not log them as never retrieved
+                    if not task.cancelled():
+                        task.exception()
+        super().close()
+
+
+class _SettlingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _SettlingEventLoop()
+
+
+_policy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _settled_orbax() -> Iterator[None]:
+    """Runs orbax calls on `_SettlingEventLoop`s (the policy is set for the call, one call at a time)."""
+    import warnings
+
+    with _policy_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # event-loop policies are deprecated from Python 3.14
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(_SettlingPolicy())
+        try:
+            yield
+        finally:
+            asyncio.set_event_loop_policy(previous)

@@ -9,6 +9,10 @@
   until the new one is in place, and `recover_dir` puts it back if the process died between them).
 - `temp_dir_beside`: a fresh hidden folder next to a target, on the same file system, to build a
   replacement in. Leftovers of killed runs are found by `stale_temp_dirs` and never block a run.
+
+Temporary names carry the writer's process id, so that leftovers of a dead writer can be told from
+the work of a live one. New files and folders get the permissions `open` and `mkdir` would give them
+(0o666 / 0o777 less the umask; a replaced file keeps its mode), not `tempfile`'s private 0o600 / 0o700.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import glob
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -34,8 +40,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     if path.is_dir() and not path.is_symlink():
         raise IsADirectoryError(f"cannot write {path}: it is a folder")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temp_files(path)
+    mode = _kept_mode(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_file_prefix(path), suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -57,7 +66,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def temp_dir_beside(target: str | Path) -> Path:
     """A new, empty hidden folder next to `target` (same file system), named after it and this process."""
     target = Path(target)
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-"))
+    made = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-"))
+    os.chmod(made, 0o777 & ~_umask())
+    return made
 
 
 def stale_temp_dirs(target: str | Path) -> list[Path]:
@@ -65,12 +76,7 @@ def stale_temp_dirs(target: str | Path) -> list[Path]:
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    stale = []
-    for p in target.parent.glob(f".{target.name}{_TMP_TAG}*"):
-        pid = p.name[len(f".{target.name}{_TMP_TAG}"):].split("-", 1)[0]
-        if p.is_dir() and not p.is_symlink() and not (pid.isdigit() and _alive(int(pid))):
-            stale.append(p)
-    return stale
+    return [p for p in _dead_writers(target, _TMP_TAG) if p.is_dir() and not p.is_symlink()]
 
 
 def remove_stale_temp_dirs(target: str | Path) -> None:
@@ -83,6 +89,8 @@ def replace_dir(new: str | Path, target: str | Path) -> None:
     new, target = Path(new), Path(target)
     if target.is_symlink():
         raise ValueError(f"{target} is a symbolic link (to {os.readlink(target)}); give the folder itself")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder; refusing to replace it")
     if not target.exists():
         os.rename(new, target)
         _fsync_dir(target.parent)
@@ -93,19 +101,33 @@ def replace_dir(new: str | Path, target: str | Path) -> None:
         return
     old = target.with_name(f".{target.name}{_OLD_TAG}{os.getpid()}")
     os.rename(target, old)
-    os.rename(new, target)  # a kill between the renames leaves `old` complete: recover_dir restores it
+    try:
+        os.rename(new, target)  # a kill between the renames leaves `old` complete: recover_dir restores it
+    except BaseException:
+        os.rename(old, target)
+        raise
     _fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def recover_dir(target: str | Path) -> None:
-    """Puts back the folder a `replace_dir` killed between its two renames left beside `target`."""
+    """Puts back the folder a `replace_dir` killed between its two renames left beside `target`.
+
+    Only a dead writer's folder is touched: a live one is between its renames and finishes itself.
+    Where `target` is in place, such a folder is the replaced one that the kill kept from being deleted.
+    """
     target = Path(target)
-    if target.exists() or not target.parent.is_dir():
+    if not target.parent.is_dir():
         return
-    olds = sorted(target.parent.glob(f".{target.name}{_OLD_TAG}*"), key=lambda p: p.stat().st_mtime)
-    if olds:
-        os.rename(olds[-1], target)
+    olds = [p for p in _dead_writers(target, _OLD_TAG) if p.is_dir() and not p.is_symlink()]
+    if not olds:
+        return
+    if not os.path.lexists(target):
+        olds.sort(key=lambda p: p.stat().st_mtime)
+        os.rename(olds.pop(), target)
+        _fsync_dir(target.parent)
+    for p in olds:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -125,6 +147,49 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+
+
+def _dead_writers(target: Path, tag: str) -> list[Path]:
+    """Entries beside `target` named `.{name}{tag}{pid}...` whose process is gone."""
+    head = f".{target.name}{tag}"
+    found = []
+    for p in target.parent.glob(f"{glob.escape(head)}*"):
+        pid = p.name[len(head):].split("-", 1)[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            found.append(p)
+    return found
+
+
+def _temp_file_prefix(path: Path) -> str:
+    return f".{path.name}{_TMP_TAG}{os.getpid()}-"
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Temporary files that writers of `path` killed before their rename left behind."""
+    for p in _dead_writers(path, _TMP_TAG):
+        if p.name.endswith(".tmp") and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _kept_mode(path: Path) -> int:
+    """The permissions for a new file at `path`: those of the regular file it replaces, else 0o666 less the umask."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux allows (os.umask can only set it)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _alive(pid: int) -> bool:
