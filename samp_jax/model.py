@@ -284,10 +284,10 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
     if cache:
         enable_compilation_cache(cache)
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    if is_checkpoint(path):
+    if is_checkpoint(path):  # first: it also restores a checkpoint a killed replacement left beside `path`
         ckpt = load_checkpoint(path)
+    elif not path.exists():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
     elif (path / "config.json").is_file():
         from convert import convert_hf_checkpoint
 
