@@ -85,10 +85,18 @@ def id_arrays(draw, low: int, high: int, shape=None):
     return arr.tolist() if draw(st.integers(0, 9)) == 0 else arr  # nested lists too
 
 
+def _shape_or_none(x) -> tuple[int, ...] | None:
+    """The array shape of `x`, or None where it has none (a ragged list, say)."""
+    try:
+        return np.shape(x)
+    except ValueError:
+        return None
+
+
 @st.composite
 def model_inputs(draw):
     ids = draw(id_arrays(0, VOCAB))
-    shape = np.shape(ids) if draw(st.booleans()) else None  # mostly matching shapes: reach the value checks
+    shape = _shape_or_none(ids) if draw(st.booleans()) else None  # mostly matching shapes: reach the value checks
     mask = draw(st.none() | id_arrays(0, 2, shape))
     types = draw(st.none() | id_arrays(0, 2, shape))
     return ids, mask, types
