@@ -1,8 +1,10 @@
-"""The 8-bit formats shared by the quantized ops: storage dtype and largest magnitude.
+"""The 8-bit formats and their reference rounding: the specification every quantized op and kernel meets.
 
 `scale = amax / qmax`; `q = clip(round(x * (1 / scale)), -qmax, qmax)` for the integer
 formats (symmetric, narrow range as NVIDIA's quantizers use: -127..127), and a
-saturating cast for fp8 e4m3 (|x| <= 448).
+saturating cast for fp8 e4m3 (|x| <= 448). Exact integer products of codes
+(`exact_int_einsum`, `dot_8bit`) are part of the specification. How kernels spell
+the same rounding in fewer instructions lives in `quant_kernel`.
 """
 
 from __future__ import annotations
@@ -47,76 +49,6 @@ def quantize_scaled(x: jax.Array, inv_scale: jax.Array, qtype: str) -> jax.Array
     return jnp.clip(jnp.round(y), low, top).astype(dtype)
 
 
-def round_half_even_by_truncation(y: jax.Array) -> jax.Array:
-    """Nearest-even rounding of float32 `|y| < 2^22`, from a truncating int cast (float32 result).
-
-    Pallas-Triton lowers no `round`, and the `(y + 1.5 * 2^23) - 1.5 * 2^23`
-    trick is folded away by XLA's simplifier in interpret mode; integer
-    truncation means the same everywhere. Equal to `jnp.round` on that range.
-    """
-    a = jnp.maximum(y, -y)
-    t = (a + 0.5).astype(jnp.int32)  # floor(|y| + 0.5)
-    tie_to_odd = ((t.astype(jnp.float32) - a) == 0.5) & ((t & 1) == 1)
-    r = jnp.where(tie_to_odd, t - 1, t).astype(jnp.float32)
-    return jnp.where(y < 0, -r, r)
-
-
-RNE_SHIFT = 1.5 * 2.0**23
-
-
-def round_half_even_in_kernel(y: jax.Array, *, compiled: bool) -> jax.Array:
-    """Nearest-even rounding of float32 `|y| < 2^22` inside a Pallas-Triton kernel (float32 result).
-
-    Compiled: `(y + 1.5 * 2^23) - 1.5 * 2^23`, two IEEE adds that round to
-    nearest-even on float32's integer grid; Triton does not reassociate float
-    adds, and this is a fifth of the instructions of the truncation form, which
-    made the int8-output LayerNorm instruction-bound (bench/RESULTS.md). In
-    interpret mode XLA's simplifier folds that pair away, so it takes
-    `round_half_even_by_truncation`. The GPU tests check the compiled form.
-    """
-    if not compiled:
-        return round_half_even_by_truncation(y)
-    return (y + RNE_SHIFT) - RNE_SHIFT
-
-
-def int_codes_in_kernel(y: jax.Array, qtype: str) -> jax.Array:
-    """int8/uint8 codes of float32 `y`, already clipped to the code range, rounded to nearest-even.
-
-    `y + 1.5 * 2^23` rounds (one IEEE add) onto float32's integer grid, and the low byte of its bits is
-    the code (the shift's low 22 bits are zero, so two's complement survives). No round and no
-    float-to-int conversion issues: on Hopper those run at an eighth of the FMA rate, and the 8-bit
-    GEMM's epilogue is instruction-bound (bench/RESULTS.md). With no subtraction, no compiler can fold
-    the add away, so the same form runs compiled and interpreted.
-    """
-    bits = jax.lax.bitcast_convert_type(y + RNE_SHIFT, jnp.int32)
-    return bits.astype(QTYPES[qtype][0])  # truncation to the low byte
-
-
-HALF_RNE_SHIFT = 1536.0  # 1.5 * 2^10: float16's RNE_SHIFT, where its values step by one
-
-
-def int8_codes_from_half(q: jax.Array) -> jax.Array:
-    """int8 codes of float16 `q`, already clipped to [-127, 127], rounded to nearest-even.
-
-    `q + 1536` rounds (one half-precision add, two values per instruction) onto float16's integer grid,
-    where the low byte of its bits is the code, as `int_codes_in_kernel` does in float32.
-    """
-    bits = jax.lax.bitcast_convert_type(q + jnp.float16(HALF_RNE_SHIFT), jnp.int16)
-    return bits.astype(jnp.int8)  # truncation to the low byte
-
-
-def quantize_in_kernel(x: jax.Array, inv_scale, qtype: str, *, cast_saturates: bool = False) -> jax.Array:
-    """`quantize_scaled` spelled for GPU kernels, equal to it code for code: integer codes by
-    `int_codes_in_kernel`, fp8 by the hardware's round-to-nearest-even cast (equal to `round_to_e4m3`, one
-    instruction where that bit form is about ten). `cast_saturates`: the fp8 cast clips to +-448 itself
-    (Mosaic GPU's `cvt.rn.satfinite`), so no clip goes before it; XLA's cast gives NaN past 448."""
-    dtype, top = QTYPES[qtype]
-    y = x.astype(jnp.float32) * inv_scale
-    if qtype == "fp8":
-        return (y if cast_saturates else jnp.clip(y, -top, top)).astype(dtype)
-    return int_codes_in_kernel(jnp.clip(y, 0.0 if qtype == "uint8" else -top, top), qtype)
-
-
 def round_to_e4m3(y: jax.Array) -> jax.Array:
     """float32 `y` rounded to nearest-even onto e4m3's grid, saturating at +-448; the cast after is exact.
 
@@ -138,9 +70,10 @@ def dequantize_values(x_q: jax.Array, scale: jax.Array, dtype=jnp.float32) -> ja
     """`x_q * scale` in `dtype`.
 
     XLA's excess-precision simplification (on by default on the GPU) deletes an
-    f32 -> fp8 -> f32 conversion pair, silently skipping the quantization
-    (measured on the H100: every code of a requantized tensor differed from
-    the CPU's). The barrier between the 8-bit value and its up-cast keeps it.
+    f32 -> fp8 -> f32 conversion pair, silently skipping the quantization: on
+    the H100 every code of a requantized tensor would differ from the CPU's
+    (tests/test_gpu_parity.py). The barrier between the 8-bit value and its
+    up-cast keeps it.
     """
     if x_q.dtype == jnp.float8_e4m3fn:
         x_q = jax.lax.optimization_barrier(x_q)
@@ -183,3 +116,17 @@ def dot_8bit(spec: str, a: jax.Array, b: jax.Array, contract: tuple[int, int], q
         a = jnp.pad(a, [(0, pad) if i == ax_a else (0, 0) for i in range(a.ndim)])
         b = jnp.pad(b, [(0, pad) if i == ax_b else (0, 0) for i in range(b.ndim)])
     return jnp.einsum(spec, a, b, preferred_element_type=accumulator_dtype(qtype))
+
+
+# Moved to `quant_kernel` (the kernels' spellings of this module's rounding); importable from here until the
+# GEMM side imports them from there.
+_MOVED_TO_QUANT_KERNEL = ("RNE_SHIFT", "HALF_RNE_SHIFT", "round_half_even_in_kernel", "int_codes_in_kernel",
+                          "int8_codes_from_half", "quantize_in_kernel")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_QUANT_KERNEL:
+        from pallas_kernels import quant_kernel
+
+        return getattr(quant_kernel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

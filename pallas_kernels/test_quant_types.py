@@ -1,4 +1,4 @@
-"""The kernels' spellings of round-to-nearest-even equal `jnp.round` (which rounds half to even)."""
+"""The kernels' spellings of the 8-bit rounding (`quant_kernel`) equal the reference (`quant_types`, `jnp.round`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.quant_types import quantize_in_kernel, quantize_values, round_half_even_in_kernel
+from pallas_kernels.quant_kernel import int8_codes_from_half, quantize_in_kernel, round_half_even_in_kernel
+from pallas_kernels.quant_types import quantize_values
 
 
 def _values() -> np.ndarray:
@@ -17,12 +18,25 @@ def _values() -> np.ndarray:
     return np.concatenate([ties, near, rng.uniform(-260, 260, 100_000), [0.0, -0.0, 127.0, -127.0]]).astype(np.float32)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_round_half_even_in_kernel(compiled):
+@pytest.mark.parametrize("jit", [False, True])
+def test_round_half_even_in_kernel_interpreted(jit):
+    """The interpreter's form runs the compiled form's two adds, kept apart by a barrier XLA does not fold."""
     y = jnp.asarray(_values())
-    # op by op, as a compiled kernel computes it: under jit XLA folds the compiled form's two adds away
+    fn = lambda v: round_half_even_in_kernel(v, compiled=False)
+    if jit:
+        got = np.asarray(jax.jit(fn)(y))
+    else:
+        with jax.disable_jit():
+            got = np.asarray(fn(y))
+    np.testing.assert_array_equal(got, np.round(np.asarray(y)))
+
+
+def test_round_half_even_in_kernel_compiled_form_op_by_op():
+    """The compiled form has no barrier: op by op it rounds as a compiled kernel does (under jit XLA would fold its
+    two adds away; Triton does not reassociate them, and the GPU kernel tests check it there)."""
+    y = jnp.asarray(_values())
     with jax.disable_jit():
-        got = np.asarray(round_half_even_in_kernel(y, compiled=compiled))
+        got = np.asarray(round_half_even_in_kernel(y, compiled=True))
     np.testing.assert_array_equal(got, np.round(np.asarray(y)))
 
 
@@ -39,3 +53,21 @@ def test_quantize_in_kernel_equals_quantize_values(qtype, jit):
             got = np.asarray(fn(x), np.float32)
     want = np.asarray(quantize_values(x, jnp.float32(0.03), qtype), np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+def test_int8_codes_from_half_round_half_even():
+    q = np.clip(_values(), -127, 127).astype(np.float16)  # as the fp16 epilogue holds them
+    got = np.asarray(jax.jit(int8_codes_from_half)(jnp.asarray(q)))
+    np.testing.assert_array_equal(got, np.round(q.astype(np.float32)).astype(np.int8))
+
+
+def test_moved_names_still_import_from_quant_types():
+    """`quant_types` answers for the names that moved to `quant_kernel` until every importer takes them from there."""
+    import pallas_kernels.quant_kernel as kernel
+    import pallas_kernels.quant_types as reference
+
+    for name in ("RNE_SHIFT", "HALF_RNE_SHIFT", "round_half_even_in_kernel", "int_codes_in_kernel",
+                 "int8_codes_from_half", "quantize_in_kernel"):
+        assert getattr(reference, name) is getattr(kernel, name)
+    with pytest.raises(AttributeError, match="no attribute 'round_half'"):
+        reference.round_half  # noqa: B018

@@ -22,7 +22,8 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.quant_types import QTYPES, quantize_in_kernel
+from pallas_kernels.quant_kernel import quantize_in_kernel
+from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.triton_math import fma
 
 
