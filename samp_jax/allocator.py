@@ -222,7 +222,7 @@ def top_by_ratio(plans: Sequence[Measured], baseline: Measured, k: int = 5) -> l
 
 def pareto_front(plans: Sequence[Measured]) -> list[Measured]:
     """Plans no other plan beats on both accuracy and latency, fastest first."""
-    front = []
+    front: list[Measured] = []
     for p in sorted(plans, key=lambda p: (p.latency_ms, -p.accuracy)):
         if not front or p.accuracy > front[-1].accuracy:
             front.append(p)

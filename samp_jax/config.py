@@ -138,13 +138,18 @@ def _hf_value(hf: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     return default
 
 
+def _is_number(value: Any) -> bool:
+    """A real number and not a bool (JSON's true and false load as bools, which Python counts as ints)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _integer(key: str, value: Any) -> int:
     """`value` as an int: ints and integral floats pass; bools, strings, nulls and fractions do not."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value == int(value):
+    if _is_number(value) and math.isfinite(value) and value == int(value):
         return int(value)
-    kind = "" if isinstance(value, numbers.Real) and not isinstance(value, bool) else f", not {type(value).__name__}"
+    kind = "" if _is_number(value) else f", not {type(value).__name__}"
     raise ValueError(f"{key}={value!r} must be an integer{kind}")
 
 
@@ -164,7 +169,7 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
     for name in (*_POSITIVE, "max_position_embeddings", *_NON_NEGATIVE):
         v[name] = _integer(key(name), v[name])
     eps = v["layer_norm_eps"]
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps > 0):
+    if not _is_number(eps) or not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"{key('layer_norm_eps')}={eps!r} must be a finite number > 0")
     v["layer_norm_eps"] = float(eps)
     act = v["hidden_act"]

@@ -59,6 +59,7 @@ def decode_entities(
     def close() -> None:
         nonlocal current, current_type
         if current:
+            assert current_type is not None  # set by the tag that opened the entity
             start, end = offsets[current[0]][0], offsets[current[-1]][1]
             score = sum(scores[i] for i in current) / len(current)
             spans.append(Span(current_type, start, end, text[start:end], float(score)))

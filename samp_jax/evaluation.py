@@ -99,7 +99,9 @@ def read_conll_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
     The file is UTF-8; a decode error names the file and line.
     """
     path = Path(path)
-    sentences, tokens, tags = [], [], []
+    sentences: list[tuple[list[str], list[str]]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
     for line in _read_text(path).splitlines() + [""]:
         parts = line.split()
         if not parts or parts[0] == "-DOCSTART-":
@@ -122,9 +124,9 @@ def _read_conll(path: Path, limit: int | None) -> DevSet:
     inputs, labels = [], []
     for tokens, tags in sentences[:limit]:
         text, offsets, pos = " ".join(tokens), [], 0
-        for t in tokens:
-            offsets.append((pos, pos + len(t)))
-            pos += len(t) + 1
+        for token in tokens:
+            offsets.append((pos, pos + len(token)))
+            pos += len(token) + 1
         spans, start, etype = [], None, None
         for i, tag in enumerate(tags + ["O"]):
             prefix, t = split_tag(tag)

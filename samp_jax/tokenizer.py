@@ -121,10 +121,10 @@ class TokenizerFrontEnd:
             raise ValueError(f"max_length={max_length} must be in [1, {self.max_seq_len}] (the model's limit)")
         if not items:
             raise ValueError("empty batch: no texts given")
-        items = list(items)
+        batch: list[Text | Pair] = list(items)
         tokenizer = self.tokenizer
         if truncation:
-            is_pair = isinstance(items[0], (tuple, list))
+            is_pair = isinstance(batch[0], (tuple, list))
             specials = self.tokenizer.num_special_tokens_to_add(is_pair)
             if limit <= specials:
                 raise ValueError(
@@ -133,9 +133,9 @@ class TokenizerFrontEnd:
                 )
             tokenizer = self._truncating_tokenizer(limit)
         try:
-            encodings = tokenizer.encode_batch(items)
+            encodings = tokenizer.encode_batch(batch)
         except TypeError:  # the Rust binding's message names neither the item nor the character
-            _raise_unencodable(items)
+            _raise_unencodable(batch)
             raise
         for i, enc in enumerate(encodings):
             if len(enc.ids) > limit:

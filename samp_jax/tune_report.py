@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from samp_jax.allocator import pareto_front
-from samp_jax.tune import TuneReport
+from samp_jax.tune import PlanResult, TuneReport
 
 
 def write_report(report: TuneReport, out_dir: str | Path) -> dict[str, Path]:
@@ -24,13 +24,20 @@ def _mark(text: str, chosen: bool) -> str:
     return f"**{text}**" if chosen else text
 
 
+def _reference(report: TuneReport) -> PlanResult:
+    """The fastest float plan, against which the report counts speedups and accuracy lost."""
+    if report.reference is None:
+        raise ValueError("a tune report needs its reference plan (the fastest float plan); this one has none")
+    return report.reference
+
+
 def _iqr(r) -> str:
     return f"{r.latency_q1_ms:.3f}-{r.latency_q3_ms:.3f}"
 
 
 def markdown(report: TuneReport) -> str:
     m = report.meta
-    ref = report.reference
+    ref = _reference(report)
     rec = report.recommendation.plan if report.recommendation else None
     n = max(r.layers for r in report.results)
     lines = [
@@ -124,7 +131,7 @@ def plot(report: TuneReport, path: Path) -> None:
     ax.scatter([r.latency_ms for r in fl], [r.accuracy for r in fl], s=80, color="black", marker="s",
                label="float plans (" + ", ".join(r.plan for r in fl) + ")", zorder=3)
     for i, r in enumerate(fl):  # staggered: float plans often share an accuracy and nearly a latency
-        ax.annotate(r.plan + (" (reference)" if r.plan == report.reference.plan else ""), (r.latency_ms, r.accuracy),
+        ax.annotate(r.plan + (" (reference)" if r.plan == _reference(report).plan else ""), (r.latency_ms, r.accuracy),
                     textcoords="offset points", xytext=(6, 6 + 10 * i), fontsize=8)
     front = pareto_front([r.measured() for r in report.results + fl])
     ax.plot([p.latency_ms for p in front], [p.accuracy for p in front], "k--", lw=1, label="Pareto front")
