@@ -15,7 +15,7 @@ REL_TOL = {"float32": 1e-5, "bfloat16": 2e-2, "float16": 3e-3}
 def rel_error(out, ref) -> float:
     out = np.asarray(out, np.float64)
     ref = np.asarray(ref, np.float64)
-    return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30))
+    return float(np.linalg.norm(out - ref) / max(float(np.linalg.norm(ref)), 1e-30))
 
 
 def gelu_np(x) -> np.ndarray:

@@ -42,7 +42,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels._launch import StaticPartial, launch
 from pallas_kernels._platform import interpreting, on_gpu
 from pallas_kernels.attention.base import MASK_VALUE
-from pallas_kernels.layer_norm.triton import next_pow2
+from pallas_kernels.triton_rows import next_pow2
 from pallas_kernels.quant_kernel import RNE_SHIFT, quantize_in_kernel, round_half_even_in_kernel
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.triton_math import exp2, fma

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.layer_norm.base import residual_layer_norm_reference
+from pallas_kernels.normalization import floats_or_codes, layer_norm_float32
 
 
 def embedding_layer_norm_reference(
@@ -41,7 +41,6 @@ def embedding_layer_norm_reference(
     """
     h = jnp.take(word_table, input_ids, axis=0).astype(jnp.float32)
     h = h + jnp.take(position_table, position_ids, axis=0).astype(jnp.float32)
-    if token_type_table is not None:
+    if token_type_table is not None and token_type_ids is not None:  # given together (the op checks)
         h = h + jnp.take(token_type_table, token_type_ids, axis=0).astype(jnp.float32)
-    return residual_layer_norm_reference(h, None, scale, bias, eps=eps, out_dtype=out_dtype, out_scale=out_scale,
-                                        out_qtype=out_qtype)
+    return floats_or_codes(layer_norm_float32(h, scale, bias, eps), out_dtype, out_scale, out_qtype)

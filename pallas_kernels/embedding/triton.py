@@ -16,15 +16,9 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels._launch import StaticPartial
 from pallas_kernels._platform import interpreting, on_gpu
-from pallas_kernels.layer_norm.triton import (
-    call_row_kernel,
-    layer_norm_rows,
-    load_vector,
-    row_tiles,
-    store_tiles,
-    tile,
-)
+from pallas_kernels.embedding.config import pick_config, unsupported
 from pallas_kernels.quant_types import QTYPES
+from pallas_kernels.triton_rows import RowConfig, call_row_kernel, layer_norm_rows, load_vector, row_tiles, store_tiles, tile
 
 
 def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_types, out_qtype):
@@ -53,11 +47,19 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_types, out_qtype):
 
 def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_table, position_table,
                                 token_type_table, scale, bias, *, eps: float, out_dtype=jnp.float32,
-                                out_scale=None, out_qtype=None, block_rows: int = 4, interpret: bool = False) -> jax.Array:
-    """`embedding_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU)."""
+                                out_scale=None, out_qtype=None, block_rows: int | None = None,
+                                interpret: bool = False) -> jax.Array:
+    """`embedding_layer_norm_reference` as one Pallas-Triton kernel (GPU, or `interpret` on a CPU).
+
+    `block_rows` overrides `config.pick_config`'s tokens per program (for sweeps).
+    """
+    config = pick_config()
+    config = RowConfig(block_rows or config.block_rows, config.num_warps)
     interpret = interpret or interpreting()
     if not interpret and not on_gpu():
         raise NotImplementedError("triton embedding runs on a GPU (or with interpret=True)")
+    if (why := unsupported(input_ids, word_table)) is not None:
+        raise NotImplementedError(f"triton embedding: {why}")
     shape, n_cols = input_ids.shape, word_table.shape[1]
     n_rows = input_ids.size
     has_types = token_type_table is not None
@@ -67,9 +69,8 @@ def embedding_layer_norm_triton(input_ids, position_ids, token_type_ids, word_ta
     if out_scale is not None:
         args.append(jnp.asarray(out_scale, jnp.float32).reshape(1))
         out_dtype = QTYPES[out_qtype][0]
-    kernel = StaticPartial(_kernel, block_rows=block_rows, n_rows=n_rows,
-                               n_cols=n_cols, eps=eps, has_types=has_types,
-                               out_qtype=out_qtype if out_scale is not None else None)
-    out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, block_rows=block_rows,
+    kernel = StaticPartial(_kernel, block_rows=config.block_rows, n_rows=n_rows, n_cols=n_cols, eps=eps,
+                           has_types=has_types, out_qtype=out_qtype if out_scale is not None else None)
+    out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, config=config,
                           interpret=interpret, name="embedding_layer_norm")
     return out.reshape(*shape, n_cols)

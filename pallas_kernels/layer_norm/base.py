@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pallas_kernels.normalization import floats_or_codes, layer_norm_float32
 from pallas_kernels.quant_types import quantize_values
 
 
@@ -53,12 +54,8 @@ def residual_layer_norm_reference(
     if residual is not None:
         r = residual.astype(jnp.float32)
         h = h + (r if residual_scale is None else r * residual_scale.astype(jnp.float32))
-    mean = jnp.mean(h, axis=-1, keepdims=True)
-    centered = h - mean
-    var = jnp.mean(centered * centered, axis=-1, keepdims=True)
-    y = centered * jax.lax.rsqrt(var + eps)
-    y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
-    if out_scale is None:
-        return y.astype(out_dtype)
+    y = layer_norm_float32(h, scale, bias, eps)
+    if out_scale is None or out_qtype is None or not with_float:
+        return floats_or_codes(y, out_dtype, out_scale, out_qtype)
     codes = quantize_values(y, out_scale, out_qtype)
-    return (y.astype(out_dtype), codes) if with_float else codes
+    return y.astype(out_dtype), codes

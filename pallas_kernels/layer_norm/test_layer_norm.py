@@ -120,14 +120,6 @@ class TestResidualLayerNormTriton(ResidualLayerNormTest):
     pytestmark = needs_gpu()
 
 
-def test_column_chunks():
-    """Rows split into unpadded power-of-two tiles where a factor of 64 or more allows, else one padded tile."""
-    from pallas_kernels.layer_norm.triton import column_chunks
-
-    assert column_chunks(768) == (256, 3) and column_chunks(384) == (128, 3) and column_chunks(1024) == (1024, 1)
-    assert column_chunks(100) == (128, 1) and column_chunks(312) == (512, 1) and column_chunks(8) == (8, 1)
-
-
 def test_partial_sums_shapes():
     parts, res, one = jnp.ones((2, 3, 4)), jnp.ones((3, 4)), jnp.ones(4)
     assert residual_layer_norm(parts, res, one, one, eps=1e-5, partial_sums=True).shape == (3, 4)
