@@ -1,7 +1,8 @@
 """Math for Pallas-Triton kernels as the single PTX instruction that Triton's own lowering takes several for.
 
-Both forms are exact where the interpreter's (`compiled=False`) XLA ops are, up to the hardware's rounding:
-the GPU tests compare the compiled kernels with their references.
+The interpreter cannot run inline PTX: with `compiled=False` each function takes the nearest XLA op, which
+differs from the instruction only in its last rounding (`test_triton_math.py` states by how much, and on the
+GPU checks that the two agree).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def _asm(instruction: str, *args: jax.Array) -> jax.Array:
 def fma(a: jax.Array, b, c, compiled: bool) -> jax.Array:
     """`a * b + c` in float32, as one `fma.rn.f32` in a compiled kernel.
 
-    Triton emits IEEE multiplies and adds that ptxas does not fuse: the 8-bit LayerNorm issued 5.7 `FMUL` and
-    7.9 `FADD` per value and no `FFMA` (Nsight Compute, H100). The interpreter takes `a * b + c`.
+    Triton emits IEEE multiplies and adds that ptxas does not fuse (the 8-bit LayerNorm's SASS has no `FFMA`
+    without it; Nsight Compute on the H100). The interpreter takes `a * b + c`, which XLA may fuse or round
+    twice.
     """
     a, b, c = jnp.broadcast_arrays(a, b, c)
     if not compiled:

@@ -1,9 +1,8 @@
 """Reference for padded-batch self-attention with an optional additive bias.
 
 `softmax(q k^T * scale + bias, masked over padding keys) v`, logits and softmax
-in float32, probabilities cast to `v.dtype` for the second product (what a
-flash-style kernel does). Masked keys get float32's most negative value rather
-than -inf, so an all-padding row (a padded batch slot) yields finite output.
+in float32 (`flash.reference.masked_softmax`), probabilities cast to `v.dtype`
+for the second product (what a flash-style kernel does).
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels._precision import dot_precision
-
-MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+from pallas_kernels.flash.reference import masked_softmax
 
 
 def attention_reference(
@@ -42,11 +40,7 @@ def attention_reference(
     out_dtype = q.dtype if out_dtype is None else out_dtype
     prec = dot_precision(q.dtype)
     logits = jnp.einsum("bqnd,bknd->bnqk", q, k, precision=prec, preferred_element_type=jnp.float32)
-    logits = logits * scale
-    if bias is not None:
-        logits = logits + bias.astype(jnp.float32)
-    logits = jnp.where(key_mask[:, None, None, :], logits, MASK_VALUE)
-    probs = jax.nn.softmax(logits, axis=-1)
+    probs = masked_softmax(logits * scale, key_mask, bias)
     out = jnp.einsum(
         "bnqk,bknd->bqnd", probs.astype(v.dtype), v, precision=prec,
         preferred_element_type=jnp.float32,

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels._dispatch import dispatch
-from pallas_kernels.attention.api import check_packed
+from pallas_kernels.flash.checks import check_packed
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.quantized_attention.base import (
     PROBS_MODES,
@@ -17,7 +17,7 @@ from pallas_kernels.quantized_attention.base import (
 _REGISTRY = {"xla": quantized_attention_reference}
 _PACKED_REGISTRY = {"xla": quantized_attention_packed_reference}
 try:  # Pallas-Triton needs jaxlib's Triton bindings; the XLA reference always works
-    from pallas_kernels.attention.triton import quantized_attention_packed_triton
+    from pallas_kernels.quantized_attention.triton import quantized_attention_packed_triton
 
     _PACKED_REGISTRY["triton"] = quantized_attention_packed_triton
 except ImportError:  # pragma: no cover
@@ -35,6 +35,7 @@ def _check(op: str, qtype: str, probs: str, probs_scale, tensors) -> None:
     for name, t in tensors:
         if t.dtype != want:
             raise ValueError(f"{op}: {name}.dtype={t.dtype}, expected {jnp.dtype(want)}")
+
 
 def quantized_attention(
     q_q: jax.Array,

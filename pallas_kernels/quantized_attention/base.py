@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.attention.base import MASK_VALUE
+from pallas_kernels.flash.reference import masked_softmax
 from pallas_kernels.quant_types import exact_int_einsum, qmax, quantize_values
 
 PROBS_MODES = ("int8", "uint8", "float")
@@ -59,11 +59,7 @@ def quantized_attention_reference(
     With `out_scale` the result is `qtype` codes (`quantize_values(out, out_scale)`).
     """
     logits = _product("bqnd,bknd->bnqk", q_q, k_q, q_q.shape[3], qmax("int8") ** 2, qtype)
-    logits = logits * (q_scale * k_scale * scale).astype(jnp.float32)
-    if bias is not None:
-        logits = logits + bias.astype(jnp.float32)
-    logits = jnp.where(key_mask[:, None, None, :], logits, MASK_VALUE)
-    p = jax.nn.softmax(logits, axis=-1)
+    p = masked_softmax(logits * (q_scale * k_scale * scale).astype(jnp.float32), key_mask, bias)
     if probs == "float":
         v = v_q.astype(jnp.float32) * v_scale.astype(jnp.float32)
         out = jnp.einsum("bnqk,bknd->bqnd", p, v, precision=jax.lax.Precision.HIGHEST)
@@ -72,6 +68,8 @@ def quantized_attention_reference(
         p_qtype = "uint8" if qtype == "int8" else "fp8"
         p_scale = jnp.float32(fixed_probs_scale(qtype))
     else:  # naive
+        if probs_scale is None:
+            raise ValueError("quantized_attention_reference: probs='int8' (naive) needs a calibrated probs_scale")
         p_qtype = qtype
         p_scale = probs_scale.astype(jnp.float32)
     p_q = quantize_values(p, p_scale, p_qtype)
