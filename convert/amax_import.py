@@ -10,7 +10,10 @@ Reads the `_amax` entries of a state dict in either layout users have:
 Quantizers samp-jax has no use for (ModelOpt's LayerNorm-input quantizers,
 embeddings, pooler, classifier) are returned as ignored; anything else with
 an amax, a missing partner (key without query), a wrong shape or an amax that
-is not finite and > 0 is an error naming the key.
+is not finite and > 0 is an error naming the key. Where each quantizer lands is
+read from samp-jax's table of quantization points (`samp_jax.quant.points`): a
+linear layer's input quantizer gives its GEMM's input point, its weight quantizer
+the GEMM's weight amax, an attention BMM quantizer the point it reads.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ from typing import Any
 import numpy as np
 
 from samp_jax.config import EncoderConfig
+from samp_jax.quant.points import ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT, PROBS, QKV, K, Q, QuantGemm, QuantPoint, V
 from samp_jax.quant.scales import Scales
 
-# (module suffix inside encoder.layer.N) -> (activation point or None, weight GEMM, q/k/v slot)
-_BERT_LINEARS = {
-    "attention.self.query": ("input", "attention/qkv", 0),
-    "attention.self.key": ("input", "attention/qkv", 1),
-    "attention.self.value": ("input", "attention/qkv", 2),
-    "attention.output.dense": ("attention/context", "attention/output", None),
-    "intermediate.dense": ("attention_output", "ffn/intermediate", None),
-    "output.dense": ("ffn/activation", "ffn/output", None),
+# (module suffix inside encoder.layer.N) -> (the GEMM it is, or is the q/k/v part of; that part's slot)
+_BERT_LINEARS: dict[str, tuple[QuantGemm, int | None]] = {
+    "attention.self.query": (QKV, 0),
+    "attention.self.key": (QKV, 1),
+    "attention.self.value": (QKV, 2),
+    "attention.output.dense": (ATTENTION_OUT, None),
+    "intermediate.dense": (FFN_INTERMEDIATE, None),
+    "output.dense": (FFN_OUT, None),
 }
 _MPNET_LINEARS = {
     "attention.attn.q": _BERT_LINEARS["attention.self.query"],
@@ -42,10 +46,11 @@ _MPNET_LINEARS = {
     "intermediate.dense": _BERT_LINEARS["intermediate.dense"],
     "output.dense": _BERT_LINEARS["output.dense"],
 }
-_BMM = {"q_bmm_quantizer": "attention/q", "k_bmm_quantizer": "attention/k", "v_bmm_quantizer": "attention/v",
-        "p_bmm_quantizer": "attention/probs", "matmul_q_input_quantizer": "attention/q",
-        "matmul_k_input_quantizer": "attention/k", "matmul_v_input_quantizer": "attention/v",
-        "matmul_a_input_quantizer": "attention/probs"}
+_BMM: dict[str, QuantPoint] = {  # an attention BMM's input quantizer -> the point it reads
+    "q_bmm_quantizer": Q, "k_bmm_quantizer": K, "v_bmm_quantizer": V, "p_bmm_quantizer": PROBS,
+    "matmul_q_input_quantizer": Q, "matmul_k_input_quantizer": K, "matmul_v_input_quantizer": V,
+    "matmul_a_input_quantizer": PROBS,
+}
 _IGNORED = re.compile(r"(^|\.)(embeddings|pooler|classifier|lm_head|cls)\.|LayerNorm\.(_?input|_?output)_quantizer\.")
 _LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(_?input_quantizer|_?weight_quantizer)\._amax$")
 _BMM_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(attention\.self|attention\.attn)\.(\w+)\._amax$")
@@ -100,15 +105,16 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
             unknown.append(key)
             continue
         if b:
-            _put(acts, f"layer_{layer}/{_BMM[b.group(3)]}", _scalar(key, value))
+            _put(acts, _BMM[b.group(3)].key(layer), _scalar(key, value))
             continue
         module, kind = m.group(2), m.group(3).lstrip("_")
-        point, gemm, slot = linears[module]
+        gemm, slot = linears[module]
         seen.setdefault(layer, set()).add(f"{module}.{kind}")
         if kind == "input_quantizer":
-            _put(acts, f"layer_{layer}/{point}", _scalar(key, value))
+            _put(acts, gemm.input_point.key(layer), _scalar(key, value))
             continue
-        out_features = config.intermediate_size if gemm == "ffn/intermediate" else config.hidden_size
+        # a q/k/v part has its share of the stacked GEMM's columns
+        out_features = gemm.out_features(config) // (gemm.multiple if slot is not None else 1)
         vec = value.reshape(-1)
         if vec.size == 1:
             vec = np.full(out_features, vec[0], np.float32)  # per-tensor weight amax
@@ -119,7 +125,7 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
             raise ValueError(f"{key}: {bad.size} of {vec.size} weight amax values are not finite and > 0, "
                              f"e.g. channel {bad[0]} = {vec[bad[0]]}")
         if slot is None:
-            weights[f"layer_{layer}/{gemm}"] = vec
+            weights[gemm.key(layer)] = vec
         else:
             qkv_w.setdefault(layer, {})[slot] = vec
     if unknown:
@@ -134,7 +140,7 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
             if absent:
                 raise ValueError(f"layer {layer} has some {kind} amax entries but lacks {absent}")
     for layer, parts in qkv_w.items():
-        weights[f"layer_{layer}/attention/qkv"] = np.concatenate([parts[0], parts[1], parts[2]])
+        weights[QKV.key(layer)] = np.concatenate([parts[0], parts[1], parts[2]])
     return Scales(acts, weights, method=f"imported:{layout}"), ignored
 
 

@@ -1,6 +1,6 @@
 """A plan run one layer at a time, for measuring the accuracy of many plans quickly.
 
-A served plan is one compiled executable (`SampModel.executable`). A sweep that
+A served plan is one compiled executable (`SampModel.compiled`). A sweep that
 measures hundreds of plans that way compiles hundreds of executables, each for
 several (batch, seq) buckets: tens of seconds apiece for a 12-layer encoder with
 the Pallas kernels on a GPU, more than the sweep's arithmetic. `LayerwiseModel`
@@ -27,18 +27,19 @@ import jax
 import jax.numpy as jnp
 
 import pallas_kernels as ops
+from samp_jax.compiled import OUTPUT_KINDS
 from samp_jax.config import EncoderConfig
 from samp_jax.encoder import Encoder, TransformerLayer
 from samp_jax.heads import TaskSpec, task_head
 from samp_jax.model import SampModel, mean_pool_normalize
-from samp_jax.plan import DTYPES, Plan
+from samp_jax.plan import DTYPES, LayerMode, Plan
 
 
 @functools.cache
 def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, codes: str | None, xla: bool):
     # only the embedding and whether layer 0 reads codes matter to the inputs
-    first = f"full_{codes}" if codes else "fp16"
-    plan = Plan((first,) + ("fp16",) * (config.num_layers - 1), dtype=dtype, embedding=embedding)
+    first = LayerMode.of("full", codes) if codes else LayerMode.FLOAT
+    plan = Plan((first,) + (LayerMode.FLOAT,) * (config.num_layers - 1), dtype=dtype, embedding=embedding)
     module = Encoder(config, plan)
 
     def run(params, ids, mask, types):
@@ -49,7 +50,7 @@ def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, codes: str | N
 
 
 @functools.cache
-def _layer_fn(config: EncoderConfig, mode: str, probs: str, dtype: str, out_qtype: str | None, xla: bool):
+def _layer_fn(config: EncoderConfig, mode: LayerMode, probs: str, dtype: str, out_qtype: str | None, xla: bool):
     module = TransformerLayer(config, mode, probs, DTYPES[dtype], out_qtype)
 
     def run(params, h, key_mask, position_bias):
@@ -80,12 +81,12 @@ class LayerwiseModel(SampModel):
     """
 
     def executable(self, kind: str, batch: int, seq: int):
-        if kind not in ("head", "hidden", "embed"):
-            raise ValueError(f"unknown output kind {kind!r}; known: head, hidden, embed")
+        if kind not in OUTPUT_KINDS:
+            raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
         cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
         inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
         layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla)
-                  for i, mode in enumerate(plan.layers)]
+                  for i, mode in enumerate(plan.modes)]
         output = _output_fn(cfg, self.task, kind)
 
         def run(params: dict[str, Any], ids, mask, types) -> jax.Array:

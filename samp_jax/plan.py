@@ -1,7 +1,8 @@
 """Precision plans: one mode per Transformer layer, plus plan-wide settings.
 
-Layer modes (SAMP's names):
-  fp16       every GEMM in the plan's float dtype (no quantization)
+Layer modes (SAMP's names), typed as `LayerMode`:
+  fp16       every GEMM unquantized, in the plan's float dtype (fp16, bf16 or fp32
+             as `dtype` says); "float" is accepted as another spelling of it
   ffn_int8   SAMP's Quant-FFN-Only: the two FFN GEMMs in INT8
   full_int8  SAMP's Fully-Quant: QKV, attention-output and FFN GEMMs and both
              attention products in INT8, 8-bit data between the fused ops
@@ -18,12 +19,15 @@ String form: comma-separated terms, e.g. "ffn_int8:0-7,fp16:8-11",
 every layer; `MODE:0-3+6` to layers 0..3 and 6; layers no term names are fp16.
 "fp32", "bf16" and "fp16" alone are float plans of that dtype. Spaces around
 terms and separators are ignored; an empty plan, a layer range written
-high-low and a setting given twice are errors.
+high-low and a setting given twice are errors. A plan is always written with
+the spelling "fp16" for unquantized layers (never "float"), so plan strings,
+JSON files and tune caches read the same as they always have.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 from collections.abc import Mapping
@@ -34,24 +38,89 @@ import jax.numpy as jnp
 
 from pallas_kernels.quantized_attention.base import PROBS_MODES
 
-LAYER_MODES = ("fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8")
+
+class LayerMode(enum.StrEnum):
+    """A layer's precision mode: its family ("float", "ffn", "full") and 8-bit type (None, "int8", "fp8").
+
+    A member is its spelling (`str(LayerMode.FFN_INT8) == "ffn_int8"`, and it compares and hashes
+    as that string), so plans, files and the command line keep their strings.
+    """
+
+    FLOAT = "fp16"
+    FFN_INT8 = "ffn_int8"
+    FULL_INT8 = "full_int8"
+    FFN_FP8 = "ffn_fp8"
+    FULL_FP8 = "full_fp8"
+
+    @classmethod
+    def parse(cls, text: object) -> LayerMode:
+        """The mode a spelling names ("fp16" or its alias "float", "ffn_int8", ...); ValueError naming it otherwise."""
+        if isinstance(text, LayerMode):
+            return text
+        mode = _SPELLED.get(text) if isinstance(text, str) else None
+        if mode is None:
+            raise ValueError(f"unknown precision mode {text!r}; known: {LAYER_MODES} (and 'float' for fp16)")
+        return mode
+
+    @classmethod
+    def of(cls, family: str, qtype: str | None = None) -> LayerMode:
+        """The mode of a family and 8-bit type: `of("full", "int8")` is FULL_INT8, `of("float")` FLOAT."""
+        spelling = "fp16" if (family, qtype) == ("float", None) else f"{family}_{qtype}"
+        if spelling not in LAYER_MODES:
+            raise ValueError(f"no layer mode of family={family!r} and qtype={qtype!r}; families: {FAMILIES}, "
+                             f"8-bit types: {QTYPES}")
+        return cls(spelling)
+
+    @property
+    def family(self) -> str:
+        """"float" (nothing quantized), "ffn" (the FFN GEMMs) or "full" (every GEMM and the attention products)."""
+        return "float" if self is LayerMode.FLOAT else self.value.split("_", 1)[0]
+
+    @property
+    def qtype(self) -> str | None:
+        """The 8-bit type of the quantized GEMMs' operands ("int8", "fp8"), None for FLOAT."""
+        return None if self is LayerMode.FLOAT else self.value.split("_", 1)[1]
+
+    @property
+    def quantizes_ffn(self) -> bool:
+        return self.family != "float"
+
+    @property
+    def quantizes_attention(self) -> bool:
+        """The QKV and attention-output GEMMs and the attention products run in 8 bits."""
+        return self.family == "full"
+
+    @property
+    def input_qtype(self) -> str | None:
+        """The 8-bit type the layer's input crosses memory in (full_* modes), None where it is float."""
+        return self.qtype if self.quantizes_attention else None
+
+
+LAYER_MODES = tuple(m.value for m in LayerMode)  # the spellings plans are written with
+FAMILIES = ("float", "ffn", "full")
+QTYPES = ("int8", "fp8")
+_SPELLED = {**{m.value: m for m in LayerMode}, "float": LayerMode.FLOAT}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 EMBEDDING_MODES = ("float", "int8", "fp8")
 SETTINGS = ("dtype", "embedding", "probs")
-SPELLINGS = (f"layer modes {', '.join(LAYER_MODES)} (alone, or MODE:FIRST-LAST+LAYER); float plans "
+SPELLINGS = (f"layer modes {', '.join(LAYER_MODES)} or float (alone, or MODE:FIRST-LAST+LAYER); float plans "
              f"{', '.join(DTYPES)} (alone); settings {', '.join(s + ':...' for s in SETTINGS)}")
 
 
 def mode_qtype(mode: str) -> str | None:
-    """"ffn_int8" -> "int8", "full_fp8" -> "fp8", "fp16" -> None."""
-    return None if mode == "fp16" else mode.split("_", 1)[1]
+    """"ffn_int8" -> "int8", "full_fp8" -> "fp8", "fp16" -> None (`LayerMode.parse(mode).qtype`)."""
+    return LayerMode.parse(mode).qtype
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """An ordered, validated, JSON-serializable precision plan."""
+    """An ordered, validated, JSON-serializable precision plan.
 
-    layers: tuple[str, ...]
+    `layers` holds one `LayerMode` per layer (given as modes or their spellings); a
+    `LayerMode` is a `str`, so `layers` compares equal to the tuple of spellings.
+    """
+
+    layers: tuple[str, ...]  # LayerMode members; `modes` gives them typed
     dtype: str = "fp16"
     embedding: str = ""  # "" -> derived from layer 0
     probs: str = "uint8"
@@ -65,14 +134,19 @@ class Plan:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a string")
         if not self.layers:
             raise ValueError("a plan needs at least one layer")
+        modes = []
         for i, mode in enumerate(self.layers):
-            if mode not in LAYER_MODES:
-                raise ValueError(f"unknown precision mode {mode!r} for layer {i}; known: {LAYER_MODES}")
+            try:
+                modes.append(LayerMode.parse(mode))
+            except ValueError:
+                raise ValueError(f"unknown precision mode {mode!r} for layer {i}; known: {LAYER_MODES} "
+                                 "(and 'float' for fp16)") from None
+        object.__setattr__(self, "layers", tuple(modes))
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; known: {tuple(DTYPES)}")
         if self.probs not in PROBS_MODES:
             raise ValueError(f"unknown probs treatment {self.probs!r}; known: {PROBS_MODES}")
-        first = mode_qtype(self.layers[0]) if self.layers[0].startswith("full_") else None
+        first = self.modes[0].input_qtype
         if not self.embedding:
             object.__setattr__(self, "embedding", first or "float")
         if self.embedding not in EMBEDDING_MODES:
@@ -122,7 +196,7 @@ class Plan:
             raise ValueError(f"empty plan {text!r}: name one, e.g. 'fp32', 'bf16' or 'ffn_int8:0-7,fp16:8-11'")
         if len(terms) == 1 and terms[0] in DTYPES:
             return cls.uniform("fp16", num_layers, dtype=terms[0])
-        modes: list[str | None] = [None] * num_layers
+        modes: list[LayerMode | None] = [None] * num_layers
         settings: dict[str, str] = {}
         for term in filter(None, terms):
             name, colon, spec = (part.strip() for part in term.partition(":"))
@@ -133,18 +207,19 @@ class Plan:
                     raise ValueError(f"{name} is set twice in plan {text!r} ({settings[name]} and {spec})")
                 settings[name] = spec
                 continue
-            if name not in LAYER_MODES:
+            if name not in _SPELLED:
                 alone = (f"; {name!r} names a whole float plan only alone: with other terms write 'dtype:{name}'"
                          if name in DTYPES else "")
                 raise ValueError(f"unknown precision mode {name!r} in plan term {term!r}{alone}; known: {SPELLINGS}")
             if colon and not spec:
                 raise ValueError(f"plan term {term!r} needs layers after ':', e.g. '{name}:0-3', or none for all")
+            mode = LayerMode.parse(name)
             for layer in _parse_layers(spec, num_layers, term):
                 if modes[layer] is not None:
-                    again = "twice" if modes[layer] == name else f"two modes ({modes[layer]} and {name})"
+                    again = "twice" if modes[layer] == mode else f"two modes ({modes[layer]} and {name})"
                     raise ValueError(f"layer {layer} is given {again} in {text!r}")
-                modes[layer] = name
-        return cls(layers=tuple(m or "fp16" for m in modes), **settings)
+                modes[layer] = mode
+        return cls(layers=tuple(m or LayerMode.FLOAT for m in modes), **settings)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
@@ -159,19 +234,20 @@ class Plan:
 
     # ---- output ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": list(self.layers), "dtype": self.dtype, "embedding": self.embedding, "probs": self.probs}
+        return {"layers": [str(m) for m in self.layers], "dtype": self.dtype, "embedding": self.embedding, "probs": self.probs}
 
     def to_string(self) -> str:
-        if set(self.layers) == {"fp16"} and self.embedding == "float" and self.probs == "uint8":
+        if set(self.layers) == {LayerMode.FLOAT} and self.embedding == "float" and self.probs == "uint8":
             return self.dtype
-        runs: dict[str, list[str]] = {}
+        runs: dict[LayerMode, list[str]] = {}
         start = 0
-        for i in range(1, len(self.layers) + 1):
-            if i == len(self.layers) or self.layers[i] != self.layers[start]:
-                runs.setdefault(self.layers[start], []).append(
+        modes = self.modes
+        for i in range(1, len(modes) + 1):
+            if i == len(modes) or modes[i] != modes[start]:
+                runs.setdefault(modes[start], []).append(
                     str(start) if i - 1 == start else f"{start}-{i - 1}")
                 start = i
-        terms = [m if len(runs) == 1 else f"{m}:{'+'.join(r)}" for m, r in runs.items()]
+        terms = [str(m) if len(runs) == 1 else f"{m}:{'+'.join(r)}" for m, r in runs.items()]
         default = Plan(self.layers)
         terms += [f"{k}:{getattr(self, k)}" for k in ("dtype", "embedding", "probs")
                   if getattr(self, k) != getattr(default, k)]
@@ -182,15 +258,20 @@ class Plan:
 
     # ---- properties ------------------------------------------------------------
     @property
+    def modes(self) -> tuple[LayerMode, ...]:
+        """The layer modes, typed."""
+        return self.layers  # type: ignore[return-value]  # __post_init__ made every entry a LayerMode
+
+    @property
     def compute_dtype(self):
         return DTYPES[self.dtype]
 
     @property
     def is_quantized(self) -> bool:
-        return any(m != "fp16" for m in self.layers) or self.embedding != "float"
+        return any(m.quantizes_ffn for m in self.modes) or self.embedding != "float"
 
     def num_quantized(self) -> int:
-        return sum(m != "fp16" for m in self.layers)
+        return sum(m.quantizes_ffn for m in self.modes)
 
     def input_codes(self, i: int) -> str | None:
         """The 8-bit type layer `i`'s input crosses memory in, or None where it is float.
@@ -200,10 +281,7 @@ class Plan:
         writes that input as codes from float32: no quantize kernel between layers.
         `i == len(layers)` is the encoder's output, which is float.
         """
-        if i == len(self.layers):
-            return None
-        mode = self.layers[i]
-        return mode_qtype(mode) if mode.startswith("full_") else None
+        return None if i == len(self.layers) else self.modes[i].input_qtype
 
 
 def _parse_layers(spec: str, num_layers: int, term: str) -> list[int]:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 import samp_jax
 from samp_jax.config import minilm_l6
-from samp_jax.plan import Plan
+from samp_jax.plan import LAYER_MODES, LayerMode, Plan, mode_qtype
 from samp_jax.quant.build import check_plan
 from samp_jax.quant.points import required_points
 from samp_jax.quant.scales import Scales
@@ -163,3 +164,55 @@ def test_load_takes_plan_string_json_and_stored_default(tmp_path, minilm_dir):
     by_default = samp_jax.load(out)
     assert by_default.plan == by_string.plan == by_json.plan
     np.testing.assert_array_equal(np.asarray(by_default(ids)), np.asarray(by_string(ids)))
+
+
+# ---- typed layer modes ---------------------------------------------------------------------------
+
+MODES = [("fp16", "float", None), ("ffn_int8", "ffn", "int8"), ("full_int8", "full", "int8"),
+         ("ffn_fp8", "ffn", "fp8"), ("full_fp8", "full", "fp8")]
+
+
+@pytest.mark.parametrize("spelling, family, qtype", MODES)
+def test_a_layer_mode_parses_from_its_spelling_and_prints_it(spelling, family, qtype):
+    mode = LayerMode.parse(spelling)
+    assert (mode.family, mode.qtype) == (family, qtype)
+    assert str(mode) == f"{mode}" == spelling and type(str(mode)) is str
+    assert mode == spelling and hash(mode) == hash(spelling)  # a mode is its spelling wherever strings go
+    assert LayerMode.of(family, qtype) is mode and LayerMode.parse(mode) is mode
+    assert mode.quantizes_ffn == (family != "float") and mode.quantizes_attention == (family == "full")
+    assert mode.input_qtype == (qtype if family == "full" else None)
+    assert mode_qtype(spelling) == qtype
+
+
+def test_float_is_another_spelling_of_the_unquantized_mode_and_plans_keep_writing_fp16():
+    assert LayerMode.parse("float") is LayerMode.FLOAT and LAYER_MODES == tuple(m for m, _, _ in MODES)
+    plan = Plan.parse("full_int8:0-1,float:2-3,dtype:bf16", 4)
+    assert plan.layers == ("full_int8",) * 2 + ("fp16",) * 2 and plan.modes[2] is LayerMode.FLOAT
+    assert plan.to_string() == "full_int8:0-1,fp16:2-3,dtype:bf16"
+    assert plan.to_dict()["layers"] == ["full_int8", "full_int8", "fp16", "fp16"]
+    assert all(type(m) is str for m in plan.to_dict()["layers"])
+    assert Plan.parse("float", 2) == Plan.parse("fp16", 2) == Plan(("float", "fp16"))
+    assert Plan.from_dict({"layers": ["float", "ffn_fp8"]}).to_string() == "fp16:0,ffn_fp8:1"
+    with pytest.raises(ValueError, match="layer 1 is given twice"):
+        Plan.parse("float:1,fp16:1", 2)
+
+
+def test_unknown_layer_modes_are_named():
+    for bad in ("fp8", "full_int4", "FP16", "", None, 3):
+        with pytest.raises(ValueError, match=f"unknown precision mode {bad!r}"):
+            LayerMode.parse(bad)
+        with pytest.raises(ValueError, match=rf"unknown precision mode {re.escape(repr(bad))} for layer 1"):
+            Plan(("fp16", bad))
+    with pytest.raises(ValueError, match="no layer mode of family='full' and qtype=None"):
+        LayerMode.of("full")
+    with pytest.raises(ValueError, match="no layer mode of family='float' and qtype='int8'"):
+        LayerMode.of("float", "int8")
+
+
+def test_plans_written_before_read_the_same():
+    """Plan strings and JSON as older versions wrote them parse to typed modes and write back unchanged."""
+    for text in ("ffn_int8:0-7,fp16:8-11", "full_int8", "full_fp8:0+2,fp16:1+3-5,dtype:bf16,probs:int8", "bf16",
+                 "fp16,embedding:int8", "full_int8:0,ffn_fp8:1-11,probs:float"):
+        plan = Plan.parse(text, 12 if "11" in text or "8-11" in text else 6)
+        assert plan.to_string() == text and all(isinstance(m, LayerMode) for m in plan.layers)
+        assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan

@@ -1,5 +1,8 @@
 """Builds the parameter tree of a plan: float params + scales -> what the modules consume.
 
+Which GEMMs a layer mode quantizes, which point's scale each reads and writes, and
+where each scale goes come from the table in `samp_jax.quant.points`.
+
 Quantized GEMM kernels are quantized per output channel and packed for the
 fused 8-bit GEMM (`pallas_kernels.pack_weight`: K-major codes with the column
 scale, bias and reciprocal output scale precomputed), activation amax become
@@ -18,8 +21,8 @@ import jax.numpy as jnp
 from pallas_kernels import pack_weight
 from pallas_kernels.quant_types import qmax
 from samp_jax.config import EncoderConfig
-from samp_jax.plan import Plan, mode_qtype
-from samp_jax.quant.points import point, required_points
+from samp_jax.plan import LayerMode, Plan
+from samp_jax.quant.points import BY_NAME, EMBEDDING_INPUT_SCALE, INPUT, NEXT_INPUT_SCALE, gemms_for, points_for
 from samp_jax.quant.qarray import quantize_weight
 from samp_jax.quant.scales import Scales
 
@@ -41,10 +44,10 @@ def missing_scales(plan: Plan, scales: Scales | None) -> list[str]:
     """`"layer 3 (full_int8): layer_3/attention/q"` for each scale the plan needs and lacks."""
     have = scales.activations if scales is not None else {}
     missing = []
-    for i, mode in enumerate(plan.layers):
-        missing += [f"layer {i} ({mode}): {p}" for p in required_points(i, mode, plan.probs) if p not in have]
-    if plan.embedding != "float" and point(0, "input") not in have:
-        missing.append(f"embedding ({plan.embedding}): {point(0, 'input')}")
+    for i, mode in enumerate(plan.modes):
+        missing += [f"layer {i} ({mode}): {p.key(i)}" for p in points_for(mode, plan.probs) if p.key(i) not in have]
+    if plan.embedding != "float" and INPUT.key(0) not in have:
+        missing.append(f"embedding ({plan.embedding}): {INPUT.key(0)}")
     return missing
 
 
@@ -61,8 +64,8 @@ def check_plan(plan: Plan, config: EncoderConfig, scales: Scales | None) -> None
         )
 
 
-def _scale(scales: Scales, name: str, qtype: str) -> jax.Array:
-    return jnp.float32(max(scales.activations[name], 1e-12) / qmax(qtype))
+def _scale(scales: Scales, key: str, qtype: str) -> jax.Array:
+    return jnp.float32(max(scales.activations[key], 1e-12) / qmax(qtype))
 
 
 def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None) -> dict[str, Any]:
@@ -72,57 +75,61 @@ def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None
     return {"packed": pack_weight(w.values, w.scale, bias, x_scale=x_scale, out_scale=out_scale, qtype=qtype)}
 
 
+def _get(tree: Mapping[str, Any], path: str) -> Any:
+    for key in path.split("/"):
+        tree = tree[key]
+    return tree
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    """Sets `tree[a][b]...` for the path "a/b/...", copying each dict on the way (the input tree is left as it was)."""
+    *parents, last = path.split("/")
+    for key in parents:
+        tree[key] = dict(tree[key])
+        tree = tree[key]
+    tree[last] = value
+
+
+def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode: LayerMode, plan: Plan,
+                    config: EncoderConfig, scales: Scales) -> None:
+    """Puts layer `i`'s 8-bit GEMMs (packed) and point scales into `layer`, its float parameters in the compute dtype.
+
+    Every GEMM `mode` quantizes reads its input point's scale and writes its output points' codes
+    (`samp_jax.quant.points.GEMMS`); every point's scale also goes to its scale parameters.
+    """
+    qt = mode.qtype
+    assert qt is not None
+    scale = {p.name: _scale(scales, p.key(i), qt) for p in points_for(mode, plan.probs)}
+    for gemm in gemms_for(mode):
+        outs = [scale[p.name] for p in gemm.output_points]
+        out_scale = None
+        if len(outs) == 1:
+            out_scale = outs[0]
+        elif outs:  # one scale per output column: Q, K and V each over their third of the columns
+            out_scale = jnp.repeat(jnp.stack(outs), gemm.out_features(config) // len(outs))
+        _set(layer, gemm.name, _qdense(_get(src, gemm.name), qt, scales.weights.get(gemm.key(i)),
+                                       x_scale=scale[gemm.input_point.name], out_scale=out_scale))
+    for name, value in scale.items():
+        for path in BY_NAME[name].scale_params:
+            _set(layer, path, value)
+
+
 def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, scales: Scales | None) -> dict:
     """The parameter tree `EncoderWithHead(config, task, plan)` applies."""
     check_plan(plan, config, scales)
     out = cast_params(params, plan.compute_dtype)
     enc = out["encoder"]
     if plan.embedding != "float":
-        enc["embeddings"] = {**enc["embeddings"], "output_scale": _scale(scales, point(0, "input"), plan.embedding)}
-    for i, mode in enumerate(plan.layers):
-        qt = mode_qtype(mode)
-        if qt is None:
-            continue
-        src = params["encoder"][f"layer_{i}"]
-        layer = enc[f"layer_{i}"]
-
-        def w(gemm: str, i: int = i):  # imported weight amax, if any
-            return scales.weights.get(f"layer_{i}/{gemm}")
-
-        def s(name: str, i: int = i, qt: str = qt):
-            return _scale(scales, point(i, name), qt)
-
-        ffn_in, act = s("attention_output"), s("ffn/activation")
-        layer["ffn"] = {
-            "input_scale": ffn_in,
-            "intermediate": _qdense(src["ffn"]["intermediate"], qt, w("ffn/intermediate"), x_scale=ffn_in,
-                                    out_scale=act),
-            "output": _qdense(src["ffn"]["output"], qt, w("ffn/output"), x_scale=act),
-            "layer_norm": layer["ffn"]["layer_norm"],
-        }
-        if not mode.startswith("full_"):  # the float attention's LayerNorm also writes the FFN's codes
-            layer["attention"] = {**layer["attention"], "output_scale": ffn_in}
-        else:
-            attn_in, q, k, v = s("input"), s("attention/q"), s("attention/k"), s("attention/v")
-            ctx = s("attention/context")
-            attn = {
-                "input_scale": attn_in,
-                "q_scale": q,
-                "k_scale": k,
-                "v_scale": v,
-                "context_scale": ctx,  # the attention kernel writes the context as codes
-                "output_scale": ffn_in,  # the residual LayerNorm writes the FFN's 8-bit input
-                "qkv": _qdense(src["attention"]["qkv"], qt, w("attention/qkv"), x_scale=attn_in,
-                               out_scale=jnp.repeat(jnp.stack([q, k, v]), config.hidden_size)),
-                "output": _qdense(src["attention"]["output"], qt, w("attention/output"), x_scale=ctx),
-                "layer_norm": layer["attention"]["layer_norm"],
-            }
-            if plan.probs == "int8":
-                attn["probs_scale"] = s("attention/probs")
-            layer["attention"] = attn
+        assert scales is not None  # check_plan: an 8-bit embedding needs layer 0's input scale
+        _set(enc, EMBEDDING_INPUT_SCALE, _scale(scales, INPUT.key(0), plan.embedding))
+    for i, mode in enumerate(plan.modes):
+        if mode.quantizes_ffn:
+            assert scales is not None  # check_plan: a quantized layer needs its points' scales
+            enc[f"layer_{i}"] = dict(enc[f"layer_{i}"])
+            _quantize_layer(params["encoder"][f"layer_{i}"], enc[f"layer_{i}"], i, mode, plan, config, scales)
     for i in range(config.num_layers):  # the LayerNorm before a full_* layer writes that layer's input codes
         nxt = plan.input_codes(i + 1)
         if nxt is not None:
-            ffn = enc[f"layer_{i}"]["ffn"]
-            enc[f"layer_{i}"]["ffn"] = {**ffn, "next_input_scale": _scale(scales, point(i + 1, "input"), nxt)}
+            assert scales is not None
+            _set(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
     return out

@@ -1,8 +1,9 @@
 """`Scales`: calibrated activation ranges (per tensor) and optional imported weight ranges.
 
-Stored in a checkpoint as `scales.safetensors`: `act/<point>` scalars (amax),
-`weight/<gemm>` per-output-channel amax vectors, and the calibration method in
-the file's metadata.
+Stored in a checkpoint as `scales.safetensors`: `act/layer_{i}/<point>` scalars (amax),
+`weight/layer_{i}/<gemm>` per-output-channel amax vectors, and the calibration method in
+the file's metadata. Points and GEMMs are those of `samp_jax.quant.points`; a key naming
+neither is an error naming the key.
 
 Every amax is finite and > 0, checked when a `Scales` is made or read: an amax of 0
 quantizes the whole tensor to 0, and NaN or Inf make every output NaN, so such a
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from samp_jax.quant.points import GEMMS, parse_gemm_key, parse_key
+
 SCALES_FILE = "scales.safetensors"
-WEIGHT_GEMMS = ("attention/qkv", "attention/output", "ffn/intermediate", "ffn/output")
+ACT, WEIGHT = "act", "weight"  # the file's key prefixes: act/<point key>, weight/<GEMM key>
+WEIGHT_GEMMS = tuple(g.name for g in GEMMS)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -31,6 +35,10 @@ class Scales:
     source: str = ""
 
     def __post_init__(self) -> None:
+        for key in self.activations:
+            parse_key(key)
+        for key in self.weights:
+            parse_gemm_key(key)
         self.activations = {k: _activation_amax(k, v, self.method) for k, v in self.activations.items()}
         self.weights = {k: _weight_amax(k, v) for k, v in self.weights.items()}
 
@@ -38,8 +46,8 @@ class Scales:
         """The `scales.safetensors` file's contents."""
         from safetensors.numpy import save
 
-        tensors = {f"act/{k}": np.asarray(v, np.float32) for k, v in self.activations.items()}
-        tensors.update({f"weight/{k}": v for k, v in self.weights.items()})
+        tensors = {f"{ACT}/{k}": np.asarray(v, np.float32) for k, v in self.activations.items()}
+        tensors.update({f"{WEIGHT}/{k}": v for k, v in self.weights.items()})
         return save(tensors, metadata={"method": self.method, "source": self.source})
 
     def save(self, path: str | Path) -> None:
@@ -61,9 +69,9 @@ class Scales:
                 meta = f.metadata() or {}
                 for key in f.keys():
                     kind, _, name = key.partition("/")
-                    if kind == "act":
+                    if kind == ACT:
                         acts[name] = f.get_tensor(key)
-                    elif kind == "weight":
+                    elif kind == WEIGHT:
                         weights[name] = f.get_tensor(key)
                     else:
                         raise ValueError(f"unexpected entry {key!r}")
