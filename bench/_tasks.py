@@ -72,6 +72,8 @@ def _rows(path: Path) -> list[dict]:
 
 def read_classification(t: Task, data_dir: Path, split: str) -> tuple[list, list[str]]:
     """Texts (or text pairs) and label strings of a classification or matching split."""
+    if t.text_field is None:
+        raise ValueError(f"task {t.name!r} ({t.kind}) has no text field: it is read as CoNLL, not as rows")
     rows = _rows(data_dir / split)
     fields = t.text_field.split(",")
     texts = [str(r[fields[0]]) if len(fields) == 1 else tuple(str(r[f]) for f in fields) for r in rows]

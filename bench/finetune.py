@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
@@ -128,6 +129,7 @@ def main() -> None:
     lr = args.lr or LEARNING_RATES.get(args.model, 3e-5)
     tok = AutoTokenizer.from_pretrained(src)
 
+    train: list[tuple[Any, Any]]  # (tokens, tags) for NER, (text or pair, label) otherwise
     if t.kind == "ner":
         train = read_conll_tags(data / t.train)
         names = sorted({tag for _, tags in train for tag in tags}, key=lambda s: (s != "O", s[2:], s))
@@ -218,7 +220,8 @@ def evaluate_torch(folder: Path, t, data: Path, device="cpu") -> dict[str, float
                 continue
             probs = logits.softmax(-1).numpy()
             for b, text in enumerate(xs):
-                first, spans = {}, {}
+                first: dict[int, int] = {}
+                spans: dict[int, tuple[int, int]] = {}
                 for k, w in enumerate(enc.word_ids(b)):
                     if w is None:
                         continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,6 +19,17 @@ if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, whe
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
 import numpy as np
+
+
+@dataclasses.dataclass
+class _Diff:
+    """One plan's differences from Hugging Face, accumulated over the batches."""
+
+    max_real: float = 0.0  # max |difference| over real tokens
+    max_all: float = 0.0  # ... and over every position, padding included
+    num: float = 0.0  # sum of squared differences over real tokens
+    den: float = 0.0  # sum of squared reference values over real tokens
+    cos: list[float] = dataclasses.field(default_factory=list)  # cosine of each sentence's embeddings
 
 
 def main() -> None:
@@ -44,7 +56,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(folder)
     hf = BertModel.from_pretrained(folder, attn_implementation="eager").eval()
     models = {plan: samp_jax.load(folder, plan=plan) for plan in ("fp32", "bf16", "fp16")}
-    stats = {plan: {"max_real": 0.0, "max_all": 0.0, "num": 0.0, "den": 0.0, "cos": []} for plan in models}
+    stats = {plan: _Diff() for plan in models}
     for i in range(0, len(sentences), args.batch):
         b = tok(sentences[i : i + args.batch], padding=True, return_tensors="pt")
         with torch.no_grad():
@@ -55,18 +67,18 @@ def main() -> None:
             out = np.asarray(model(*(b[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids"))), np.float64)
             d = out - ref
             s = stats[plan]
-            s["max_real"] = max(s["max_real"], float(np.abs(d[mask]).max()))
-            s["max_all"] = max(s["max_all"], float(np.abs(d).max()))
-            s["num"] += float((d[mask] ** 2).sum())
-            s["den"] += float((ref[mask] ** 2).sum())
+            s.max_real = max(s.max_real, float(np.abs(d[mask]).max()))
+            s.max_all = max(s.max_all, float(np.abs(d).max()))
+            s.num += float((d[mask] ** 2).sum())
+            s.den += float((ref[mask] ** 2).sum())
             pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
             cos = (pooled * pooled_ref).sum(-1) / np.linalg.norm(pooled, axis=-1) / np.linalg.norm(pooled_ref, axis=-1)
-            s["cos"].extend(cos.tolist())
+            s.cos.extend(cos.tolist())
     print(f"all-MiniLM-L6-v2 vs HF BertModel fp32, {len(sentences)} SST-2 dev sentences, batches of {args.batch}")
     print("| plan | max-abs (real tokens) | max-abs (all positions) | rel. Frobenius | min cosine of embeddings |")
     print("|---|---|---|---|---|")
     for plan, s in stats.items():
-        print(f"| {plan} | {s['max_real']:.2e} | {s['max_all']:.2e} | {np.sqrt(s['num'] / s['den']):.2e} | {min(s['cos']):.6f} |")
+        print(f"| {plan} | {s.max_real:.2e} | {s.max_all:.2e} | {np.sqrt(s.num / s.den):.2e} | {min(s.cos):.6f} |")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def plot(results: Path = RESULTS, commit: str | None = None, out: Path | None = 
     elif breakdown_commit:
         raise ValueError(f"breakdown_commit={breakdown_commit!r} but {breakdown_path} does not exist")
     labels = sorted({_label(r) for r in lat}, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))
-    single, queued = defaultdict(dict), defaultdict(dict)
+    single: defaultdict[tuple[int, int], dict[str, float]] = defaultdict(dict)
+    queued: defaultdict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     for r in lat:  # the latest record wins where a run measured a point twice
         (queued if "pipelined" in r["implementation"] else single)[(r["batch"], r["seq"])][_label(r)] = r["median_ms"]
     seqs = sorted({s for _, s in single})

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
@@ -51,7 +52,7 @@ def main() -> None:
     eval_texts = read_texts(sst2 / "dev.tsv", limit=args.eval)
     ckpt = convert_hf_checkpoint(default_model_dir())
     ref = SampModel(ckpt, "fp32").embed(eval_texts, batch_size=64, progress=False)
-    records = []
+    records: list[dict[str, Any]] = []
     for method, pct in CALIBRATORS:
         t0 = time.perf_counter()
         ckpt.scales = calibrate(SampModel(ckpt, "fp32"), calib_texts, method, percentile=pct or 99.99, progress=False)
