@@ -9,15 +9,20 @@ used go first) for callers whose batches exceed the largest bucket.
 
 A model may be called from many threads at once: each executable is compiled
 once (other threads asking for it wait), and the tokenizer is never reconfigured.
+
+Its public seams: `compiled(kind, batch, seq)` gives one compiled forward pass with
+its parameters (benchmarks, the tuner, profilers); `float32()`, `batches(...)` and
+`observe(...)` are what calibration runs (`samp_jax.calibration.Observable`). This
+module is the library core: it reads samp-jax checkpoints and never imports
+`convert`; `samp_jax.load` (`samp_jax.api`, the entry layer) converts Hugging Face
+folders on the fly.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -26,10 +31,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import pallas_kernels as ops
-from samp_jax.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
+from samp_jax.checkpoint import Checkpoint
+from samp_jax.compiled import OUTPUT_KINDS, CompiledForward
 from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
 from samp_jax.plan import Plan
+from samp_jax.quant import points
 from samp_jax.quant.build import build_params
 from samp_jax.tokenizer import (
     DEFAULT_BATCH_BUCKETS,
@@ -77,6 +84,7 @@ class SampModel:
         self._executables: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._compile_locks: dict[tuple[str, int, int], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._observe_fn: Any = None  # the jitted observing forward pass, made on first use
         self._seq_buckets = tuple(sorted({b for b in DEFAULT_SEQ_BUCKETS if b < self.config.max_seq_len}
                                          | {self.config.max_seq_len}))
         self.tokenizer = None
@@ -107,8 +115,16 @@ class SampModel:
             return mean_pool_normalize(hidden, mask)
         return self._module.apply({"params": params}, ids, mask, types, output=kind)
 
+    def compiled(self, kind: str, batch: int, seq: int) -> CompiledForward:
+        """The forward pass for `kind` ("head", "hidden", "embed") compiled for `[batch, seq]` ids, with this
+        plan's parameters: call it on `(ids, mask, types)` of that shape. Built once per shape and cached."""
+        if kind not in OUTPUT_KINDS:
+            raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
+        return CompiledForward(kind, (batch, seq), self.executable(kind, batch, seq), self._params)
+
     def executable(self, kind: str, batch: int, seq: int):
-        """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once."""
+        """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once; it takes the
+        parameters as its first argument (`compiled` binds them)."""
         key = (kind, batch, seq)
         with self._lock:
             if key in self._executables:
@@ -162,10 +178,44 @@ class SampModel:
         out = out[:batch]
         return out[:, :seq] if out.ndim == 3 else out  # [B, S, ...] outputs (hidden states, token logits)
 
+    # ---- calibration: the float model's activations ----------------------------
+    def float32(self) -> SampModel:
+        """This checkpoint in the fp32 plan (the model itself if that is its plan): what calibration observes."""
+        if self.plan.to_string() == "fp32":
+            return self
+        return SampModel(self.checkpoint, plan="fp32", kernels=self.kernels)
+
+    def observe(self, input_ids, attention_mask=None, token_type_ids=None) -> dict[str, jax.Array]:
+        """The activations at every quantization point for one batch, keyed like `Scales.activations`
+        (`layer_3/attention/q`, see `samp_jax.quant.points`), from this float plan's forward pass.
+
+        Rows that are all padding are allowed (calibration pads its last batch).
+        """
+        if self.plan.is_quantized:
+            raise ValueError(f"observe runs a float plan, this model's is {self.plan}; use model.float32()")
+        ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids,
+                                        allow_padding_rows=True)
+        if self._observe_fn is None:
+            module = self._module
+
+            def observe(p, i, m, t):
+                return module.apply({"params": p}, i, m, t, output="hidden", mutable=["intermediates"])[1]
+
+            self._observe_fn = jax.jit(observe)
+        with ops.xla_only(self.kernels == "xla"):
+            state = self._observe_fn(self._params, ids, mask, types)
+        return points.observed(state["intermediates"])
+
     # ---- texts in, predictions out ------------------------------------------
-    def _batches(
-        self, items: Sequence, *, batch_size: int, truncation: bool, max_length: int | None, progress: bool | None
+    def batches(
+        self, items: Sequence, *, batch_size: int, truncation: bool = False, max_length: int | None = None,
+        progress: bool | None = None,
     ) -> Iterator[tuple[np.ndarray, list, PaddedBatch]]:
+        """Tokenizes `items` (texts or pairs) and yields them in padded batches, shortest first.
+
+        Yields `(indices, encodings, batch)`: the items' positions in `items`, their encodings, and the
+        `PaddedBatch` (ids, mask, token types padded to the model's buckets).
+        """
         if self.tokenizer is None:
             raise ValueError(f"{self.source} has no tokenizer; call the model on token ids instead")
         if not isinstance(batch_size, int) or batch_size <= 0:
@@ -186,7 +236,7 @@ class SampModel:
         if is_pair:
             raise ValueError("embed takes single texts; use similarity() for pairs")
         out = np.zeros((len(items), self.config.hidden_size), np.float32)
-        for idx, _, b in self._batches(items, batch_size=batch_size, truncation=truncation,
+        for idx, _, b in self.batches(items, batch_size=batch_size, truncation=truncation,
                                        max_length=max_length, progress=progress):
             emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
             out[idx] = np.asarray(emb)[: b.num_examples]
@@ -220,7 +270,7 @@ class SampModel:
         if kind == "token_classification" and is_pair:
             raise ValueError("token classification takes single texts, not pairs")
         results: list[Any] = [None] * len(items)
-        for idx, encs, b in self._batches(items, **kw):
+        for idx, encs, b in self.batches(items, **kw):
             logits = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
             for row, (i, enc) in enumerate(zip(idx, encs)):
                 if kind == "token_classification":
@@ -262,45 +312,3 @@ class SampModel:
         offsets = [tuple(spans[w]) for w in words]
         return decode_entities(tags, offsets, scores, text)
 
-
-def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache: str | Path | None = None,
-         kernels: str = "auto") -> SampModel:
-    """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
-
-    Args:
-      path: a folder written by `samp-jax convert`, or a Hugging Face model
-        folder (`config.json` + safetensors or `pytorch_model.bin`).
-      plan: a precision plan: a `Plan`, its string form ("fp32", "bf16",
-        "ffn_int8:0-7,fp16:8-11", ...), or a path to its JSON; default: the
-        checkpoint's stored plan, else "fp32". Quantized plans need the
-        checkpoint's scales (`samp-jax calibrate`).
-      compilation_cache: a folder for JAX's persistent compilation cache, so
-        executables survive the process (also `$SAMP_JAX_COMPILATION_CACHE`).
-      kernels: "auto" runs the Pallas kernels where the device has them (the
-        Mosaic GPU 8-bit GEMMs on Hopper, the Triton LayerNorm and embedding
-        on any NVIDIA GPU) and XLA elsewhere; "xla" forces the plain-XLA path.
-    """
-    cache = compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE")
-    if cache:
-        enable_compilation_cache(cache)
-    path = Path(path)
-    if is_checkpoint(path):  # first: it also restores a checkpoint a killed replacement left beside `path`
-        ckpt = load_checkpoint(path)
-    elif not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    elif (path / "config.json").is_file():
-        from convert import convert_hf_checkpoint
-
-        ckpt = convert_hf_checkpoint(path)
-    else:
-        raise FileNotFoundError(
-            f"{path} is neither a samp-jax checkpoint (no samp_jax.json) nor a Hugging Face folder (no config.json)"
-        )
-    return SampModel(ckpt, plan=plan, kernels=kernels)
-
-
-def enable_compilation_cache(folder: str | Path) -> None:
-    """Keeps compiled executables in `folder` across processes (JAX's persistent cache)."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

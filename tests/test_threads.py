@@ -91,7 +91,7 @@ def test_a_padded_call_equals_the_exact_shape(model, kind):
     mask = np.ones_like(ids)
     mask[1, 15:] = 0
     types = np.zeros_like(ids)
-    exact = np.asarray(model.executable(kind, 3, 21)(model._params, ids, mask, types))
+    exact = np.asarray(model.compiled(kind, 3, 21)(ids, mask, types))
     call = model if kind == "head" else model.hidden_states
     got = np.asarray(call(ids, mask))
     assert got.shape == exact.shape

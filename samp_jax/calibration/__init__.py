@@ -1,6 +1,7 @@
 """Calibration: activation observers and the four calibrators of NVIDIA's pytorch-quantization."""
 
 from samp_jax.calibration.calibrators import METHODS, HistogramCalibrator, MaxCalibrator, make_calibrator
-from samp_jax.calibration.observe import calibrate, calibrate_batches, read_texts
+from samp_jax.calibration.observe import Observable, calibrate, calibrate_batches, read_texts
 
-__all__ = ["METHODS", "HistogramCalibrator", "MaxCalibrator", "calibrate", "calibrate_batches", "make_calibrator", "read_texts"]
+__all__ = ["METHODS", "HistogramCalibrator", "MaxCalibrator", "Observable", "calibrate", "calibrate_batches",
+           "make_calibrator", "read_texts"]

@@ -1,22 +1,48 @@
 """Runs the float32 model over calibration texts and feeds each quantization point's calibrator.
 
-Activations are observed through Flax's `sow` (collection "intermediates") in
-the float path of the modules; only real tokens count (padding is masked out,
-and for the softmax probabilities only real query/key pairs).
+A model is calibrated through its public hook (`Observable`, which `SampModel` provides): its
+float32 variant, its padded batches of texts and a forward pass that returns the float
+activations at every quantization point (`samp_jax.quant.points`). Only real tokens count
+(padding is masked out, and for the softmax probabilities only real query/key pairs).
+This module sits below the model: it takes a model, it never loads one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from samp_jax import texts as texts_module
 from samp_jax.calibration.calibrators import METHODS, make_calibrator
+from samp_jax.config import EncoderConfig
+from samp_jax.quant.points import QuantPoint, parse_key
 from samp_jax.quant.scales import Scales
+from samp_jax.validation import check_inputs
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """What calibration needs from a model (`samp_jax.SampModel` provides it)."""
+
+    config: EncoderConfig
+
+    def float32(self) -> Observable:
+        """The same checkpoint in the fp32 plan."""
+        ...
+
+    def batches(self, items: Sequence, *, batch_size: int, truncation: bool = False, max_length: int | None = None,
+                progress: bool | None = None) -> Iterator[tuple[np.ndarray, list, Any]]:
+        """`(indices, encodings, padded batch)` for texts; the batch has `input_ids`, `attention_mask`,
+        `token_type_ids`."""
+        ...
+
+    def observe(self, input_ids, attention_mask=None, token_type_ids=None) -> Mapping[str, Any]:
+        """The float activations of one batch at every quantization point, keyed `layer_<i>/<point>`."""
+        ...
 
 
 def read_texts(path: str | Path, text_field: str | None = None, limit: int | None = None) -> list:
@@ -25,21 +51,15 @@ def read_texts(path: str | Path, text_field: str | None = None, limit: int | Non
     return texts_module.read_texts(path, text_field, limit, what="calibration data")
 
 
-def _point_name(path) -> str:
-    """("encoder", "layer_3", "attention", "q") -> "layer_3/attention/q"."""
-    keys = [k.key for k in path if hasattr(k, "key")]
-    return "/".join(keys[1:])
-
-
-def _real_values(name: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    if name.endswith("/probs"):  # [B, N, S, S]: real query rows x real key columns
+def _real_values(point: QuantPoint, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if point.pairs:  # [B, N, S, S]: real query rows x real key columns
         pair = mask[:, :, None] & mask[:, None, :]
         return np.transpose(x, (0, 2, 3, 1))[pair]
     return x[mask]
 
 
 def calibrate(
-    model,
+    model: Observable,
     texts: Sequence,
     method: str = "max",
     *,
@@ -51,8 +71,8 @@ def calibrate(
     """Activation amax for every quantization point, from the float32 model on `texts`.
 
     Args:
-      model: a `SampModel` (any plan: calibration always runs its float32 weights)
-        or a checkpoint path.
+      model: a `SampModel` (any plan: calibration always runs its float32 weights),
+        e.g. `samp_jax.load(checkpoint, plan="fp32")`.
       texts: single texts or (a, b) pairs, as the model's task takes them.
       method: "max", "percentile", "mse" or "entropy".
       percentile: for method="percentile" (99.9, 99.99, 99.999 are usual).
@@ -68,8 +88,8 @@ def calibrate(
     model = _float_model(model)
     batches = (
         (b.input_ids, b.attention_mask, b.token_type_ids)
-        for _, _, b in model._batches(list(texts), batch_size=batch_size, truncation=max_length is not None,
-                                      max_length=max_length, progress=False)
+        for _, _, b in model.batches(texts, batch_size=batch_size, truncation=max_length is not None,
+                                     max_length=max_length, progress=False)
     )
     scales = calibrate_batches(model, batches, method, percentile=percentile, progress=progress,
                                total=-(-len(texts) // batch_size))
@@ -89,16 +109,15 @@ def _check_method(method: str, percentile: float) -> None:
         raise ValueError(f"percentile={percentile!r} must be in (0, 100] (99.9, 99.99 and 99.999 are usual)")
 
 
-def _float_model(model):
-    from samp_jax.model import SampModel, load
-
-    if not isinstance(model, SampModel):
-        return load(model, plan="fp32")
-    return model if model.plan.to_string() == "fp32" else SampModel(model.checkpoint, plan="fp32")
+def _float_model(model: Observable) -> Observable:
+    if not isinstance(model, Observable):
+        what = f"the path {str(model)!r}" if isinstance(model, (str, Path)) else type(model).__name__
+        raise ValueError(f"calibration takes a loaded model, got {what}: pass samp_jax.load(checkpoint, plan='fp32')")
+    return model.float32()
 
 
 def calibrate_batches(
-    model,
+    model: Observable,
     batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
     method: str = "max",
     *,
@@ -107,22 +126,17 @@ def calibrate_batches(
     total: int | None = None,
 ) -> Scales:
     """Like `calibrate`, over already tokenized `(input_ids, attention_mask, token_type_ids)` batches."""
-    from samp_jax.validation import check_inputs
-
     _check_method(method, percentile)
     model = _float_model(model)
-    observe = jax.jit(lambda p, i, m, t: model._module.apply({"params": p}, i, m, t, output="hidden",
-                                                             mutable=["intermediates"])[1])
-    calibrators: dict[str, object] = {}
+    calibrators: dict[str, Any] = {}
     n = 0
     for ids, mask, types in tqdm(batches, total=total, desc=f"calibrate ({method})", unit="batch",
                                  disable=not progress):
         ids, mask, types = check_inputs(model.config, ids, mask, types, allow_padding_rows=True)
-        inter = observe(model._params, ids, mask, types)
         real = np.asarray(mask).astype(bool)
-        for path, value in jax.tree_util.tree_leaves_with_path(inter["intermediates"]):
-            name = _point_name(path[:-1])  # drop sow's tuple index
-            calibrators.setdefault(name, make_calibrator(method)).collect(_real_values(name, np.asarray(value), real))
+        for key, value in model.observe(ids, mask, types).items():
+            _, point = parse_key(key)
+            calibrators.setdefault(key, make_calibrator(method)).collect(_real_values(point, np.asarray(value), real))
         n += 1
     if not calibrators:
         raise ValueError("no calibration batches")
