@@ -113,10 +113,13 @@ def per_family_choice(scores: dict, chosen: str) -> dict[str, str]:
     return {f: max(scores, key=lambda m: (scores[m][f], m == chosen)) for f in FAMILY_ORDER}
 
 
-TENSOR_KINDS = {  # quantization points (samp_jax.quant.points) grouped by the op that reads them
-    "attention": ("input", "attention/q", "attention/k", "attention/v", "attention/probs", "attention/context"),
-    "ffn": ("attention_output", "ffn/activation"),
-}
+def tensor_kinds() -> dict[str, tuple[str, ...]]:
+    """Quantization points grouped by the part of the layer whose GEMMs read them: "attention" (quantized in
+    full_* modes only) and "ffn" (in ffn_* modes too)."""
+    from samp_jax.quant.points import POINTS
+
+    return {"attention": tuple(p.name for p in POINTS if "ffn" not in p.families),
+            "ffn": tuple(p.name for p in POINTS if "ffn" in p.families)}
 
 
 def mix_calibrators(ckpts: dict, held_out, start: str, make_tuner, family: str = "full_int8") -> dict:
@@ -130,19 +133,21 @@ def mix_calibrators(ckpts: dict, held_out, start: str, make_tuner, family: str =
     """
     from samp_jax.checkpoint import SCALES_FILE, load_checkpoint, save_scales
     from samp_jax.evaluation import headline
+    from samp_jax.quant.points import parse_key
     from samp_jax.quant.scales import Scales
 
+    kinds = tensor_kinds()
     acts = {m: load_checkpoint(p).scales for m, p in ckpts.items()}
     root = Path(ckpts[start]).parent
 
     def build(choice: dict[str, str]) -> Path:
-        name = ",".join(f"{k}={choice[k]}" for k in TENSOR_KINDS)
+        name = ",".join(f"{k}={choice[k]}" for k in kinds)
         prefix = Path(ckpts[start]).name.rsplit("-", 1)[0]  # <model>-<task>
-        path = root / (f"{prefix}-mixed-" + "-".join(f"{k}_{choice[k]}" for k in TENSOR_KINDS))
+        path = root / (f"{prefix}-mixed-" + "-".join(f"{k}_{choice[k]}" for k in kinds))
         merged = dict(acts[start].activations)
         for kind, method in choice.items():
             for key, amax in acts[method].activations.items():
-                if key.split("/", 1)[1] in TENSOR_KINDS[kind]:
+                if parse_key(key)[1].name in kinds[kind]:
                     merged[key] = amax
         if not (path / SCALES_FILE).is_file():
             path.mkdir(parents=True, exist_ok=True)
@@ -156,9 +161,9 @@ def mix_calibrators(ckpts: dict, held_out, start: str, make_tuner, family: str =
         tu = make_tuner(build(choice), held_out)
         return headline(held_out.task, tu.metrics(tu.plan([family] * tu.num_layers)))
 
-    choice = {k: start for k in TENSOR_KINDS}
+    choice = {k: start for k in kinds}
     best, tried = score(choice), {}
-    for kind in TENSOR_KINDS:
+    for kind in kinds:
         for method in ckpts:
             if method == choice[kind]:
                 continue
@@ -207,7 +212,7 @@ def main() -> None:
     from samp_jax.checkpoint import save_scales
     from samp_jax.evaluation import headline
     from samp_jax.model import SampModel
-    from samp_jax.plan import Plan
+    from samp_jax.plan import LayerMode, Plan
     from samp_jax.tune import Tuner
     from samp_jax.tune_report import write_report
 
@@ -238,22 +243,21 @@ def main() -> None:
             save_scales(path, scales)
         ckpts[method] = path
 
-    class GpuTimedTuner(Tuner):
-        """Accuracy measured here; latency looked up in the GPU benchmark of the same mode counts."""
+    def gpu_latency(plan: Plan) -> float:
+        """A plan's latency looked up in the GPU benchmark of the same mode counts (accuracy is measured here)."""
+        assert lat is not None
+        try:
+            ms, guessed = lookup_latency(lat, plan.layers)
+        except KeyError as e:
+            raise SystemExit(f"{args.latency_json} lacks plan modes {e} and counts around them; "
+                             "run bench/plan_latency.py for them") from None
+        interpolated.update([modes_key(plan.layers)] if guessed else [])
+        return ms
 
-        def latency(self, plan: Plan) -> float:
-            if lat is None:
-                return super().latency(plan)
-            try:
-                ms, guessed = lookup_latency(lat, plan.layers)
-            except KeyError as e:
-                raise SystemExit(f"{args.latency_json} lacks plan modes {e} and counts around them; "
-                                 "run bench/plan_latency.py for them") from None
-            interpolated.update([modes_key(plan.layers)] if guessed else [])
-            return ms
+    latency = gpu_latency if lat is not None else None  # without GPU records: this machine's clock
 
     def held_out_tuner(path, d):
-        return GpuTimedTuner(path, d, progress=False, layerwise=args.layerwise)
+        return Tuner(path, d, progress=False, layerwise=args.layerwise, latency=latency)
 
     t0 = time.time()
     held_out = selection_set(t, data, finetune_record, args.select_examples)
@@ -261,8 +265,8 @@ def main() -> None:
     selection["split"] = t.select or f"{t.train}, rows the fine-tune did not use"
     main_calib = selection["chosen"]
     print(f"calibrator: {main_calib} ({selection['why']})", flush=True)
-    tuner = GpuTimedTuner(ckpts[main_calib], dev, batch=32, seq=128, probs="uint8", repeats=3,
-                          layerwise=args.layerwise)
+    tuner = Tuner(ckpts[main_calib], dev, batch=32, seq=128, probs="uint8", repeats=3, layerwise=args.layerwise,
+                  latency=latency)
     report = tuner.run()
     report.meta["accuracy_device"] = report.meta["device"]
     report.meta["layerwise"] = args.layerwise
@@ -282,9 +286,9 @@ def main() -> None:
     grid = []
     for method, path in ckpts.items():
         for probs in ("uint8", "int8"):
-            tu = GpuTimedTuner(path, dev, probs=probs, progress=False, layerwise=args.layerwise)
+            tu = Tuner(path, dev, probs=probs, progress=False, layerwise=args.layerwise, latency=latency)
             for fam in FAMILY_ORDER:
-                if probs == "int8" and fam.startswith("ffn"):
+                if probs == "int8" and not LayerMode.parse(fam).quantizes_attention:
                     continue  # FFN-only plans keep attention in float: P's treatment does not apply
                 plan = tu.plan([fam] * n_layers)
                 grid.append(dict(calibrator=method, probs=probs, family=fam,
@@ -292,7 +296,7 @@ def main() -> None:
     mixed = None
     if selection["scores"]:
         mixed = mix_calibrators(ckpts, held_out, selection["per_family"]["full_int8"], held_out_tuner)
-        tu = GpuTimedTuner(mixed["path"], dev, progress=False, layerwise=args.layerwise)
+        tu = Tuner(mixed["path"], dev, progress=False, layerwise=args.layerwise, latency=latency)
         mixed["metric"] = headline(t.kind, tu.metrics(tu.plan(["full_int8"] * n_layers)))
     record = dict(model=model_name, task=t.name, mixed=mixed, split=t.eval, examples=len(dev), metric=report.meta["metric"],
                   fp32_torch=finetune_record.get("metrics"), fp32=fp32, fp16=fp16,

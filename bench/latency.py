@@ -156,8 +156,8 @@ def breakdown(models, batch: int, seq: int, top: int = 12) -> None:
 
     ids, mask, types = random_ids(batch, seq)
     for (impl, plan), model in models.items():
-        exe = model.executable("hidden", batch, seq)
-        _, kernels = profiler.measure(exe, aggregate=False, iterations=5)(model._params, ids, mask, types)
+        forward = model.compiled("hidden", batch, seq)
+        _, kernels = profiler.measure(forward.executable, aggregate=False, iterations=5)(*forward.args(ids, mask, types))
         per_family: dict[str, list[float]] = {}
         for name, ms in kernels[-1]:
             per_family.setdefault(kernel_family(name), []).append(ms)
@@ -258,9 +258,9 @@ def main() -> None:
             for (impl, plan), model in models.items():
                 try:
                     t0 = time.perf_counter()
-                    exe = model.executable("hidden", batch, seq)
+                    forward = model.compiled("hidden", batch, seq)
                     compile_s = round(time.perf_counter() - t0, 1)  # a --cache hit loads it instead
-                    run = lambda exe=exe, model=model: exe(model._params, ids, mask, types)
+                    run = lambda forward=forward: forward(ids, mask, types)
                     name = "samp-jax " + ("plain XLA" if impl == "xla" else "kernels")
                     record(name, plan, batch, seq, wall_ms(run), compile_s=compile_s)
                     if args.pipelined:

@@ -78,8 +78,8 @@ def main() -> None:
             layers = [family] * k + ["fp16"] * (n - k)
             try:
                 model = SampModel(ckpt, Plan(tuple(layers)), kernels="auto")
-                exe = model.executable("head", args.batch, args.seq)
-                ms = wall_ms(lambda exe=exe, model=model: exe(model._params, ids, mask, types))
+                forward = model.compiled("head", args.batch, args.seq)
+                ms = wall_ms(lambda forward=forward: forward(ids, mask, types))
             except Exception as e:  # recorded and reported; the other plans still run
                 print(f"  {family} {k}/{n} FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
                 continue

@@ -25,6 +25,10 @@ the device and profile. Latency depends only on how many layers run in each
 mode (every layer has the same shapes), so plans with the same modes in another
 order share one timing. The cache holds each latency's timed runs; a damaged
 cache is reported once and rebuilt, which costs only time.
+
+Latencies may come from elsewhere instead (a GPU benchmark's records, say): pass
+`Tuner(..., latency=source)`, a function of the plan giving its median in ms or a
+`Timing`. The tuner then never times a plan itself and caches nothing for latency.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import jax
 import numpy as np
@@ -140,14 +144,14 @@ def measure_times(model: SampModel, batch: int, seq: int, *, warmup: int = 3, re
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, model.config.vocab_size, (batch, seq)).astype(np.int32)
     mask = np.ones_like(ids)
-    run = model.executable(kind, batch, seq)
+    run = model.compiled(kind, batch, seq)
     args = [jax.device_put(a) for a in (ids, mask, np.zeros_like(ids))]
     for _ in range(warmup):
-        jax.block_until_ready(run(model._params, *args))
+        jax.block_until_ready(run(*args))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(run(model._params, *args))
+        jax.block_until_ready(run(*args))
         times.append((time.perf_counter() - t0) * 1e3)
     return times
 
@@ -156,6 +160,10 @@ def measure_latency(model: SampModel, batch: int, seq: int, *, warmup: int = 3, 
                     kind: str = "head") -> float:
     """Median milliseconds of the model's compiled executable at (batch, seq) on random real-token ids."""
     return statistics.median(measure_times(model, batch, seq, warmup=warmup, repeats=repeats, kind=kind))
+
+
+LatencySource: TypeAlias = Callable[[Plan], "float | Timing"]
+"""A plan's latency from elsewhere than this machine's clock: its median in ms, or a `Timing` with its spread."""
 
 
 def _is_number(v: Any) -> bool:
@@ -215,8 +223,9 @@ class Tuner:
 
     def __init__(self, checkpoint: str | Path, dev: DevSet, *, batch: int = 32, seq: int = 128,
                  dtype: str = "fp16", probs: str = "uint8", progress: bool = True, repeats: int = 20,
-                 layerwise: bool = False):
-        """`layerwise`: measure accuracy with `LayerwiseModel` (compiled per layer mode, not per plan)."""
+                 layerwise: bool = False, latency: LatencySource | None = None):
+        """`layerwise`: measure accuracy with `LayerwiseModel` (compiled per layer mode, not per plan).
+        `latency`: where plans' latencies come from instead of timing them here (see `LatencySource`)."""
         check_profile(batch, seq, repeats)
         if not len(dev):
             raise ValueError("the dev set holds no examples")
@@ -234,6 +243,7 @@ class Tuner:
             raise ValueError(f"{self.path} has no activation scales: run `samp-jax calibrate` first")
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
         self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
+        self.latency_source = latency
         self.num_layers = self.ckpt.config.num_layers
         self.plan(["fp16"] * self.num_layers)  # validates dtype and probs
         self.threshold: float | None = None
@@ -298,7 +308,10 @@ class Tuner:
         return key if self._output == "head" else f"{key}|{self._output}"
 
     def timing(self, plan: Plan) -> Timing:
-        """The plan's latency: median and interquartile range of `repeats` timed runs (cached)."""
+        """The plan's latency: median and interquartile range of `repeats` timed runs (cached), or what
+        the latency source gives (a bare median has no spread)."""
+        if self.latency_source is not None:
+            return _as_timing(self.latency_source(plan), plan)
         key = self._latency_key(plan)
         entry = self.cache["latency"].get(key)
         if isinstance(entry, dict):
@@ -312,11 +325,7 @@ class Tuner:
         return Timing.of(times)
 
     def latency(self, plan: Plan) -> float:
-        """The plan's median latency in ms (`timing`'s; `spread` then gives its interquartile range).
-
-        A subclass may override this (to look latencies up, say): `run` then takes its
-        latencies as they are, without a spread.
-        """
+        """The plan's median latency in ms (`timing`'s; `spread` then gives its interquartile range)."""
         t = self.timing(plan)
         self.timings[self._latency_key(plan)] = t
         return t.median
@@ -440,6 +449,15 @@ class Tuner:
             "targets": {"max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}, "cache_hits": self.hits,
         }
         return TuneReport(meta, sens, results, recommendation, reason, picks, top5, infeasible, floats, ref)
+
+
+def _as_timing(value: float | Timing, plan: Plan) -> Timing:
+    """A latency source's answer as a `Timing`; ValueError naming the plan unless it is a positive finite latency."""
+    t = value if isinstance(value, Timing) else Timing(*(float(value),) * 3) if _is_number(value) else None
+    if t is None or not all(_is_number(v) and 0 < v < math.inf for v in (t.median, t.q1, t.q3)):
+        raise ValueError(f"the latency source gave {value!r} for plan {plan}; a positive finite number of ms "
+                         "or a Timing is expected")
+    return t
 
 
 TASK_LABEL = {"classification": "accuracy", "matching": "F1", "ner": "entity F1"}

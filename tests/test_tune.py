@@ -269,22 +269,19 @@ def test_best_threshold_takes_the_midpoint_of_the_best_cut():
 
 
 def _table_tuner(ckpt, dev, table, **kw):
+    """Accuracy and latency from a table: (dtype or family, quantized layers) -> (accuracy, median, q1, q3)."""
     from samp_jax.tune import Timing, Tuner
 
+    def row(plan):
+        fam = next((m for m in plan.modes if m.quantizes_ffn), None)
+        return table[(plan.dtype, 0) if fam is None else (fam, plan.num_quantized())]
+
     class TableTuner(Tuner):
-        """Accuracy and latency from a table: (dtype or family, quantized layers) -> (accuracy, median, q1, q3)."""
-
-        def _row(self, plan):
-            fam = next((m for m in plan.layers if m != "fp16"), None)
-            return table[(plan.dtype, 0) if fam is None else (fam, plan.num_quantized())]
-
         def metrics(self, plan):
-            return {"accuracy": self._row(plan)[0]}
+            return {"accuracy": row(plan)[0]}
 
-        def timing(self, plan):
-            return Timing(*self._row(plan)[1:])
-
-    return TableTuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, progress=False, **kw)
+    return TableTuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, progress=False,
+                      latency=lambda plan: Timing(*row(plan)[1:]), **kw)
 
 
 # The CPU's measured order: bf16 fastest, fp16 slowest; the fp16-based quantized plans sit between.
@@ -322,6 +319,40 @@ def test_latency_differences_inside_the_spread_decide_nothing(tuned):
     outside = {**CPU_TABLE, ("full_int8", 2): (0.89, 55, 52, 63)}  # IQR wholly below bf16's 64-69
     report = _table_tuner(ckpt, dev, outside).run(["full_int8"])
     assert report.recommendation.plan == "full_int8" and report.top5 == ["full_int8"]
+
+
+def test_a_latency_source_replaces_timing_on_this_machine(tuned, monkeypatch):
+    """With `latency=`, the tuner never runs an executable for latency and caches none; the source's
+    timings (with or without a spread) are the report's."""
+    from samp_jax import tune
+    from samp_jax.model import SampModel
+
+    _, ckpt, dev = tuned
+
+    def never(*args, **kwargs):
+        raise AssertionError("a plan was timed on this machine")
+
+    monkeypatch.setattr(tune, "measure_times", never)
+    monkeypatch.setattr(SampModel, "compiled", never)
+    asked = []
+
+    def source(plan):
+        asked.append(plan.to_string())
+        if not plan.is_quantized:
+            return tune.Timing(*{"fp16": (9.0, 8.0, 10.0), "bf16": (7.0, 6.5, 7.5), "fp32": (20.0, 19.0, 21.0)}[plan.dtype])
+        return 5.0 - plan.num_quantized()
+
+    cache = (ckpt / tune.CACHE_FILE).read_text()
+    tuner = tune.Tuner(ckpt, read_dev_set(dev, "classification"), batch=2, seq=16, dtype="fp32", progress=False,
+                       latency=source)
+    report = tuner.run(["full_int8"], ["first"])  # accuracies cached by the fixture's tune
+    assert (ckpt / tune.CACHE_FILE).read_text() == cache
+    assert {"fp16", "bf16", "fp32", "full_int8:0,fp16:1,dtype:fp32", "full_int8,dtype:fp32"} <= set(asked)
+    assert report.reference.plan == "bf16" and (report.reference.latency_q1_ms, report.reference.latency_q3_ms) == (6.5, 7.5)
+    by_layers = {r.layers: r for r in report.results}
+    assert [(by_layers[k].latency_ms, by_layers[k].latency_q1_ms) for k in (1, 2)] == [(4.0, 4.0), (3.0, 3.0)]
+    with pytest.raises(ValueError, match=r"the latency source gave -1.0 for plan fp32; a positive finite number"):
+        tune.Tuner(ckpt, read_dev_set(dev, "classification"), latency=lambda plan: -1.0).latency(Plan.parse("fp32", 2))
 
 
 def test_dev_set_files_that_cannot_be_read_name_the_file(tmp_path):
