@@ -100,13 +100,13 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
             ignored.append(key)
             continue
         m, b = _LAYER_KEY.match(local), _BMM_KEY.match(local)
-        layer = int((m or b).group(1)) if (m or b) else -1
-        if layer >= config.num_layers or not (m and m.group(2) in linears) and not (b and b.group(3) in _BMM):
+        if b and int(b.group(1)) < config.num_layers and b.group(3) in _BMM:
+            _put(acts, _BMM[b.group(3)].key(int(b.group(1))), _scalar(key, value))
+            continue
+        if not (m and int(m.group(1)) < config.num_layers and m.group(2) in linears):
             unknown.append(key)
             continue
-        if b:
-            _put(acts, _BMM[b.group(3)].key(layer), _scalar(key, value))
-            continue
+        layer = int(m.group(1))
         module, kind = m.group(2), m.group(3).lstrip("_")
         gemm, slot = linears[module]
         seen.setdefault(layer, set()).add(f"{module}.{kind}")

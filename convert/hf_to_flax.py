@@ -8,7 +8,7 @@ sources and shape mismatches fail with both names in the message.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -200,7 +200,7 @@ def flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple
     return out
 
 
-def unflatten(flat: Mapping[Sequence[str], Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for path, value in flat.items():
         node = tree

@@ -84,6 +84,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"samp-jax: {report.infeasible}", file=sys.stderr)
         return 3
     rec, ref = report.recommendation, report.reference
+    assert rec is not None and ref is not None  # a feasible run recommends a plan against its reference
     store_recommendation(args.checkpoint, report)
     print(f"recommended plan: {rec.plan} ({report.reason}): {report.meta['metric']} {rec.accuracy:.4f} "
           f"({ref.plan} {ref.accuracy:.4f}), {rec.latency_ms:.3f} ms ({ref.latency_ms / rec.latency_ms:.3f}x "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -112,7 +112,7 @@ class SampModel:
     def _forward(self, kind: str, params, ids, mask, types):
         if kind == "embed":
             hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
-            return mean_pool_normalize(hidden, mask)
+            return mean_pool_normalize(cast(jax.Array, hidden), mask)
         return self._module.apply({"params": params}, ids, mask, types, output=kind)
 
     def compiled(self, kind: str, batch: int, seq: int) -> CompiledForward:
@@ -263,7 +263,7 @@ class SampModel:
           token_classification (texts): a list of entity spans each (`Span.to_dict()`).
         """
         items, is_pair = normalize_inputs(inputs)
-        kw = dict(batch_size=batch_size, truncation=truncation, max_length=max_length, progress=progress)
+        kw: dict[str, Any] = dict(batch_size=batch_size, truncation=truncation, max_length=max_length, progress=progress)
         kind = self.task.kind
         if kind == "encoder":
             return self.similarity(items, **kw) if is_pair else self.embed(items, **kw)
@@ -309,6 +309,6 @@ class SampModel:
         words = sorted(first)
         tags = [self.task.labels[int(np.argmax(probs[first[w]]))] for w in words]
         scores = [float(np.max(probs[first[w]])) for w in words]
-        offsets = [tuple(spans[w]) for w in words]
+        offsets = [(spans[w][0], spans[w][1]) for w in words]
         return decode_entities(tags, offsets, scores, text)
 

@@ -67,6 +67,7 @@ from samp_jax.fileio import atomic_write_text
 from samp_jax.layerwise import LayerwiseModel
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
+from samp_jax.quant.scales import Scales
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ class Tuner:
             label_indices(dev.labels, self.ckpt.task.labels)
         if self.ckpt.scales is None:
             raise ValueError(f"{self.path} has no activation scales: run `samp-jax calibrate` first")
+        self.scales: Scales = self.ckpt.scales
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
         self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
         self.latency_source = latency
@@ -250,7 +252,7 @@ class Tuner:
         self._output = "embed" if self.bi_encoder else "head"  # the executable a served plan runs
         device = default_device()
         self.device = f"{device.platform}:{device.device_kind}"
-        scales = self.ckpt.scales
+        scales = self.scales
         self._acc_key = _fingerprint([dev.task, dev.inputs, dev.labels, scales.method, scales.activations])
         self._lat_key = _fingerprint([self.device, jax.__version__, batch, seq])
         self.cache_path = self.path / CACHE_FILE
@@ -442,7 +444,7 @@ class Tuner:
             "date": time.strftime("%Y-%m-%d"), "checkpoint": str(self.path), "task": self.dev.task,
             "metric": TASK_LABEL[self.dev.task], "dev_examples": len(self.dev), "device": self.device,
             "jax": jax.__version__, "profile": {"batch": self.batch, "seq": self.seq}, "dtype": self.dtype,
-            "probs": self.probs, "layerwise": self.layerwise, "scales": self.ckpt.scales.method, "rule": rule,
+            "probs": self.probs, "layerwise": self.layerwise, "scales": self.scales.method, "rule": rule,
             "orders": list(orders), "reference": ref.plan, "reference_dtype": ref_dtype, "repeats": self.repeats,
             "latency_spread": "interquartile range of the timed runs",
             "matching_threshold": self.threshold,

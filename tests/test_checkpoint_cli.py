@@ -153,8 +153,8 @@ def test_stored_parameters_that_are_not_finite_are_refused(tmp_path, ner_dir):
 
     import orbax.checkpoint as ocp
 
-    from samp_jax.checkpoint import load_checkpoint, save_checkpoint
     from samp_jax.api import load
+    from samp_jax.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load(ner_dir).checkpoint
     params = jax_tree_copy(ckpt.params)

@@ -61,20 +61,21 @@ class HistogramCalibrator:
         if not x.size:
             return
         x_max = np.float32(x.max())
-        if self.hist is None:
+        if self.hist is None or self.edges is None:
             self.hist = _histc(x, self.num_bins, np.float32(0), x_max)
             self.edges = np.linspace(0, x_max, self.num_bins + 1, dtype=np.float32)
             return
-        if x_max > self.edges[-1]:  # widen by whole bins of the original width
-            width = self.edges[1] - self.edges[0]
+        edges = self.edges
+        if x_max > edges[-1]:  # widen by whole bins of the original width
+            width = edges[1] - edges[0]
             self.num_bins = int(math.ceil(x_max / width))
-            self.edges = np.arange(0, x_max + width, width, dtype=np.float32)
-        hist = _histc(x, self.num_bins, np.float32(0), self.edges[-1])
+            self.edges = edges = np.arange(0, x_max + width, width, dtype=np.float32)
+        hist = _histc(x, self.num_bins, np.float32(0), edges[-1])
         hist[: self.hist.size] += self.hist
         self.hist = hist
 
     def compute_amax(self, method: str, *, percentile: float = 99.99) -> float:
-        if self.hist is None:
+        if self.hist is None or self.edges is None:
             raise ValueError("the calibrator saw no data")
         if method == "percentile":
             return percentile_amax(self.hist, self.edges, percentile)

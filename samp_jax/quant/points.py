@@ -239,12 +239,13 @@ def observed_key(path: Sequence[str]) -> str:
 
     `path` is the module path of the sown value in the "intermediates" collection, ending with its sow name.
     """
-    at = next((n for n, k in enumerate(path) if _LAYER.fullmatch(k)), None)
-    p = None if at is None else _BY_SOW.get(("/".join(path[at + 1 : -1]), path[-1]))
-    if p is None:
-        raise ValueError(f"the value sown at {'/'.join(path)} is no quantization point; sown points are "
-                         f"{sorted('/'.join(filter(None, k)) for k in _BY_SOW)} inside layer_<i>")
-    return p.key(int(path[at][len("layer_"):]))
+    for at, name in enumerate(path):
+        m = _LAYER.fullmatch(name)
+        p = _BY_SOW.get(("/".join(path[at + 1 : -1]), path[-1])) if m else None
+        if m and p:
+            return p.key(int(m.group(1)))
+    raise ValueError(f"the value sown at {'/'.join(path)} is no quantization point; sown points are "
+                     f"{sorted('/'.join(filter(None, k)) for k in _BY_SOW)} inside layer_<i>")
 
 
 def observed(intermediates: Mapping[str, Any]) -> dict[str, Any]:
