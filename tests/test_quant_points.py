@@ -107,6 +107,18 @@ def test_a_quantized_model_refuses_to_observe(ckpt):
     assert model.float32().plan.to_string() == "fp32"
 
 
+def test_the_names_the_encoder_reads_come_from_the_table():
+    assert points.INPUT.scale_param("attention") == "input_scale"
+    assert points.ATTENTION_OUTPUT.scale_param("ffn") == "input_scale"
+    assert points.ATTENTION_OUTPUT.scale_param("attention") == "output_scale"
+    assert points.param_in(points.NEXT_INPUT_SCALE, "ffn") == "next_input_scale"
+    assert points.param_in(points.EMBEDDING_INPUT_SCALE, "embeddings") == "output_scale"
+    with pytest.raises(ValueError, match="'ffn/activation' has no scale parameter in 'ffn'"):
+        points.ACTIVATION.scale_param("ffn")
+    with pytest.raises(ValueError, match="parameter 'ffn/next_input_scale' belongs to 'ffn', not 'attention'"):
+        points.param_in(points.NEXT_INPUT_SCALE, "attention")
+
+
 def test_sown_values_outside_the_table_and_unknown_keys_are_errors():
     assert points.observed_key(("encoder", "layer_3", "attention", "q")) == "layer_3/attention/q"
     assert points.observed_key(("encoder", "layer_0", "input")) == "layer_0/input"

@@ -97,9 +97,8 @@ class QuantPoint:
     def scale_param(self, module: str) -> str:
         """The name of its scale parameter in `module` of a layer ("attention", "ffn"); ValueError if it has none."""
         for path in self.scale_params:
-            owner, _, name = path.rpartition("/")
-            if owner == module:
-                return name
+            if path.rpartition("/")[0] == module:
+                return param_in(path, module)
         raise ValueError(f"quantization point {self.name!r} has no scale parameter in {module!r}; "
                          f"it has {self.scale_params}")
 
@@ -176,6 +175,15 @@ GEMMS_INTRO = """A point's scale is `amax / qmax(qtype)`; its amax is stored in 
 `QuantPoint.key(i)` (`layer_{i}/<name>`), in `scales.safetensors` as `act/layer_{i}/<name>`.
 A GEMM that reads a point folds that scale into its packed weight (`x_scale`), one whose
 epilogue writes a point's codes takes that scale as its `out_scale`."""
+
+def param_in(path: str, module: str) -> str:
+    """The parameter name a module reads for a "module/name" path: `param_in(NEXT_INPUT_SCALE, "ffn")` is
+    "next_input_scale"; ValueError if the path is another module's."""
+    owner, _, name = path.rpartition("/")
+    if owner != module:
+        raise ValueError(f"parameter {path!r} belongs to {owner!r}, not {module!r}")
+    return name
+
 
 BY_NAME: dict[str, QuantPoint] = {p.name: p for p in POINTS}
 GEMM_BY_NAME: dict[str, QuantGemm] = {g.name: g for g in GEMMS}
