@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import threading
@@ -221,8 +222,14 @@ class _SettlingEventLoop(asyncio.SelectorEventLoop):
     orbax runs each save or restore on a new loop and closes it as soon as the result is in; when one
     tensorstore read fails, the others are still in flight, and each of their completions then reaches
     the closed loop and prints a "RuntimeError: Event loop is closed" traceback, long after the error
-    was reported. Waiting for them first keeps a failed read to its one error.
+    was reported. Waiting for them first keeps a failed read to its one error. The failures of reads that
+    ended before the loop closed (never retrieved by orbax, reported when the task is collected) go to
+    the debug log: the first failure is the one raised.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_exception_handler(_log_secondary_failure)
 
     def close(self) -> None:
         if not self.is_running() and not self.is_closed():
@@ -233,6 +240,11 @@ class _SettlingEventLoop(asyncio.SelectorEventLoop):
                     if not task.cancelled():
                         task.exception()
         super().close()
+
+
+def _log_secondary_failure(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    logging.getLogger(__name__).debug("orbax task after the first failure: %s", context.get("message"),
+                                      exc_info=context.get("exception"))
 
 
 class _SettlingPolicy(asyncio.DefaultEventLoopPolicy):
