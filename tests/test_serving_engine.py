@@ -32,8 +32,7 @@ from samp_jax.serving import (
     Similarity,
     TokenizationFailed,
 )
-from samp_jax.serving.engine import pad
-from samp_jax.serving.scheduler import BatchQueue, Entry, row_buckets
+from samp_jax.serving.scheduler import BatchQueue, Entry, pad, row_buckets
 from tests.conftest import make_hf_model
 
 # Rows computed in another [rows, seq] shape differ from model.predict's by float reduction order only

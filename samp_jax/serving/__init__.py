@@ -11,7 +11,7 @@ The engine (`engine.py`: queue, scheduler, pipeline) needs no HTTP stack; `creat
 from typing import Any
 
 from samp_jax.serving.config import EngineConfig
-from samp_jax.serving.engine import Engine, ServedModel
+from samp_jax.serving.engine import Engine
 from samp_jax.serving.errors import (
     BackendFailure,
     DeadlineExceeded,
@@ -25,6 +25,7 @@ from samp_jax.serving.errors import (
 )
 from samp_jax.serving.metrics import Metrics
 from samp_jax.serving.requests import Embed, Job, Predict, Rerank, Result, Similarity, Timings
+from samp_jax.serving.served import ServedModel
 
 _HTTP = {"create_app": "samp_jax.serving.app", "ServerSettings": "samp_jax.serving.app",
          "serve": "samp_jax.serving.server"}

@@ -38,5 +38,8 @@ def dumps(obj: Any) -> bytes:
 def loads(data: bytes) -> Any:
     """Parses a UTF-8 JSON body; raises ValueError (bad JSON, bad UTF-8) with the position."""
     if orjson is not None:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except ValueError:  # orjson also refuses escaped lone surrogates, which the tokenizer check names
+            pass
     return json.loads(data.decode("utf-8"))

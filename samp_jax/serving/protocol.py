@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from samp_jax.model import SampModel
+from samp_jax.serving import fields
 from samp_jax.serving.engine import Engine
 from samp_jax.serving.errors import EmptyRequest, InvalidRequest, ServingError, TokenizationFailed
 from samp_jax.serving.requests import Embed, Job, Predict, Rerank, Result, Similarity
@@ -42,84 +43,14 @@ class Call:
         return error
 
 
-# ---- field checks -----------------------------------------------------------------------------------
-def _object(body: Any) -> dict:
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the body is a JSON {_kind(body)}; expected an object", field="body")
-    return body
-
-
-def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
-
-
-def _bool(body: dict, key: str, default: bool | None) -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"{key} is a JSON {_kind(value)} ({value!r:.40}); expected true or false", field=key)
-    return value
-
-
-def _string(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{field} is a JSON {_kind(value)} ({value!r:.40}); expected a string", field=field)
-    return value
-
-
-def _strings(value: Any, field: str, limit: int, *, extra: int = 0) -> list[str]:
-    """A string or a list of strings; at most `limit` of them (with `extra` inputs the route adds)."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{field} is a JSON {_kind(value)}; expected a string or an array of strings", field=field)
-    if not value:
-        raise EmptyRequest(f"{field} is empty", field=field)
-    if len(value) + extra > limit:
-        raise InvalidRequest(f"{field} holds {len(value) + extra} inputs, more than max_client_batch_size={limit}",
-                             field=field)
-    for i, v in enumerate(value):
-        if not isinstance(v, str):
-            what = "token ids" if isinstance(v, int) else f"a JSON {_kind(v)}"
-            raise InvalidRequest(f"{field}[{i}] is {what}; expected a string (this server takes text, not ids)",
-                                 field=f"{field}[{i}]")
-    return value
-
-
-def _model(body: dict) -> str | None:
-    value = body.get("model")
-    return None if value is None else _string(value, "model")
-
-
-def _truncation(body: dict, field_prefix: str = "") -> bool | None:
-    """`truncate` (None: the server's default) and the options TEI takes beside it that this server lacks."""
-    truncate = _bool(body, "truncate", None)
-    direction = body.get("truncation_direction")
-    if direction is not None and direction not in ("right", "Right"):
-        raise InvalidRequest(f"{field_prefix}truncation_direction={direction!r}: only 'right' is supported",
-                             field=f"{field_prefix}truncation_direction")
-    if body.get("prompt_name") is not None:
-        raise InvalidRequest(f"{field_prefix}prompt_name: prompts are not supported by this server",
-                             field=f"{field_prefix}prompt_name")
-    return truncate
-
-
-def _no_dimensions(body: dict) -> None:
-    if body.get("dimensions") is not None:
-        raise InvalidRequest(f"dimensions={body['dimensions']!r}: this server returns the model's full dimension",
-                             field="dimensions")
-
-
 # ---- routes -------------------------------------------------------------------------------------------
 def parse_embed(body: Any, engine: Engine) -> Call:
     """TEI `POST /embed`: `{"inputs": str | [str], "normalize": true, "truncate": bool}` -> `[[float]]`."""
-    body = _object(body)
-    texts = _strings(body.get("inputs"), "inputs", engine.config.max_client_batch_size)
-    normalize = _bool(body, "normalize", True)
-    _no_dimensions(body)
-    return Call(Embed(texts, normalize=bool(normalize)), _model(body), _truncation(body),
+    body = fields.object_(body)
+    texts = fields.strings(body.get("inputs"), "inputs", engine.config.max_client_batch_size)
+    normalize = fields.boolean(body, "normalize", True)
+    fields.no_dimensions(body)
+    return Call(Embed(texts, normalize=bool(normalize)), fields.model(body), fields.truncation(body),
                 lambda r, _: r.value, (("texts", "inputs"),))
 
 
@@ -128,13 +59,13 @@ def parse_openai_embeddings(body: Any, engine: Engine) -> Call:
     "base64"}` -> `{"object": "list", "data": [{"object": "embedding", "embedding", "index"}], "model",
     "usage"}`. With one model served any model name is answered by it (as TEI does); with several the name
     chooses."""
-    body = _object(body)
-    texts = _strings(body.get("input"), "input", engine.config.max_client_batch_size)
+    body = fields.object_(body)
+    texts = fields.strings(body.get("input"), "input", engine.config.max_client_batch_size)
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise InvalidRequest(f"encoding_format={fmt!r}: choose 'float' or 'base64'", field="encoding_format")
-    _no_dimensions(body)
-    model = _model(body)
+    fields.no_dimensions(body)
+    model = fields.model(body)
     if model is not None and model not in engine.models and len(engine.models) == 1:
         model = None
 
@@ -151,38 +82,38 @@ def parse_openai_embeddings(body: Any, engine: Engine) -> Call:
 def parse_similarity(body: Any, engine: Engine) -> Call:
     """TEI `POST /similarity`: `{"inputs": {"source_sentence": str, "sentences": [str]}, "parameters":
     {"truncate": bool}}` -> `[float]`, the cosine of the source with each sentence."""
-    body = _object(body)
+    body = fields.object_(body)
     inputs = body.get("inputs")
     if not isinstance(inputs, dict):
-        raise InvalidRequest(f"inputs is a JSON {_kind(inputs)}; expected an object with source_sentence and "
+        raise InvalidRequest(f"inputs is a JSON {fields.kind(inputs)}; expected an object with source_sentence and "
                              "sentences", field="inputs")
-    source = _string(inputs.get("source_sentence"), "inputs.source_sentence")
-    sentences = _strings(inputs.get("sentences"), "inputs.sentences", engine.config.max_client_batch_size, extra=1)
+    source = fields.string(inputs.get("source_sentence"), "inputs.source_sentence")
+    sentences = fields.strings(inputs.get("sentences"), "inputs.sentences", engine.config.max_client_batch_size, extra=1)
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
-        raise InvalidRequest(f"parameters is a JSON {_kind(params)}; expected an object", field="parameters")
-    truncate = _truncation(params, "parameters.")
-    return Call(Similarity(source, sentences), _model(body), truncate, lambda r, _: r.value,
+        raise InvalidRequest(f"parameters is a JSON {fields.kind(params)}; expected an object", field="parameters")
+    truncate = fields.truncation(params, "parameters.")
+    return Call(Similarity(source, sentences), fields.model(body), truncate, lambda r, _: r.value,
                 (("source", "inputs.source_sentence"), ("sentences", "inputs.sentences")))
 
 
 def parse_rerank(body: Any, engine: Engine) -> Call:
     """TEI `POST /rerank`: `{"query": str, "texts": [str], "return_text": bool, "raw_scores": bool,
     "truncate": bool}` -> `[{"index", "score"(, "text")}]`, highest score first."""
-    body = _object(body)
-    query = _string(body.get("query"), "query")
+    body = fields.object_(body)
+    query = fields.string(body.get("query"), "query")
     if isinstance(body.get("texts"), str):
         raise InvalidRequest("texts is a JSON string; expected an array of strings", field="texts")
-    texts = _strings(body.get("texts"), "texts", engine.config.max_client_batch_size)
-    return_text = _bool(body, "return_text", False)
-    raw = bool(_bool(body, "raw_scores", False))
+    texts = fields.strings(body.get("texts"), "texts", engine.config.max_client_batch_size)
+    return_text = fields.boolean(body, "return_text", False)
+    raw = bool(fields.boolean(body, "raw_scores", False))
 
     def render(result: Result, _: SampModel) -> list[dict]:
         order = sorted(range(len(texts)), key=lambda i: -float(result.value[i]))
         return [{"index": i, "text": texts[i], "score": float(result.value[i])} if return_text
                 else {"index": i, "score": float(result.value[i])} for i in order]
 
-    return Call(Rerank(query, texts, raw_scores=raw), _model(body), _truncation(body), render)
+    return Call(Rerank(query, texts, raw_scores=raw), fields.model(body), fields.truncation(body), render)
 
 
 def parse_predict(body: Any, engine: Engine) -> Call:
@@ -191,10 +122,10 @@ def parse_predict(body: Any, engine: Engine) -> Call:
     `[{"label", "score"}]` over every label, highest first (softmax; sigmoid for a single-output head; logits
     with raw_scores); multi-label the same with sigmoid scores and `"predicted"` (over its threshold); NER the
     entity spans `[{"entity", "start", "end", "text", "score"}]`."""
-    body = _object(body)
+    body = fields.object_(body)
     inputs, single = _predict_inputs(body.get("inputs"), engine.config.max_client_batch_size)
-    raw = bool(_bool(body, "raw_scores", False))
-    model = _model(body)
+    raw = bool(fields.boolean(body, "raw_scores", False))
+    model = fields.model(body)
     task = engine.served(model).model.task
     if task.kind == "encoder":
         raise InvalidRequest("this model is a bi-encoder: it has no head to predict with; use /embed, /similarity "
@@ -204,7 +135,7 @@ def parse_predict(body: Any, engine: Engine) -> Call:
         out = [_prediction(v, m, raw) for v in result.value]
         return out[0] if single else out
 
-    return Call(Predict(inputs, raw_scores=raw), model, _truncation(body), render)
+    return Call(Predict(inputs, raw_scores=raw), model, fields.truncation(body), render)
 
 
 def _predict_inputs(value: Any, limit: int) -> tuple[list, bool]:
@@ -212,7 +143,7 @@ def _predict_inputs(value: Any, limit: int) -> tuple[list, bool]:
     if isinstance(value, str):
         return [value], True
     if not isinstance(value, list):
-        raise InvalidRequest(f"inputs is a JSON {_kind(value)}; expected a string, a pair [a, b] or a batch "
+        raise InvalidRequest(f"inputs is a JSON {fields.kind(value)}; expected a string, a pair [a, b] or a batch "
                              "[[a], [a, b], ...]", field="inputs")
     if not value:
         raise EmptyRequest("inputs is empty", field="inputs")
@@ -259,12 +190,12 @@ def _prediction(value: Any, model: SampModel, raw: bool) -> Any:
 def tokenize(body: Any, engine: Engine) -> list[list[dict]]:
     """TEI `POST /tokenize`: `{"inputs": str | [str], "add_special_tokens": true}` -> per input its tokens
     `{"id", "text", "special", "start", "stop"}` (character offsets; null for special tokens)."""
-    body = _object(body)
-    texts = _strings(body.get("inputs"), "inputs", engine.config.max_client_batch_size)
-    specials = bool(_bool(body, "add_special_tokens", True))
+    body = fields.object_(body)
+    texts = fields.strings(body.get("inputs"), "inputs", engine.config.max_client_batch_size)
+    specials = bool(fields.boolean(body, "add_special_tokens", True))
     if body.get("prompt_name") is not None:
         raise InvalidRequest("prompt_name: prompts are not supported by this server", field="prompt_name")
-    tok = engine.served(_model(body)).model.tokenizer
+    tok = engine.served(fields.model(body)).model.tokenizer
     assert tok is not None  # served models have one
     try:
         encodings = tok.tokenizer.encode_batch(texts, add_special_tokens=specials)

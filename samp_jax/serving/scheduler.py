@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,18 @@ class BatchQueue:
             del self._groups[key]
         self._size -= len(out)
         return out
+
+
+def pad(entries: Sequence[Entry], rows: int, seq: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`[rows, seq]` int32 ids, mask and token types of `entries`, laid out as `TokenizerFrontEnd.pad` lays
+    them (ids padded with `pad_id`, mask and types 0 past each sequence; rows past the entries all padding)."""
+    ids = np.full((rows, seq), pad_id, np.int32)
+    mask = np.zeros((rows, seq), np.int32)
+    types = np.zeros((rows, seq), np.int32)
+    lengths = np.fromiter((e.length for e in entries), np.int64, len(entries))
+    r = np.repeat(np.arange(len(entries)), lengths)
+    c = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    ids[r, c] = np.concatenate([e.ids for e in entries])
+    mask[r, c] = 1
+    types[r, c] = np.concatenate([e.types for e in entries])
+    return ids, mask, types
