@@ -279,7 +279,7 @@ def test_64_concurrent_clients_are_all_answered_correctly(server, models, real_s
     ("/embed", {"inputs": []}, 400, "inputs", "inputs is empty"),
     ("/embed", {"inputs": ["x"] * 33}, 422, "inputs", "33 inputs, more than max_client_batch_size=32"),
     ("/embed", {"inputs": ["ok", "word " * 200]}, 422, "inputs[1]",
-     "inputs[1] is 202 tokens long, more than max_input_length=128"),
+     'inputs[1] is 202 tokens long, more than max_input_length=128; shorten it or ask for truncation ("truncate": true)'),
     ("/embed", b'{"inputs": ["ok", "bad \\ud800 text"]}', 422, "inputs[1]", "not valid Unicode"),
     ("/embed", {"inputs": "ok", "model": "nope"}, 422, "model", "model='nope' is not served here"),
     ("/predict", {"inputs": "ok"}, 422, "model", "bi-encoder"),

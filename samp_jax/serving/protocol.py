@@ -19,7 +19,7 @@ from typing import Any
 from samp_jax.model import SampModel
 from samp_jax.serving import fields
 from samp_jax.serving.engine import Engine
-from samp_jax.serving.errors import EmptyRequest, InvalidRequest, ServingError, TokenizationFailed
+from samp_jax.serving.errors import EmptyRequest, InputTooLong, InvalidRequest, ServingError, TokenizationFailed
 from samp_jax.serving.requests import Embed, Job, Predict, Rerank, Result, Similarity
 
 
@@ -34,7 +34,12 @@ class Call:
     fields: tuple[tuple[str, str], ...] = ()  # (job field, request field): errors name the request's
 
     def rename(self, error: ServingError) -> ServingError:
-        """`error` naming the request's field where it names the job's (`texts[2]` -> `inputs[2]`)."""
+        """`error` naming the request's field where it names the job's (`texts[2]` -> `inputs[2]`), and the
+        JSON way to ask for truncation."""
+        if isinstance(error, InputTooLong):
+            error = error.with_field(error.field or f"input {error.index}")
+            error.message = error.message.replace("(truncate=True)", '("truncate": true)')
+            error.args = (error.message,)
         if error.field is None:
             return error
         for ours, theirs in self.fields:
