@@ -228,6 +228,19 @@ def test_rerank_similarity_and_tokenize_equal_the_model(server, models, real_sen
     assert [t["text"] for t in bare[0]] == ["hi"]
 
 
+def test_huggingface_hubs_client_calls_it_unchanged(server, models, real_sentences):
+    """huggingface_hub's InferenceClient posts to the root route; the body's shape picks the task there."""
+    hub = pytest.importorskip("huggingface_hub")
+    client = hub.InferenceClient(model=server.url, timeout=TIMEOUT)
+    vector = np.asarray(client.feature_extraction(real_sentences[0]))
+    np.testing.assert_allclose(vector.reshape(-1), models["minilm"].embed(real_sentences[:1])[0], **TOL)
+    sims = client.sentence_similarity(real_sentences[0], other_sentences=real_sentences[1:4])
+    want = models["minilm"].similarity([(real_sentences[0], t) for t in real_sentences[1:4]])
+    np.testing.assert_allclose(sims, want, **TOL)
+    ranks = server.client.post("/", json={"query": real_sentences[0], "texts": real_sentences[1:4]}).json()
+    assert sorted(r["index"] for r in ranks) == [0, 1, 2]
+
+
 def test_info_health_and_metrics(server):
     info = server.client.get("/info").json()
     assert info["model_id"] == "minilm" and info["model_type"] == {"embedding": {"pooling": "mean"}}

@@ -255,10 +255,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
 
         return Route(path, endpoint, methods=["POST"])
 
-    root = protocol.parse_embed if engine.served(None).model.task.kind == "encoder" else protocol.parse_predict
     routes = [engine_route(path, parse) for path, parse in protocol.ROUTES.items()]
     routes += [
-        engine_route("/", root),  # TEI answers its model's main route at the root too
         Route("/tokenize", server.tokenize, methods=["POST"]),
         Route("/health", server.health, methods=["GET"]),
         Route("/info", server.info, methods=["GET"]),

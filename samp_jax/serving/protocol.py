@@ -224,11 +224,24 @@ def tokenize(body: Any, engine: Engine) -> list[list[dict]]:
     return out
 
 
+def parse_root(body: Any, engine: Engine) -> Call:
+    """TEI's root route, by the body's shape: `{"query", "texts"}` reranks, `{"inputs": {"source_sentence",
+    ...}}` is a similarity, anything else the default model's main route (`/embed` for a bi-encoder,
+    `/predict` for a head). TEI picks one of these per deployment; the shapes tell them apart."""
+    if isinstance(body, dict) and "query" in body and "texts" in body:
+        return parse_rerank(body, engine)
+    if isinstance(body, dict) and isinstance(body.get("inputs"), dict):
+        return parse_similarity(body, engine)
+    model = engine.served(fields.model(body) if isinstance(body, dict) else None).model
+    return (parse_embed if model.task.kind == "encoder" else parse_predict)(body, engine)
+
+
 ROUTES: dict[str, Callable[[Any, Engine], Call]] = {
     "/embed": parse_embed,
     "/v1/embeddings": parse_openai_embeddings,
     "/similarity": parse_similarity,
     "/rerank": parse_rerank,
     "/predict": parse_predict,
+    "/": parse_root,
 }
 
