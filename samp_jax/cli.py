@@ -190,7 +190,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
         max_concurrent_requests=args.max_concurrent_requests, max_client_batch_size=args.max_client_batch_size,
         max_wait_ms=args.max_wait_ms, max_input_length=args.max_input_length, auto_truncate=args.auto_truncate,
-        tokenization_workers=args.tokenization_workers, warmup=not args.no_warmup)
+        tokenization_workers=args.tokenization_workers, warmup=not args.no_warmup, compile_workers=args.compile_workers)
     settings = ServerSettings(payload_limit=args.payload_limit, request_timeout=args.request_timeout)
     for name, value in (("--payload-limit", args.payload_limit), ("--request-timeout", args.request_timeout),
                         ("--drain-timeout", args.drain_timeout)):
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tokenization-workers", type=int, default=2)
     v.add_argument("--kernels", default="auto", choices=["auto", "xla"])
     v.add_argument("--no-warmup", action="store_true", help="compile shapes on first use instead of at start-up")
+    v.add_argument("--compile-workers", type=int, help="shapes compiled at once at start-up (default: up to 8)")
     v.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     v.add_argument("--verbose", action="store_true")
     v.set_defaults(fn=_cmd_serve)

@@ -185,6 +185,9 @@ class Pipeline:
         try:
             ids, mask, types = pad(live, rows, batch.seq, pad_id)
             out = self.forwards.get(batch.model, batch.kind, rows, batch.seq)(ids, mask, types)
+            start_copy = getattr(out, "copy_to_host_async", None)
+            if start_copy is not None:  # the copy back starts when the device finishes, not when collected
+                start_copy()
         except Exception as e:
             logger.exception("batch [%d, %d] of %r failed to dispatch", rows, batch.seq, batch.model)
             for entry in live:
