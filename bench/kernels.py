@@ -24,6 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench._timing import commit, device_name, time_jax, time_torch, today, write_records
+from pallas_kernels._platform import device_properties
+from pallas_kernels.gemm.config import GemmConfig, fit_shared_memory
+from pallas_kernels.gemm.tile_choice import GemmProblem, choose_tiles
 from pallas_kernels.quantized_matmul.base import pack_weight, quantized_matmul_reference
 from pallas_kernels.testing import rel_error
 
@@ -58,6 +61,13 @@ def _gemm_operands(m, k, n, seed=0):
     return x8, w8, xf, wf, jnp.float32(1 / (127 * np.sqrt(k))), ws, bias
 
 
+def _picked(m: int, n: int, k: int, in_dtype, out_dtype, activation=None) -> GemmConfig:
+    """The configuration the GEMM's tile choice picks on this device."""
+    choice = choose_tiles(GemmProblem(m, n, k, in_dtype, out_dtype, activation), device_properties())
+    assert choice is not None, (m, n, k)
+    return choice.config
+
+
 def bench_gemm(sweep: bool) -> None:
     from pallas_kernels.quantized_matmul import mosaic
 
@@ -90,7 +100,7 @@ def bench_gemm(sweep: bool) -> None:
                 want = ref if out_scale is None else quantized_matmul_reference(
                     xa, xs, wa, ws, bias, qtype=qt, activation=a_fn, out_scale=out_scale)
                 err = rel_error(np.asarray(out, np.float32), np.asarray(want, np.float32))
-                cfg = mosaic.pick_config(m, n, k, jnp.dtype(out.dtype).itemsize)
+                cfg = _picked(m, n, k, xa.dtype, out.dtype, a_fn)
                 record("gemm", f"mosaic {qt} + epilogue {label}", shape, ms := time_jax(fn, xa, packed),
                        tops=tops(ms), rel_err=f"{err:.1e}", config=dataclasses.asdict(cfg))
         if sweep:
@@ -110,7 +120,7 @@ def bench_gemm(sweep: bool) -> None:
 
 # Sweep candidates: (schedule, tile_m, tile_n, tile_k, stages, wg_axis). Cooperative tiles are split between the
 # two compute warpgroups along wg_axis; ping-pong tiles are one warpgroup's. Stages beyond shared memory are cut
-# to what fits (pick_config's rule), so the bf16 and int8 outputs may run different depths.
+# to what fits (the tile choice's rule), so the bf16 and int8 outputs may run different depths.
 SWEEP_TILES = (
     ("cooperative", 128, 128, 128, 4, "n"), ("cooperative", 128, 64, 128, 4, "n"), ("cooperative", 64, 128, 128, 4, "m"),
     ("cooperative", 64, 256, 64, 4, "m"),
@@ -128,12 +138,12 @@ def _sweep(m, k, n, act, x8, w8, xs, ws, bias, tops) -> None:
         ref = np.asarray(quantized_matmul_reference(x8, xs, w8, ws, bias, qtype="int8", activation=act,
                                                     out_dtype=jnp.bfloat16, out_scale=out_scale), np.float32)
         for schedule, tm, tn, tk, stages, wg in SWEEP_TILES:
-            cfg = mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
+            cfg = GemmConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
                                           wg_axis=wg, schedule=schedule)
             cm, cn = cfg.cta_tile
             if m % cm or n % cn or k % tk:
                 continue
-            cfg = mosaic.fit_shared_memory(cfg, out_bytes)
+            cfg = fit_shared_memory(cfg, out_bytes, 1, device_properties().smem_per_block)
             fn = jax.jit(lambda a, p, cfg=cfg: mosaic.quantized_matmul_mosaic_packed(
                 a, p, activation=act, out_dtype=jnp.bfloat16, config=cfg))
             try:
@@ -182,19 +192,19 @@ def bench_gemm_rows(rows: list[int], sweep: bool) -> None:
                                                          out_dtype=jnp.float16, out_scale=out_scale), np.float32)
             configs = [None]
             if sweep:
-                configs += [mosaic.MosaicGemmConfig(tile_m=tm, tile_n=tn, max_concurrent_steps=8, wg_axis=wg,
-                                                    schedule=sc) for sc, tm, tn, wg in ROWS_SWEEP]
+                configs += [GemmConfig(tile_m=tm, tile_n=tn, max_concurrent_steps=8, wg_axis=wg, schedule=sc)
+                            for sc, tm, tn, wg in ROWS_SWEEP]
             for cfg in configs:
                 for label, in_bytes, out_bytes in (("fp16", 2, 2), ("int8", 1, 1 if out_scale is not None else 2)):
                     if cfg is None:
-                        c = mosaic.default_config(m, n, k, "float16" if out_bytes == 2 else "int8",
-                                                  "float16" if in_bytes == 2 else "int8")
+                        c = _picked(m, n, k, "float16" if in_bytes == 2 else "int8",
+                                    "float16" if out_bytes == 2 else "int8")
                     else:
                         c = dataclasses.replace(cfg, tile_k=128 // in_bytes)
                         cm, cn = c.cta_tile
                         if m % cm or n % cn:
                             continue
-                        c = mosaic.fit_shared_memory(c, out_bytes, in_bytes)
+                        c = fit_shared_memory(c, out_bytes, in_bytes, device_properties().smem_per_block)
                     if label == "fp16":
                         fn = jax.jit(lambda a, w, c=c, b=b, act=act: matmul_mosaic(a, w, b, activation=act, config=c))
                         args, want = (xh, wh), ref

@@ -1,8 +1,8 @@
 """Kernel launches traced and lowered once per executable, however many layers call them.
 
 An encoder calls the same kernels at the same shapes in every layer. A Pallas
-launch lowers to its custom call in Python, and on the H100 that lowering took
-23 s of a `full_int8` BERT-base compile of 65 s (jax's compile-time events,
+launch lowers to its custom call in Python, and lowered once per layer that is
+most of a `full_int8` BERT-base compile on the H100 (jax's compile-time events,
 bench/RESULTS.md). `launch` runs each kernel inside a nested `jax.jit` keyed by
 its static configuration: jax traces it once per shape and configuration and
 lowers it once per module (`cached_primitive_lowerings`), and every layer calls
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.typing import ArrayLike
 
 
 class StaticPartial:
@@ -50,11 +51,11 @@ class StaticPartial:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _launch(launcher: StaticPartial, *arrays: jax.Array) -> Any:
+def _launch(launcher: StaticPartial, *arrays: ArrayLike) -> Any:
     return launcher(*arrays)
 
 
-def launch(launcher: StaticPartial, *arrays: jax.Array) -> Any:
+def launch(launcher: StaticPartial, *arrays: ArrayLike) -> Any:
     """`launcher(*arrays)`, traced and lowered once for each distinct (launcher, argument shapes and dtypes)."""
     if not isinstance(launcher, StaticPartial):
         raise TypeError(f"launch: launcher is a {type(launcher).__name__}, expected a StaticPartial")

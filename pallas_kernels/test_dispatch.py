@@ -33,19 +33,23 @@ def test_none_prefers_kernels_and_falls_back_on_not_implemented():
 
 
 def test_kernels_follow_jax_default_device(monkeypatch):
-    """On a GPU host, `with jax.default_device(cpu)` must pick the CPU path (a GPU kernel cannot lower there)."""
+    """On a GPU host, `with jax.default_device(cpu)` must pick the CPU path (a GPU kernel cannot lower there), and
+    the tile choice reads the GPU's properties, or the H100's off a GPU."""
     import jax
 
     from pallas_kernels import _platform
 
     class FakeHopper:
-        platform, compute_capability, core_count = "gpu", "9.0", 132
+        platform, compute_capability, core_count, shared_memory_per_block_optin = "gpu", "9.0", 114, 232448
 
     cpu = jax.devices("cpu")[0]
     real_devices = jax.devices
     monkeypatch.setattr(jax, "devices", lambda backend=None: [FakeHopper()] if backend is None else real_devices(backend))
-    assert _platform.on_gpu() and _platform.on_hopper() and _platform.num_sms() == 132
+    assert _platform.on_gpu() and _platform.on_hopper()
+    assert _platform.device_properties() == _platform.DeviceProperties(114, 232448, hopper=True)
     with jax.default_device(cpu):
-        assert not _platform.on_gpu() and not _platform.on_hopper() and _platform.num_sms() == 4
+        assert not _platform.on_gpu() and not _platform.on_hopper()
+        props = _platform.device_properties()
+        assert (props.sm_count, props.smem_per_block, props.hopper) == (132, 232448, False)  # the H100's, for tests
     with jax.default_device("cpu"):
         assert not _platform.on_gpu()

@@ -7,7 +7,8 @@ import functools
 import jax
 
 from pallas_kernels._dispatch import dispatch, one_partial
-from pallas_kernels.matmul.base import ACTIVATIONS, matmul_reference
+from pallas_kernels.activations import ACTIVATIONS
+from pallas_kernels.matmul.base import matmul_reference
 
 _REGISTRY = {"xla": matmul_reference}
 _PARTIAL_REGISTRY = {"xla": one_partial(matmul_reference)}  # partial_sums=True

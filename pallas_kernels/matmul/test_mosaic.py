@@ -9,16 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pallas_kernels._platform import H100
+from pallas_kernels.gemm.config import GemmConfig, fit_shared_memory, num_tiles
+from pallas_kernels.gemm.tile_choice import GemmProblem, choose_tiles
 from pallas_kernels.matmul.api import matmul
 from pallas_kernels.matmul.mosaic import matmul_mosaic
-from pallas_kernels.quantized_matmul.mosaic import (
-    MosaicGemmConfig,
-    default_config,
-    fit_shared_memory,
-    num_tiles,
-    pick_config,
-    split_k,
-)
 from pallas_kernels.testing import rel_error
 from pallas_kernels.testing_modes import needs_hopper
 
@@ -47,8 +42,8 @@ def _check(m, k, n, dtype, activation, *, bias=True, out_dtype=None, **kw):
     assert err < TOL[want_dtype.name], (err, want_dtype)
 
 
-COOPERATIVE = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
-PINGPONG = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, grid_tile_width=2,
+COOPERATIVE = GemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
+PINGPONG = GemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, grid_tile_width=2,
                             schedule="pingpong")
 CONFIGS = pytest.mark.parametrize("config", [COOPERATIVE, PINGPONG], ids=lambda c: c.schedule)
 
@@ -93,18 +88,24 @@ def test_declines_what_it_cannot_run(x_dtype, w_dtype, activation, n):
         matmul_mosaic(x, w, activation=activation, interpret=True)
 
 
+def _choice(m, n, k, in_dtype="float16", out_dtype=None, **kw) -> GemmConfig:
+    choice = choose_tiles(GemmProblem(m, n, k, in_dtype, out_dtype or in_dtype, **kw), H100)
+    assert choice is not None
+    return choice.config
+
+
 def test_few_rows_spread_over_more_tiles():
     # batch 1 x 128: 128 x 256 tiles would put an N = 768 weight on 3 SMs
-    small = pick_config(128, 768, 3072, 2, 2)
+    small = _choice(128, 768, 3072)
     assert (small.tile_m, small.schedule) == (64, "pingpong") and small.tile_k == 64
     assert (128 // small.cta_tile[0]) * (768 // small.cta_tile[1]) >= 12
     # 128 x 128 tokens: the tuned large tile, with 64 16-bit values of K (one 128-byte row)
-    big = pick_config(16384, 768, 3072, 2, 2)
+    big = _choice(16384, 768, 3072)
     assert big.cta_tile == (128, 256) and big.tile_k == 64
-    assert pick_config(16384, 768, 3072, 1, 1).tile_k == 128
+    assert _choice(16384, 768, 3072, "int8").tile_k == 128
     # ping-pong with 8-bit in and out (FFN1 N = 3072, K = 768): three compute warpgroups on 256-byte K steps
-    assert pick_config(16384, 3072, 768, 2, 1).tile_k == 128
-    wide = pick_config(16384, 3072, 768, 1, 1)
+    assert _choice(16384, 3072, 768, "int8", "float16").tile_k == 128
+    wide = _choice(16384, 3072, 768, "int8")
     assert (wide.tile_k, wide.consumers, wide.max_concurrent_steps) == (256, 3, 3)
 
 
@@ -120,15 +121,16 @@ def test_compiled_matches_oracle(m, k, n, activation, dtype):
 
 
 @pytest.mark.parametrize("config", [
-    pytest.param(MosaicGemmConfig(tile_k=64), marks=needs_hopper(), id="cooperative"),
-    pytest.param(MosaicGemmConfig(tile_k=64, max_concurrent_steps=5, schedule="pingpong"), marks=needs_hopper(),
+    pytest.param(GemmConfig(tile_k=64), marks=needs_hopper(), id="cooperative"),
+    pytest.param(GemmConfig(tile_k=64, max_concurrent_steps=5, schedule="pingpong"), marks=needs_hopper(),
                  id="pingpong"),
-    pytest.param(MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=8, schedule="pingpong"),
+    pytest.param(GemmConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=8, schedule="pingpong"),
                  marks=needs_hopper(), id="pingpong-64"),
 ])
 def test_compiled_configs(config):
-    _check(1024, 768, 3072, "float16", "gelu", config=fit_shared_memory(config, 2, 2))
-    _check(512, 768, 768, "bfloat16", None, bias=False, out_dtype="float32", config=fit_shared_memory(config, 4, 2))
+    _check(1024, 768, 3072, "float16", "gelu", config=fit_shared_memory(config, 2, 2, H100.smem_per_block))
+    _check(512, 768, 768, "bfloat16", None, bias=False, out_dtype="float32",
+           config=fit_shared_memory(config, 4, 2, H100.smem_per_block))
 
 
 @pytest.mark.parametrize("m", [pytest.param(128, marks=needs_hopper())])
@@ -165,14 +167,14 @@ def test_split_k_only_for_few_rows():
     """Batch 1 (128 rows): the narrow weights' 12 tiles of 128 x 64 split K over up to 8 parts, so most SMs stream
     a share of the weight; at 128 x 128 tokens (16384 rows) nothing splits."""
     for k, n in [(768, 768), (3072, 768)]:
-        cfg = split_k(pick_config(128, n, k, 2, 2), 128, n, k)
+        cfg = _choice(128, n, k, partial_sums=True)
         k_steps = k // cfg.tile_k
         assert 1 < cfg.splits <= 8 and k_steps % cfg.splits == 0 and num_tiles(cfg, 128, n) * cfg.splits <= 132
         assert num_tiles(cfg, 128, n) * cfg.splits >= 66, cfg  # at least half the SMs
-    assert split_k(pick_config(16384, 768, 3072, 2, 2), 16384, 768, 3072).splits == 1
-    assert default_config(128, 768, 3072, jnp.float16, jnp.float16).splits == 1  # only when asked
+    assert _choice(16384, 768, 3072, partial_sums=True).splits == 1
+    assert _choice(128, 768, 3072).splits == 1  # only when asked
     with pytest.raises(ValueError, match="splits=2 must be 1, or more with the ping-pong schedule"):
-        MosaicGemmConfig(splits=2)
+        GemmConfig(splits=2)
 
 
 def test_partial_sums_api():

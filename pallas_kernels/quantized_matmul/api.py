@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels._dispatch import dispatch, one_partial
-from pallas_kernels.matmul.base import ACTIVATIONS
+from pallas_kernels.activations import ACTIVATIONS
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.quantized_matmul.base import (
     PackedWeight,

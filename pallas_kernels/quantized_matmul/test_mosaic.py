@@ -1,4 +1,8 @@
-"""The Mosaic GPU 8-bit GEMM against the XLA reference: interpreted on a CPU, compiled on a Hopper GPU."""
+"""The Mosaic GPU 8-bit GEMM against the XLA reference: interpreted on a CPU, compiled on a Hopper GPU.
+
+Interpreted, the ping-pong schedule streams the packed K-major `[N, K]` codes as the GPU does; the epilogue's
+in-kernel steps are tested one tile at a time in gemm/test_epilogue.py.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pallas_kernels._platform import H100
+from pallas_kernels.activations import GELU_TANH_ERROR, HALF_GELU_ERROR
+from pallas_kernels.gemm.config import GemmConfig, fit_shared_memory, smem_bytes
+from pallas_kernels.gemm.epilogue import epilogue
+from pallas_kernels.gemm.tile_choice import GemmProblem, choose_tiles
 from pallas_kernels.quantized_matmul.base import (
-    GELU_TANH_ERROR,
-    HALF_GELU_ERROR,
     column_scale,
-    epilogue,
-    gelu_scaled,
-    gelu_tanh_fit,
     pack_weight,
     quantized_matmul_packed_reference,
     quantized_matmul_reference,
 )
-from pallas_kernels.quantized_matmul.mosaic import (
-    SMEM_BYTES,
-    MosaicGemmConfig,
-    fit_shared_memory,
-    pick_config,
-    quantized_matmul_mosaic,
-    quantized_matmul_mosaic_packed,
-    smem_bytes,
-)
+from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic, quantized_matmul_mosaic_packed
 from pallas_kernels.testing import gelu_np, rel_error
 from pallas_kernels.testing_modes import needs_hopper
+
+SMEM = H100.smem_per_block
 
 # (qtype, activation, output): output is a float dtype or the qtype the epilogue requantizes to.
 OUT_SCALE = 0.02  # requantized outputs
@@ -84,7 +82,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
     worst = np.argsort(-np.abs(out32 - ref32).ravel())[:6]
     info += "; worst (ref, kernel): " + ", ".join(f"({ref32.flat[i]:g}, {out32.flat[i]:g})" for i in worst)
     # requantized GELU: the kernel's tanh forms are within their bound of the reference's erf, in output
-    # codes `gelu_slack`: float16 to int8, float32 to fp8 (base.gelu_scaled)
+    # codes `gelu_slack`: float16 to int8, float32 to fp8 (activations.gelu_scaled)
     gelu_slack = 0.0
     if activation == "gelu" and requant:
         a, c = HALF_GELU_ERROR if output == "int8" else GELU_TANH_ERROR
@@ -107,7 +105,7 @@ def _check(m, k, n, qtype, activation, output, **kw):
     elif output == "fp8":
         # Hopper's fp8 wgmma accumulates at reduced precision (about 14 bits; DeepSeek-V3's report), so the
         # error scales with the sum of |products|, not with the output: where the bias cancels the product,
-        # a small output moves by several of its (small) steps. Measured on the H100 (2026-11-23): 97.3-98.8%
+        # a small output moves by several of its (small) steps. On the H100 97.3-98.8%
         # of codes equal, at most 0.08 codes beyond one step. Bound: one e4m3 step of the exact value plus
         # 2^-12 of sum|x*w| in output codes (GELU's slope is at most 1.13). An f32 accumulator promoted
         # every K tile would remove it, at twice the accumulator registers.
@@ -123,8 +121,8 @@ def _check(m, k, n, qtype, activation, output, **kw):
         assert rel_error(out32, ref32) < tol, info
 
 
-SMALL = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
-SMALL_PINGPONG = MosaicGemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, grid_tile_width=2,
+SMALL = GemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, wg_axis="m", grid_tile_width=2)
+SMALL_PINGPONG = GemmConfig(tile_m=64, tile_n=64, tile_k=128, max_concurrent_steps=2, grid_tile_width=2,
                                   schedule="pingpong")
 SMALL_CONFIGS = pytest.mark.parametrize("config", [SMALL, SMALL_PINGPONG], ids=lambda c: c.schedule)
 
@@ -168,27 +166,30 @@ def test_interpreted_wide_k_steps():
 def test_config_beyond_shared_memory_is_refused():
     """A configuration whose buffers cannot fit an SM's shared memory is refused with its name, by the launch and
     by `fit_shared_memory` (even two stages of it do not fit), instead of failing inside Mosaic GPU."""
-    config = MosaicGemmConfig(tile_k=256, max_concurrent_steps=3, schedule="pingpong", consumers=3)
+    config = GemmConfig(tile_k=256, max_concurrent_steps=3, schedule="pingpong", consumers=3)
     with pytest.raises(ValueError, match=r"tile_k=256.*needs about [0-9]+ bytes of shared memory with 4-byte outputs"):
         _check(256, 512, 256, "int8", None, "float32", config=config, interpret=True)
-    with pytest.raises(ValueError, match="more than an SM's"):
-        fit_shared_memory(config, 4)
-    assert fit_shared_memory(config, 1) == config  # 8-bit outputs: three stages fit
+    with pytest.raises(ValueError, match="more than a block's 232448"):
+        fit_shared_memory(config, 4, 1, SMEM)
+    assert fit_shared_memory(config, 1, 1, SMEM) == config  # 8-bit outputs: three stages fit
 
 
 def test_config_rejects_unknown_schedule():
     with pytest.raises(ValueError, match="schedule='pingpang'"):
-        MosaicGemmConfig(schedule="pingpang")
+        GemmConfig(schedule="pingpang")
     with pytest.raises(ValueError, match="consumers=3"):
-        MosaicGemmConfig(consumers=3)  # cooperative: two compute warpgroups split one tile
+        GemmConfig(consumers=3)  # cooperative: two compute warpgroups split one tile
     with pytest.raises(ValueError, match="consumers=4"):
-        MosaicGemmConfig(schedule="pingpong", consumers=4)
+        GemmConfig(schedule="pingpong", consumers=4)
 
 
 def test_configs_fit_shared_memory():
-    for out_bytes in (1, 2, 4):
+    for out_dtype in ("int8", "float16", "float32"):
         for m, k, n in [(16384, 768, 3072), (16384, 3072, 768), (16384, 768, 2304), (128, 768, 768)]:
-            assert smem_bytes(pick_config(m, n, k, out_bytes), out_bytes) <= 232448
+            for partial_sums in (False, True):
+                cfg = choose_tiles(GemmProblem(m, n, k, "int8", out_dtype, partial_sums=partial_sums), H100).config
+                out_bytes = 4 if cfg.splits > 1 else np.dtype(out_dtype).itemsize
+                assert smem_bytes(cfg, out_bytes) <= SMEM
 
 
 def test_undividable_shapes_fall_back():
@@ -197,9 +198,9 @@ def test_undividable_shapes_fall_back():
         quantized_matmul_mosaic(x, xs, w, ws, b, qtype="int8", interpret=True)
 
 
-PINGPONG = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong")
-PINGPONG3 = MosaicGemmConfig(max_concurrent_steps=5, schedule="pingpong", consumers=3)
-PINGPONG3_WIDE = MosaicGemmConfig(tile_k=256, max_concurrent_steps=3, schedule="pingpong", consumers=3)
+PINGPONG = GemmConfig(max_concurrent_steps=5, schedule="pingpong")
+PINGPONG3 = GemmConfig(max_concurrent_steps=5, schedule="pingpong", consumers=3)
+PINGPONG3_WIDE = GemmConfig(tile_k=256, max_concurrent_steps=3, schedule="pingpong", consumers=3)
 
 
 @pytest.mark.parametrize("m, k, n", [(1024, 768, 2304), (512, 768, 3072), (512, 3072, 768), (256, 768, 768), (40, 768, 768)])
@@ -211,117 +212,13 @@ PINGPONG3_WIDE = MosaicGemmConfig(tile_k=256, max_concurrent_steps=3, schedule="
 def test_compiled_matches_reference(m, k, n, qtype, activation, output, config):
     if config is not None:
         out_bytes = 1 if output in ("int8", "fp8") else jnp.dtype(output).itemsize
-        if smem_bytes(dataclasses.replace(config, max_concurrent_steps=2), out_bytes) > SMEM_BYTES:
+        if smem_bytes(dataclasses.replace(config, max_concurrent_steps=2), out_bytes) > SMEM:
             # three float32 epilogue buffers beside 256-byte K steps: refused by name before Mosaic GPU compiles
             with pytest.raises(ValueError, match="needs about [0-9]+ bytes of shared memory"):
                 _check(m, k, n, qtype, activation, output, config=config)
             return
-        config = fit_shared_memory(config, out_bytes)
+        config = fit_shared_memory(config, out_bytes, 1, SMEM)
     _check(m, k, n, qtype, activation, output, config=config)
-
-
-@pytest.mark.parametrize("m, k, n, mode", [(128, 256, 256, "interpret"),
-                                           pytest.param(512, 768, 3072, "compiled", marks=needs_hopper())])
-@pytest.mark.parametrize("activation", [None, "gelu"])
-def test_fp8_hardware_cast_equals_bit_rounding(m, k, n, mode, activation):
-    """One kernel, the same accumulators: requantizing by the saturating hardware cast and by the reference's
-    integer-bit rounding gives the same fp8 codes, subnormals and saturated values included."""
-    x, xs, w, ws, b = _operands(m, k, n, "fp8", 3)
-    # a small output scale drives the products past 448; the smallest reach e4m3's subnormals
-    packed = pack_weight(w, ws, b, x_scale=xs, out_scale=jnp.float32(OUT_SCALE / 8), qtype="fp8")
-    outs = [np.asarray(quantized_matmul_mosaic_packed(x, packed, activation=activation, out_qtype="fp8",
-                                                      fp8_cast=cast, interpret=mode == "interpret"), np.float32)
-            for cast in (True, False)]
-    assert np.abs(outs[1]).max() == 448 and (np.abs(outs[1][outs[1] != 0]) < 2.0**-6).any()
-    np.testing.assert_array_equal(outs[0], outs[1])
-
-
-def _in_kernel(fn, x: np.ndarray, interpret: bool, accumulator_layout: bool = False) -> np.ndarray:
-    """`fn` on each `[64, 128]` block of float32 `x` inside a Mosaic GPU kernel built with approximate math, as
-    float64; `accumulator_layout`: the block is loaded in the `wgmma` accumulator's layout, as an epilogue has it."""
-    import jax
-    from jax import lax
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import mosaic_gpu as plgpu
-
-    from pallas_kernels._platform import mosaic_interpret_params
-
-    rows, cols = 64, 128  # one TMA block: at most 256 along each dimension
-
-    def body(x_gmem, o_gmem):
-        def scoped(x_smem, o_smem, landed):
-            part = pl.ds(lax.axis_index("block") * rows, rows)
-            plgpu.copy_gmem_to_smem(x_gmem.at[part], x_smem, landed)
-            plgpu.barrier_wait(landed)
-            wgmma = accumulator_layout and not interpret
-            tile = plgpu.load(x_smem, (), layout=plgpu.Layout.WGMMA) if wgmma else x_smem[...]
-            o_smem[...] = fn(tile).astype(jnp.float32)
-            plgpu.commit_smem()
-            plgpu.copy_smem_to_gmem(o_smem, o_gmem.at[part])
-            plgpu.wait_smem_to_gmem(0)
-
-        pl.run_scoped(scoped, plgpu.SMEM((rows, cols), jnp.float32), plgpu.SMEM((rows, cols), jnp.float32),
-                      plgpu.Barrier(num_barriers=1))
-
-    call = plgpu.kernel(body, out_type=jax.ShapeDtypeStruct(x.shape, jnp.float32), grid=(x.shape[0] // rows,),
-                        grid_names=("block",), compiler_params=plgpu.CompilerParams(approx_math=True),
-                        **mosaic_interpret_params(interpret))
-    return np.asarray(call(jnp.asarray(x)), np.float64)
-
-
-def _assert_gelu_within(got: np.ndarray, x: np.ndarray, bound: tuple[float, float], what: str) -> None:
-    """|got - GELU(x)| <= a |x| + b everywhere, with the worst point against the bound printed."""
-    xd, (a, c) = x.astype(np.float64), bound
-    err = np.abs(got - gelu_np(xd))
-    worst = np.argmax(err / (a * np.abs(xd) + c))
-    print(f"{what}: max |error| {err.max():.2e}, worst against the bound {err.flat[worst]:.2e} at "
-          f"x={xd.flat[worst]:g} (bound {a * abs(xd.flat[worst]) + c:.2e}), "
-          f"max error / |x| past 1: {(err / np.maximum(np.abs(xd), 1)).max():.2e}")
-    assert (err <= a * np.abs(xd) + c).all()
-
-
-@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
-def test_tanh_gelu_error_bound(mode):
-    """`gelu_tanh_fit` inside a Mosaic GPU kernel built with approximate math (the hardware's `tanh.approx`)
-    stays within `GELU_TANH_ERROR` of the exact GELU: the bound the requantized GEMM checks allow for."""
-    x = np.concatenate([np.linspace(-12, 12, 64 * 64 * 128 - 8), [0.0, -0.0, 5.0, -5.0, 25.0, -25.0, 1e-30, -1e-30]])
-    x = x.astype(np.float32).reshape(-1, 128)
-    got = _in_kernel(gelu_tanh_fit, x, mode == "interpret")
-    _assert_gelu_within(got, x, GELU_TANH_ERROR, f"tanh GELU on {mode}")
-
-
-@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_scaled_gelu_error_bound(mode, dtype):
-    """`gelu_scaled` as the GEMM epilogue runs it (an accumulator-layout tile; float16 with the packed tanh,
-    float32 unclipped as before fp8's saturating cast) stays within its bound of the exact GELU
-    (`HALF_GELU_ERROR`, `GELU_TANH_ERROR`), at output scales from 1 to 37 per unit (37: GELU(12) reaches
-    fp8's 448)."""
-    from pallas_kernels.quantized_matmul.mosaic_epilogue import tanh_half
-
-    interpret, half = mode == "interpret", dtype == "float16"
-    x = np.concatenate([np.linspace(-12, 12, 16 * 64 * 128 - 4), [0.0, -0.0, 5.0, -5.0]])
-    x = x.astype(np.float32).reshape(-1, 128)
-    tanh = (lambda u: tanh_half(u, interpret)) if half else jnp.tanh
-    for inv in (1.0, 10.0, 37.0):
-        fn = lambda t, inv=inv: gelu_scaled(t, jnp.full(t.shape, 0.5 * inv, jnp.float32), 448.0, tanh=tanh,
-                                            dtype=jnp.dtype(dtype), clip=half).astype(jnp.float32)
-        got = _in_kernel(fn, x, interpret, accumulator_layout=True) / inv
-        _assert_gelu_within(got, x, HALF_GELU_ERROR if half else GELU_TANH_ERROR, f"{dtype} GELU on {mode}, scale {inv:g}")
-
-
-@pytest.mark.parametrize("mode", ["interpret", pytest.param("compiled", marks=needs_hopper())])
-def test_int8_codes_from_pairs(mode):
-    """The epilogue's float16 -> int8 codes (one byte permute a pair when compiled) round to nearest-even,
-    every half-step tie included, across the whole code range."""
-    from pallas_kernels.quantized_matmul.mosaic_epilogue import int8_codes_from_pairs
-
-    interpret = mode == "interpret"
-    x = np.concatenate([np.arange(-127.0, 127.5, 0.5), np.linspace(-127, 127, 64 * 128 - 509)])
-    x = x.astype(np.float16).astype(np.float32).reshape(-1, 128)  # values float16 holds exactly
-    fn = lambda t: int8_codes_from_pairs(t.astype(jnp.float16), interpret).astype(jnp.float32)
-    got = _in_kernel(fn, x, interpret, accumulator_layout=True)
-    np.testing.assert_array_equal(got, np.round(x.astype(np.float64)))
 
 
 def _check_split(m, k, n, qtype, config=None, interpret=False):

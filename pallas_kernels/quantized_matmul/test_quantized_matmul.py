@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pallas_kernels.gemm.config import GemmConfig
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.quantized_matmul.api import pack_weight, quantized_matmul, quantized_matmul_packed
-from pallas_kernels.quantized_matmul.mosaic import MosaicGemmConfig, quantized_matmul_mosaic_packed
+from pallas_kernels.quantized_matmul.mosaic import quantized_matmul_mosaic_packed
 from pallas_kernels.testing import gelu_np, rel_error
 
 SHAPES = [(1, 8, 16), (7, 33, 65), (64, 384, 1536), (5, 1536, 384)]  # (M, K, N)
@@ -100,7 +101,7 @@ def test_packed_weight_gives_the_unpacked_result(qtype, activation, requantize, 
     assert got.dtype == want.dtype and got.shape == (2, 12, 64)
     np.testing.assert_array_equal(np.asarray(got, np.float32).reshape(24, 64), np.asarray(want, np.float32))
     # and the Mosaic kernel on the packed weight, interpreted (rows padded 24 -> 64)
-    cfg = MosaicGemmConfig(tile_m=64, tile_n=32, tile_k=64, max_concurrent_steps=2, epi_tile_m=64, epi_tile_n=32,
+    cfg = GemmConfig(tile_m=64, tile_n=32, tile_k=64, max_concurrent_steps=2, epi_tile_m=64, epi_tile_n=32,
                            grid_tile_width=2)
     kern = quantized_matmul_mosaic_packed(x, packed, activation=activation, config=cfg, interpret=True)
     kern, ref = np.asarray(kern, np.float32), np.asarray(want, np.float32)
@@ -126,7 +127,7 @@ def test_packed_errors_name_the_bad_value():
 
 def test_kernel_gelu_against_float64():
     """The GEMM kernels' one-exp GELU is the exact (erf) GELU to within 3e-8 plus float32 rounding, past the clamp too."""
-    from pallas_kernels.quantized_matmul.base import gelu_one_exp
+    from pallas_kernels.activations import gelu_one_exp
 
     x = np.concatenate([np.linspace(-12, 12, 480_001), [0.0, -0.0, 6.0, -6.0, 1e-30, -1e-30]]).astype(np.float32)
     got = np.asarray(gelu_one_exp(jnp.asarray(x)), np.float64)
@@ -138,8 +139,8 @@ def test_kernel_gelu_against_float64():
 
 def test_tanh_gelu_against_float64():
     """The requantizing epilogue's tanh GELU: within 3.0e-5 of the exact GELU with an exact tanh (the CPU's),
-    the fit's error; the GPU's approximate tanh adds the rest of `GELU_TANH_ERROR` (test_mosaic.py)."""
-    from pallas_kernels.quantized_matmul.base import gelu_tanh_fit
+    the fit's error; the GPU's approximate tanh adds the rest of `GELU_TANH_ERROR` (gemm/test_epilogue.py)."""
+    from pallas_kernels.activations import gelu_tanh_fit
 
     x = np.concatenate([np.linspace(-12, 12, 480_001), [0.0, -0.0, 5.0, -5.0, 1e-30, -1e-30]]).astype(np.float32)
     got = np.asarray(gelu_tanh_fit(jnp.asarray(x)), np.float64)
