@@ -1,14 +1,19 @@
-"""Fused ops for samp-jax, one folder per op.
+"""Fused ops for samp-jax, one folder per op, over a shared kernel layer.
 
 Each op folder holds its public function and dispatch (`api.py`), its plain-XLA
-reference (`base.py`, the specification and the fallback), Pallas kernels as they
-land, and tests. Model code calls the functions re-exported here, never a kernel.
+reference (`base.py`, the specification and the fallback), thin kernel adapters,
+and tests. The shared layer beneath them holds what kernels share (the Mosaic
+GEMM engine in `gemm/`, activations, dispatch, launch, the device's properties);
+`fused/` above them composes ops whose kernels cooperate (a GEMM whose partial
+products a LayerNorm sums). Model code calls the functions re-exported here,
+never a kernel.
 """
 
 from pallas_kernels._dispatch import IMPLEMENTATIONS, Implementation, xla_only
 from pallas_kernels._platform import interpret_kernels
 from pallas_kernels.attention.api import attention, attention_packed
 from pallas_kernels.embedding.api import embedding_layer_norm
+from pallas_kernels.fused import Codes, dense_residual_layer_norm, quantized_dense_residual_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.matmul.api import matmul
 from pallas_kernels.quantized_attention.api import quantized_attention, quantized_attention_packed
@@ -16,16 +21,19 @@ from pallas_kernels.quantized_matmul.api import PackedWeight, pack_weight, quant
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "Codes",
     "Implementation",
     "PackedWeight",
     "attention",
     "attention_packed",
+    "dense_residual_layer_norm",
     "embedding_layer_norm",
     "interpret_kernels",
     "matmul",
     "pack_weight",
     "quantized_attention",
     "quantized_attention_packed",
+    "quantized_dense_residual_layer_norm",
     "quantized_matmul",
     "quantized_matmul_packed",
     "residual_layer_norm",

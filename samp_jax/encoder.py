@@ -54,10 +54,10 @@ class Embeddings(nn.Module):
         scale = built_param(self, "output_scale") if self.out_qtype is not None else None
         h = ops.embedding_layer_norm(
             input_ids, position_ids, token_type_ids, word, position, token_type, ln.scale, ln.bias,
-            eps=cfg.layer_norm_eps, out_dtype=out_dtype,
-            **(dict(out_scale=scale, out_qtype=self.out_qtype) if self.codes else {}),
+            eps=cfg.layer_norm_eps, out_dtype=out_dtype, out_scale=scale if self.codes else None,
+            out_qtype=self.out_qtype if self.codes else None,
         )
-        if self.out_qtype is not None and not self.codes:
+        if scale is not None and self.out_qtype is not None and not self.codes:
             h = dequantize_values(quantize_values(h, scale, self.out_qtype), scale, out_dtype)
         return h
 
@@ -68,20 +68,22 @@ def _observing(module: nn.Module) -> bool:
 
 
 class SelfAttention(nn.Module):
-    """Fused-QKV self-attention, output projection, residual LayerNorm.
+    """Fused-QKV self-attention, then `LayerNorm(context @ W_o + b_o + x)`.
 
     With `qtype` set (full_* modes) the input is quantized once and serves as
     both the QKV GEMM input and the residual; the QKV epilogue requantizes Q, K
     and V for the 8-bit attention products, the attention kernel writes the
-    context as codes for the output projection, and the residual LayerNorm
-    reads the 8-bit residual and writes the codes the FFN reads (with the FFN's
-    input scale): 8-bit data from kernel to kernel, no quantize kernels between.
+    context as codes for the output projection, and the output's residual
+    LayerNorm reads the 8-bit residual and writes the codes the FFN reads (with
+    the FFN's input scale): 8-bit data from kernel to kernel, no quantize
+    kernels between. With `ffn_qtype` (ffn_* modes) the float block returns its
+    output both as floats (the FFN's residual) and as the FFN's 8-bit input.
     """
 
     config: EncoderConfig
     qtype: str | None = None
     probs: str = "uint8"
-    codes_for_ffn: str | None = None  # ffn_* modes: also return the FFN's 8-bit input, quantized by the LayerNorm
+    ffn_qtype: str | None = None
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias, *, dtype=None):
@@ -89,38 +91,37 @@ class SelfAttention(nn.Module):
         cfg = self.config
         b, s, h = x.shape
         dtype = dtype or x.dtype
-        ln = LayerNorm(h, cfg.layer_norm_eps, name="layer_norm")
+        eps = cfg.layer_norm_eps
+        ln = LayerNorm(h, eps, name="layer_norm")
         if self.qtype is None:
-            qkv = Dense(3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+            qkv = Dense(h, 3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
             ctx = ops.attention_packed(qkv, key_mask, position_bias, scale=cfg.head_dim**-0.5)
             if _observing(self):
                 q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
                 for name, t in (("q", q), ("k", k), ("v", v), ("context", ctx)):
                     self.sow("intermediates", name, t)
                 self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
-            # partial products of a split-K GEMM on few rows (else one), summed by the LayerNorm
-            out = Dense(h, name="output")(ctx.reshape(b, s, h), partial_sums=True)
-            ln_args = dict(out_dtype=x.dtype, partial_sums=True)
-            if self.codes_for_ffn:  # (float output, codes): the FFN's residual and its GEMM input
-                return ln(out, x, **ln_args, out_scale=built_param(self, "output_scale"),
-                          out_qtype=self.codes_for_ffn, with_float=True)
-            return ln(out, x, **ln_args)
+            # ffn_* modes: the output as floats (the FFN's residual) and as codes (its GEMM input)
+            codes = ops.Codes(built_param(self, "output_scale"), self.ffn_qtype) if self.ffn_qtype else None
+            out = Dense(h, h, name="output")
+            return ops.dense_residual_layer_norm(ctx.reshape(b, s, h), out.kernel, out.bias, x, ln.scale, ln.bias,
+                                                 eps=eps, out_dtype=x.dtype, codes=codes, keep_float=codes is not None)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
         q_scale, k_scale, v_scale = (built_param(self, f"{n}_scale") for n in "qkv")
         probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
         x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
-        qkv = QuantDense(3 * h, qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
+        qkv = QuantDense(qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx_q = ops.quantized_attention_packed(
             qkv, q_scale, k_scale, v_scale, key_mask, position_bias, scale=cfg.head_dim**-0.5, qtype=qt,
             probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
-        out = QuantDense(h, qt, name="output")(ctx_q.reshape(b, s, h), partial_sums=True, out_dtype=dtype)
-        return ln(out, x_q, residual_scale=in_scale, out_scale=built_param(self, "output_scale"),
-                  out_qtype=qt, partial_sums=True)
+        return ops.quantized_dense_residual_layer_norm(
+            ctx_q.reshape(b, s, h), QuantDense(qt, name="output").packed, x_q, ln.scale, ln.bias, eps=eps,
+            out_dtype=dtype, residual_scale=in_scale, codes=ops.Codes(built_param(self, "output_scale"), qt))
 
 
 def _probs(q, k, key_mask, bias, scale):
@@ -132,7 +133,7 @@ def _probs(q, k, key_mask, bias, scale):
 
 
 class FeedForward(nn.Module):
-    """Intermediate GEMM with fused activation, output GEMM, residual LayerNorm.
+    """Intermediate GEMM with fused activation, then `LayerNorm(inner @ W_o + b_o + x)`.
 
     With `qtype` set the input arrives quantized by the LayerNorm before it (as
     `x` in full_* modes; as `x_q` beside the float `x` in ffn_* ones), the first
@@ -150,16 +151,18 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x, *, x_q=None, out_dtype=None) -> jax.Array:
         cfg = self.config
-        ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
-        codes_out = {}
+        hidden, inner_size, eps = cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps
+        ln = LayerNorm(hidden, eps, name="layer_norm")
+        codes = None
         if self.out_qtype is not None:
-            codes_out = dict(out_scale=built_param(self, "next_input_scale"), out_qtype=self.out_qtype)
+            codes = ops.Codes(built_param(self, "next_input_scale"), self.out_qtype)
         if self.qtype is None:
-            inner = Dense(cfg.intermediate_size, activation=cfg.hidden_act, name="intermediate")(x)
+            inner = Dense(hidden, inner_size, activation=cfg.hidden_act, name="intermediate")(x)
             if _observing(self):
                 self.sow("intermediates", "activation", inner)
-            out = Dense(cfg.hidden_size, name="output")(inner, partial_sums=True)
-            return ln(out, x, out_dtype=x.dtype, partial_sums=True, **codes_out)
+            out = Dense(inner_size, hidden, name="output")
+            return ops.dense_residual_layer_norm(inner, out.kernel, out.bias, x, ln.scale, ln.bias, eps=eps,
+                                                 out_dtype=x.dtype, codes=codes)
 
         qt = self.qtype
         in_scale = built_param(self, "input_scale")
@@ -168,10 +171,10 @@ class FeedForward(nn.Module):
             x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
         residual, residual_scale = (x_q, in_scale) if self.quantize_residual else (x, None)
         # the intermediate weight is packed to requantize the activation with its scale for the output GEMM
-        inner_q = QuantDense(cfg.intermediate_size, qt, activation=cfg.hidden_act, name="intermediate")(x_q)
-        out = QuantDense(cfg.hidden_size, qt, name="output")(inner_q, partial_sums=True, out_dtype=out_dtype)
-        return ln(out, residual, residual_scale=residual_scale, out_dtype=out_dtype, partial_sums=True,
-                  **codes_out)
+        inner_q = QuantDense(qt, activation=cfg.hidden_act, name="intermediate")(x_q)
+        return ops.quantized_dense_residual_layer_norm(
+            inner_q, QuantDense(qt, name="output").packed, residual, ln.scale, ln.bias, eps=eps, out_dtype=out_dtype,
+            residual_scale=residual_scale, codes=codes)
 
 
 class TransformerLayer(nn.Module):
@@ -193,7 +196,7 @@ class TransformerLayer(nn.Module):
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
         qtype = mode_qtype(self.mode)
         full = self.mode.startswith("full_")
-        if is_codes(x) and not (full and x.dtype == QTYPES[qtype][0] and self.dtype is not None):
+        if is_codes(x) and not (full and qtype is not None and x.dtype == QTYPES[qtype][0] and self.dtype is not None):
             raise ValueError(f"layer {self.name} ({self.mode}, dtype={self.dtype}) got 8-bit input ({x.dtype}): only a "
                              "full_* layer of that type, given its compute dtype, reads its input as codes")
         if _observing(self):

@@ -71,8 +71,8 @@ class BertSequenceClassificationHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        pooled = Dense(h.shape[-1], activation="tanh", name="pooler")(h[:, 0])
-        return Dense(self.num_labels, name="classifier")(pooled, out_dtype=jnp.float32)
+        pooled = Dense(h.shape[-1], h.shape[-1], activation="tanh", name="pooler")(h[:, 0])
+        return Dense(h.shape[-1], self.num_labels, name="classifier")(pooled, out_dtype=jnp.float32)
 
 
 class MPNetSequenceClassificationHead(nn.Module):
@@ -80,8 +80,8 @@ class MPNetSequenceClassificationHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        x = Dense(h.shape[-1], activation="tanh", name="dense")(h[:, 0])
-        return Dense(self.num_labels, name="out_proj")(x, out_dtype=jnp.float32)
+        x = Dense(h.shape[-1], h.shape[-1], activation="tanh", name="dense")(h[:, 0])
+        return Dense(h.shape[-1], self.num_labels, name="out_proj")(x, out_dtype=jnp.float32)
 
 
 class TokenClassificationHead(nn.Module):
@@ -89,7 +89,7 @@ class TokenClassificationHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        return Dense(self.num_labels, name="classifier")(h, out_dtype=jnp.float32)
+        return Dense(h.shape[-1], self.num_labels, name="classifier")(h, out_dtype=jnp.float32)
 
 
 class EncoderWithHead(nn.Module):

@@ -4,9 +4,13 @@ They declare parameters and call ops; they never pick a kernel. Float
 parameters are used in the dtype they arrive in (the runtime casts them once
 per plan); quantized GEMMs take weights packed by `samp_jax.quant.build`
 (8-bit codes K-major with their epilogue vectors), never initialized here.
+A module whose parameters a fused op reads (`pallas_kernels.fused`) exposes
+them as attributes (`Dense(...).kernel`, `LayerNorm(...).scale`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,7 +23,7 @@ _init = nn.initializers.normal(stddev=0.02)
 
 def built_param(module: nn.Module, name: str):
     """A parameter that `samp_jax.quant.build` made (quantized kernels, scales); never initialized."""
-    value = module.get_variable("params", name)
+    value: Any = module.get_variable("params", name)
     if value is None:
         raise ValueError(
             f"missing parameter {'/'.join(module.path)}/{name}: quantized parameters are built from a float "
@@ -29,67 +33,44 @@ def built_param(module: nn.Module, name: str):
 
 
 class Dense(nn.Module):
-    """`x @ kernel + bias` with an optional fused activation.
+    """`act(x @ kernel + bias)`: parameters `kernel` `[in_features, features]` and `bias` `[features]`."""
 
-    `partial_sums=True` returns `[P, ..., features]` for the residual LayerNorm
-    to sum: its sum over the first axis is `x @ kernel + bias` (a split-K
-    GEMM's partial products on few rows, the bias in the first; else P = 1).
-    """
-
+    in_features: int
     features: int
     activation: str | None = None
-    implementation: str | None = None
 
-    @nn.compact
-    def __call__(self, x: jax.Array, *, partial_sums: bool = False, out_dtype=None):
-        kernel = self.param("kernel", _init, (x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return ops.matmul(
-            x, kernel, bias, activation=self.activation, out_dtype=out_dtype, partial_sums=partial_sums,
-            implementation=self.implementation,
-        )
+    def setup(self) -> None:
+        self.kernel = self.param("kernel", _init, (self.in_features, self.features), jnp.float32)
+        self.bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+
+    def __call__(self, x: jax.Array, *, out_dtype=None) -> jax.Array:
+        return ops.matmul(x, self.kernel, self.bias, activation=self.activation, out_dtype=out_dtype)
 
 
 class QuantDense(nn.Module):
     """8-bit GEMM on a packed weight: `act((x_q @ w_q) * x_scale * w_scale + bias)` [-> requantized].
 
-    `samp_jax.quant.build` packs the weight with the scale of the activation it
-    multiplies and, where the next consumer reads 8-bit data, the output scale.
-    `x_q` arrives as codes, quantized by its producer with that same scale.
-    `partial_sums=True` returns `[P, ..., features]` partial products as
-    `Dense` does, for the residual LayerNorm to sum.
+    `samp_jax.quant.build` packs the weight (parameter `packed`) with the scale of the activation it
+    multiplies and, where the next consumer reads 8-bit data, the output scale. `x_q` arrives as codes,
+    quantized by its producer with that same scale.
     """
 
-    features: int
     qtype: str
     activation: str | None = None
-    implementation: str | None = None
 
-    @nn.compact
-    def __call__(self, x_q, *, partial_sums: bool = False, out_dtype=jnp.float32):
-        packed = built_param(self, "packed")
-        return ops.quantized_matmul_packed(x_q, packed, activation=self.activation, out_dtype=out_dtype,
-                                           partial_sums=partial_sums, implementation=self.implementation)
+    def setup(self) -> None:
+        self.packed = built_param(self, "packed")
+
+    def __call__(self, x_q: jax.Array, *, out_dtype=jnp.float32) -> jax.Array:
+        return ops.quantized_matmul_packed(x_q, self.packed, activation=self.activation, out_dtype=out_dtype)
 
 
 class LayerNorm(nn.Module):
-    """Residual LayerNorm: `LayerNorm(x + x_bias + residual)` through the fused op.
-
-    `x` may be a GEMM's `[P, ..., H]` partial products (`partial_sums=True`)."""
+    """LayerNorm parameters `scale` and `bias` `[hidden_size]`, read by the fused ops that normalize."""
 
     hidden_size: int
     eps: float
-    implementation: str | None = None
 
     def setup(self) -> None:
         self.scale = self.param("scale", nn.initializers.ones_init(), (self.hidden_size,), jnp.float32)
         self.bias = self.param("bias", nn.initializers.zeros_init(), (self.hidden_size,), jnp.float32)
-
-    def __call__(self, x, residual=None, *, x_bias=None, out_dtype=None, residual_scale=None, out_scale=None,
-                 out_qtype=None, with_float: bool = False, partial_sums: bool = False):
-        return ops.residual_layer_norm(
-            x, residual, self.scale, self.bias, x_bias=x_bias, eps=self.eps, out_dtype=out_dtype,
-            residual_scale=residual_scale, out_scale=out_scale, out_qtype=out_qtype, with_float=with_float,
-            partial_sums=partial_sums, implementation=self.implementation,
-        )
-
