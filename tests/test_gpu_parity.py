@@ -124,10 +124,10 @@ def test_kernel_path_on_gpu_matches_cpu(kernel_setup, monkeypatch, plan):
     # Two correct 8-bit paths differ by codes that sit at rounding ties (float32 sums in another order,
     # fp8's reduced-precision tensor-core accumulation, half-precision rounding of requantized values):
     # a fraction of the plan's own quantization error. The requantizing int8 FFN1 GEMM computes GELU in
-    # float16 (base.half_gelu_scaled, within HALF_GELU_ERROR of the CPU's erf), which moves codes near
-    # ties too: ffn_int8 with a float32 dtype measured 0.38 (H100, 2026-11-24), 0.16-0.22 with the
-    # float32 tanh form and 0.05-0.06 before it; the fp8 plans measure 0.20 from their accumulation
-    # alone. A kernel that skipped or misapplied a quantization measures about 1.0 here (see fp8_max_ratio).
+    # float16 (activations.gelu_scaled, within HALF_GELU_ERROR of the CPU's erf), which moves codes near
+    # ties too: ffn_int8 with a float32 dtype measures 0.38 on the H100; the fp8 plans measure 0.20 from
+    # their accumulation alone. A kernel that skipped or misapplied a quantization measures about 1.0 here
+    # (see fp8_max_ratio).
     assert err < 0.5 * quant_err, (err, quant_err)
     # a code moved at a tie is about as far from the exact value as the reference's: the GPU path is as
     # accurate against float32 as the CPU's
