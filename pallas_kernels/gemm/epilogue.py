@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.activations import ACTIVATIONS
-from pallas_kernels.quant_types import quantize_in_kernel, quantize_scaled
+from pallas_kernels.quant_kernel import quantize_in_kernel
+from pallas_kernels.quant_types import quantize_scaled
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,8 @@ from jax.experimental.pallas import mosaic_gpu as plgpu
 from pallas_kernels.activations import KERNEL_ACTIVATIONS, REQUANT_ACTIVATIONS, gelu_scaled
 from pallas_kernels.gemm.config import out_slots
 from pallas_kernels.gemm.epilogue import Epilogue, epilogue, vector_rows
-from pallas_kernels.quant_types import HALF_RNE_SHIFT, QTYPES, int8_codes_from_half
+from pallas_kernels.quant_kernel import HALF_RNE_SHIFT, int8_codes_from_half
+from pallas_kernels.quant_types import QTYPES
 
 
 def column(vec_smem, interpret: bool) -> jax.Array:
@@ -52,7 +53,7 @@ def tanh_half(x: jax.Array, interpret: bool) -> jax.Array:
 
 
 def int8_codes_from_pairs(q: jax.Array, interpret: bool) -> jax.Array:
-    """`quant_types.int8_codes_from_half` on an accumulator-layout tile, one `prmt` per pair of columns.
+    """`quant_kernel.int8_codes_from_half` on an accumulator-layout tile, one `prmt` per pair of columns.
 
     After the float16 add, each code is the low byte of its half; LLVM's truncation of a float16 pair to
     two bytes takes 2.3 byte permutes (H100, Nsight Compute), this takes one: bytes 0 and 2 of the pair's

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from pallas_kernels.activations import GELU_TANH_ERROR, HALF_GELU_ERROR, gelu_scaled, gelu_tanh_fit
-from pallas_kernels.quant_types import int8_codes_from_half, quantize_in_kernel, quantize_scaled
+from pallas_kernels.quant_kernel import int8_codes_from_half, quantize_in_kernel
+from pallas_kernels.quant_types import quantize_scaled
 from pallas_kernels.testing import gelu_np
 from pallas_kernels.testing_modes import needs_hopper
 
@@ -129,7 +130,7 @@ def test_int8_codes_from_pairs_interpreted():
 @pytest.mark.parametrize("mode", [pytest.param("compiled", marks=needs_hopper())])
 def test_int8_codes_byte_permute_compiled_only(mode):
     """The compiled epilogue's codes (one `prmt` byte permute a pair, inline PTX) equal the jnp form's
-    (`quant_types.int8_codes_from_half`, run by XLA on the same GPU) and nearest-even rounding."""
+    (`quant_kernel.int8_codes_from_half`, run by XLA on the same GPU) and nearest-even rounding."""
     x, got = _codes_in_kernel(False)
     twin = np.asarray(jax.jit(int8_codes_from_half)(jnp.asarray(x, jnp.float16)), np.float64)
     np.testing.assert_array_equal(got, twin)
