@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pallas_kernels as ops
+from pallas_kernels import fused as ops
+from pallas_kernels._dispatch import xla_only
+from pallas_kernels._platform import H100, interpret_kernels
 from pallas_kernels.layer_norm.base import residual_layer_norm_reference
 from pallas_kernels.matmul.base import matmul_reference
 from pallas_kernels.quantized_matmul.base import pack_weight, quantized_matmul_packed_reference
@@ -42,7 +44,7 @@ def _8bit_operands(m, k, n, seed=0):
 def test_float_equals_its_references_composed():
     x, w, b, res, scale, shift = _float_operands(24, 64, 32, "bfloat16")
     codes = ops.Codes(jnp.float32(0.05), "int8")
-    with ops.xla_only():
+    with xla_only():
         y = ops.dense_residual_layer_norm(x, w, b, res, scale, shift, eps=EPS, out_dtype=jnp.float32)
         y2, q = ops.dense_residual_layer_norm(x, w, b, res, scale, shift, eps=EPS, out_dtype=jnp.float32,
                                               codes=codes, keep_float=True)
@@ -56,7 +58,7 @@ def test_float_equals_its_references_composed():
 
 def test_8bit_equals_its_references_composed():
     x_q, packed, res, res_scale, scale, shift = _8bit_operands(24, 64, 32)
-    with ops.xla_only():
+    with xla_only():
         q = ops.quantized_dense_residual_layer_norm(x_q, packed, res, scale, shift, eps=EPS, out_dtype=jnp.float16,
                                                     residual_scale=res_scale, codes=ops.Codes(jnp.float32(0.05), "int8"))
     h = quantized_matmul_packed_reference(x_q, packed, out_dtype=jnp.float16)
@@ -75,15 +77,14 @@ def test_keep_float_needs_codes():
 def test_float_kernels_split_k_interpreted():
     """64 rows of a 256-wide weight: the GEMM's H100 tile choice splits K in four (64 x 64 tiles), the LayerNorm
     sums the float32 parts."""
-    from pallas_kernels._platform import H100
     from pallas_kernels.gemm.tile_choice import GemmProblem, choose_tiles
 
     m, k, n = 64, 256, 256
     assert choose_tiles(GemmProblem(m, n, k, "float16", "float16", partial_sums=True), H100).config.splits == 4
     x, w, b, res, scale, shift = _float_operands(m, k, n, "float16", seed=1)
-    with ops.xla_only():
+    with xla_only():
         want = ops.dense_residual_layer_norm(x, w, b, res, scale, shift, eps=EPS, out_dtype=jnp.float32)
-    with ops.interpret_kernels():
+    with interpret_kernels():
         got = ops.dense_residual_layer_norm(x, w, b, res, scale, shift, eps=EPS, out_dtype=jnp.float32)
     # the split sums the products in float32 where the reference rounds them to fp16 once
     assert rel_error(np.asarray(got), np.asarray(want)) < 2e-3
@@ -92,9 +93,9 @@ def test_float_kernels_split_k_interpreted():
 def test_8bit_kernels_split_k_interpreted():
     x_q, packed, res, res_scale, scale, shift = _8bit_operands(64, 256, 256, seed=2)
     kw = dict(eps=EPS, out_dtype=jnp.float16, residual_scale=res_scale)
-    with ops.xla_only():
+    with xla_only():
         want = ops.quantized_dense_residual_layer_norm(x_q, packed, res, scale, shift, **kw)
-    with ops.interpret_kernels():
+    with interpret_kernels():
         got = ops.quantized_dense_residual_layer_norm(x_q, packed, res, scale, shift, **kw)
     assert got.dtype == want.dtype == jnp.float16
     assert rel_error(np.asarray(got, np.float32), np.asarray(want, np.float32)) < 2e-3
