@@ -7,59 +7,20 @@ layers and numbers positions RoBERTa-style; it has no token types.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import pallas_kernels as ops
-from pallas_kernels.quant_types import QTYPES, dequantize_values, is_codes, quantize_values
+from pallas_kernels import QTYPES, is_codes, quantize_values
 from samp_jax.config import EncoderConfig
+from samp_jax.embeddings import Embeddings
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
-from samp_jax.plan import Plan, mode_qtype
-
-
-class Embeddings(nn.Module):
-    """Word + position (+ token type) embeddings and LayerNorm, one fused op.
-
-    With `out_qtype` (plan.embedding) the output is quantized: as codes for a
-    `full_*` first layer (`codes=True`), which quantizes its input with the same
-    scale, else dequantized back to the compute dtype.
-    """
-
-    config: EncoderConfig
-    out_qtype: str | None = None  # 8-bit embedding output (plan.embedding)
-    codes: bool = False
-
-    @nn.compact
-    def __call__(self, input_ids, position_ids, token_type_ids, *, out_dtype) -> jax.Array:
-        cfg = self.config
-        word = self.param("word_embeddings", _init, (cfg.vocab_size, cfg.hidden_size), jnp.float32)
-        position = self.param(
-            "position_embeddings", _init, (cfg.max_position_embeddings, cfg.hidden_size), jnp.float32
-        )
-        token_type = None
-        if cfg.has_token_types:
-            token_type = self.param(
-                "token_type_embeddings", _init, (cfg.type_vocab_size, cfg.hidden_size), jnp.float32
-            )
-        else:
-            token_type_ids = None
-        ln = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, name="layer_norm")
-        if self.codes and self.out_qtype is None:
-            raise ValueError("Embeddings(codes=True) needs the out_qtype of the full_* first layer")
-        scale = built_param(self, "output_scale") if self.out_qtype is not None else None
-        h = ops.embedding_layer_norm(
-            input_ids, position_ids, token_type_ids, word, position, token_type, ln.scale, ln.bias,
-            eps=cfg.layer_norm_eps, out_dtype=out_dtype, out_scale=scale if self.codes else None,
-            out_qtype=self.out_qtype if self.codes else None,
-        )
-        if scale is not None and self.out_qtype is not None and not self.codes:
-            h = dequantize_values(quantize_values(h, scale, self.out_qtype), scale, out_dtype)
-        return h
+from samp_jax.plan import LayerMode, Plan
+from samp_jax.positions import position_ids_for, relative_position_buckets
+from samp_jax.quant import points
 
 
 def _observing(module: nn.Module) -> bool:
@@ -98,30 +59,32 @@ class SelfAttention(nn.Module):
             ctx = ops.attention_packed(qkv, key_mask, position_bias, scale=cfg.head_dim**-0.5)
             if _observing(self):
                 q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-                for name, t in (("q", q), ("k", k), ("v", v), ("context", ctx)):
-                    self.sow("intermediates", name, t)
-                self.sow("intermediates", "probs", _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
+                for point, t in ((points.Q, q), (points.K, k), (points.V, v), (points.CONTEXT, ctx)):
+                    self.sow("intermediates", point.sow, t)
+                self.sow("intermediates", points.PROBS.sow, _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
             # ffn_* modes: the output as floats (the FFN's residual) and as codes (its GEMM input)
-            codes = ops.Codes(built_param(self, "output_scale"), self.ffn_qtype) if self.ffn_qtype else None
+            ffn_in = points.ATTENTION_OUTPUT.scale_param("attention")
+            codes = ops.Codes(built_param(self, ffn_in), self.ffn_qtype) if self.ffn_qtype else None
             out = Dense(h, h, name="output")
             return ops.dense_residual_layer_norm(ctx.reshape(b, s, h), out.kernel, out.bias, x, ln.scale, ln.bias,
                                                  eps=eps, out_dtype=x.dtype, codes=codes, keep_float=codes is not None)
 
         qt = self.qtype
-        in_scale = built_param(self, "input_scale")
-        q_scale, k_scale, v_scale = (built_param(self, f"{n}_scale") for n in "qkv")
-        probs_scale = built_param(self, "probs_scale") if self.probs == "int8" else None
+        in_scale = built_param(self, points.INPUT.scale_param("attention"))
+        q_scale, k_scale, v_scale = (built_param(self, p.scale_param("attention")) for p in (points.Q, points.K, points.V))
+        probs_scale = built_param(self, points.PROBS.scale_param("attention")) if self.probs == points.PROBS.probs else None
         x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
         qkv = QuantDense(qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
         qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx_q = ops.quantized_attention_packed(
             qkv, q_scale, k_scale, v_scale, key_mask, position_bias, scale=cfg.head_dim**-0.5, qtype=qt,
-            probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, "context_scale"),
+            probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, points.CONTEXT.scale_param("attention")),
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         return ops.quantized_dense_residual_layer_norm(
             ctx_q.reshape(b, s, h), QuantDense(qt, name="output").packed, x_q, ln.scale, ln.bias, eps=eps,
-            out_dtype=dtype, residual_scale=in_scale, codes=ops.Codes(built_param(self, "output_scale"), qt))
+            out_dtype=dtype, residual_scale=in_scale,
+            codes=ops.Codes(built_param(self, points.ATTENTION_OUTPUT.scale_param("attention")), qt))
 
 
 def _probs(q, k, key_mask, bias, scale):
@@ -155,17 +118,17 @@ class FeedForward(nn.Module):
         ln = LayerNorm(hidden, eps, name="layer_norm")
         codes = None
         if self.out_qtype is not None:
-            codes = ops.Codes(built_param(self, "next_input_scale"), self.out_qtype)
+            codes = ops.Codes(built_param(self, points.param_in(points.NEXT_INPUT_SCALE, "ffn")), self.out_qtype)
         if self.qtype is None:
             inner = Dense(hidden, inner_size, activation=cfg.hidden_act, name="intermediate")(x)
             if _observing(self):
-                self.sow("intermediates", "activation", inner)
+                self.sow("intermediates", points.ACTIVATION.sow, inner)
             out = Dense(inner_size, hidden, name="output")
             return ops.dense_residual_layer_norm(inner, out.kernel, out.bias, x, ln.scale, ln.bias, eps=eps,
                                                  out_dtype=x.dtype, codes=codes)
 
         qt = self.qtype
-        in_scale = built_param(self, "input_scale")
+        in_scale = built_param(self, points.ATTENTION_OUTPUT.scale_param("ffn"))
         out_dtype = out_dtype or x.dtype
         if x_q is None:
             x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
@@ -187,20 +150,20 @@ class TransformerLayer(nn.Module):
     """
 
     config: EncoderConfig
-    mode: str = "fp16"
+    mode: LayerMode = LayerMode.FLOAT
     probs: str = "uint8"
     dtype: Any = None
     out_qtype: str | None = None
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
-        qtype = mode_qtype(self.mode)
-        full = self.mode.startswith("full_")
+        mode = LayerMode.parse(self.mode)
+        qtype, full = mode.qtype, mode.quantizes_attention
         if is_codes(x) and not (full and qtype is not None and x.dtype == QTYPES[qtype][0] and self.dtype is not None):
             raise ValueError(f"layer {self.name} ({self.mode}, dtype={self.dtype}) got 8-bit input ({x.dtype}): only a "
                              "full_* layer of that type, given its compute dtype, reads its input as codes")
         if _observing(self):
-            self.sow("intermediates", "input", x)
+            self.sow("intermediates", points.INPUT.sow, x)
         dtype, x_q = self.dtype or x.dtype, None
         x = SelfAttention(self.config, qtype if full else None, self.probs, None if full else qtype, name="attention")(
             x, key_mask, position_bias, dtype=dtype
@@ -208,38 +171,8 @@ class TransformerLayer(nn.Module):
         if isinstance(x, tuple):
             x, x_q = x
         if _observing(self):
-            self.sow("intermediates", "attention_output", x)
+            self.sow("intermediates", points.ATTENTION_OUTPUT.sow, x)
         return FeedForward(self.config, qtype, full, self.out_qtype, name="ffn")(x, x_q=x_q, out_dtype=dtype)
-
-
-def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:
-    """BERT: 0..S-1. MPNet: RoBERTa-style, counted over non-padding ids from pad+1."""
-    b, s = input_ids.shape
-    if cfg.model_type == "mpnet":
-        real = (input_ids != cfg.pad_token_id).astype(jnp.int32)
-        return jnp.cumsum(real, axis=1) * real + cfg.pad_token_id
-    return jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-
-
-def relative_position_buckets(seq_len: int, num_buckets: int, max_distance: int = 128) -> np.ndarray:
-    """MPNet's (T5-style, bidirectional) bucket of each (query, key) offset, `[S, S]`.
-
-    Computed on the host for the static sequence length, in float32 exactly as
-    Hugging Face's `MPNetEncoder.relative_position_bucket` does, so that the
-    buckets at the log-spaced boundaries agree.
-    """
-    pos = np.arange(seq_len, dtype=np.int64)
-    n = -(pos[None, :] - pos[:, None])  # -(memory - context)
-    half = num_buckets // 2
-    ret = (n < 0).astype(np.int64) * half
-    n = np.abs(n)
-    max_exact = half // 2
-    with np.errstate(divide="ignore"):
-        ratio = np.log(n.astype(np.float32) / np.float32(max_exact))
-        large = ratio / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact)
-    large = max_exact + np.nan_to_num(large, neginf=0.0).astype(np.int64)
-    large = np.minimum(large, half - 1)
-    return ret + np.where(n < max_exact, n, large)
 
 
 class Encoder(nn.Module):
@@ -250,7 +183,7 @@ class Encoder(nn.Module):
 
     @property
     def _plan(self) -> Plan:
-        return self.plan or Plan.uniform("fp16", self.config.num_layers, dtype="fp32")
+        return self.plan or Plan.uniform(LayerMode.FLOAT, self.config.num_layers, dtype="fp32")
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False):
@@ -275,7 +208,7 @@ class Encoder(nn.Module):
             return h, key_mask, position_bias
         for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
             nxt = plan.input_codes(i + 1)
-            h = TransformerLayer(cfg, plan.layers[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
+            h = TransformerLayer(cfg, plan.modes[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
                 h, key_mask, position_bias
             )
         return h

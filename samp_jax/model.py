@@ -328,4 +328,3 @@ class SampModel:
         offsets = [(spans[w][0], spans[w][1]) for w in words]
         return decode_entities(tags, offsets, scores, text)
 
-    _decode_sequence = decode_sequence  # the private spelling tests/test_heads_vs_hf.py reads the head through

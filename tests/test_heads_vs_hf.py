@@ -45,7 +45,7 @@ def test_fp32_matches_hf(tmp_path, arch):
 def test_mpnet_relative_position_buckets_match_hf():
     from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
-    from samp_jax.encoder import relative_position_buckets
+    from samp_jax.positions import relative_position_buckets
 
     s = 512
     pos = torch.arange(s)
@@ -70,7 +70,7 @@ def test_multi_label_head_uses_sigmoid_and_thresholds(tmp_path):
 
     model.task = model.task.with_thresholds(thresholds)
     assert isinstance(model, SampModel)
-    decoded = model._decode_sequence(logits[0])
+    decoded = model.decode_sequence(logits[0])
     assert decoded["labels"] == [name for name, p in zip(labels, probs) if p >= thresholds[0]]
     np.testing.assert_allclose([decoded["scores"][name] for name in labels], probs, rtol=1e-6)
 

@@ -9,9 +9,10 @@ import pytest
 
 from convert import convert_hf_checkpoint
 from samp_jax.calibration import calibrate
-from samp_jax.encoder import Embeddings, TransformerLayer, position_ids_for
+from samp_jax.encoder import Embeddings, TransformerLayer
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
+from samp_jax.positions import position_ids_for
 from samp_jax.quant.build import build_params
 
 
