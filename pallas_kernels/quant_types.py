@@ -116,17 +116,3 @@ def dot_8bit(spec: str, a: jax.Array, b: jax.Array, contract: tuple[int, int], q
         a = jnp.pad(a, [(0, pad) if i == ax_a else (0, 0) for i in range(a.ndim)])
         b = jnp.pad(b, [(0, pad) if i == ax_b else (0, 0) for i in range(b.ndim)])
     return jnp.einsum(spec, a, b, preferred_element_type=accumulator_dtype(qtype))
-
-
-# Moved to `quant_kernel` (the kernels' spellings of this module's rounding); importable from here until the
-# GEMM side imports them from there.
-_MOVED_TO_QUANT_KERNEL = ("RNE_SHIFT", "HALF_RNE_SHIFT", "round_half_even_in_kernel", "int_codes_in_kernel",
-                          "int8_codes_from_half", "quantize_in_kernel")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_QUANT_KERNEL:
-        from pallas_kernels import quant_kernel
-
-        return getattr(quant_kernel, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

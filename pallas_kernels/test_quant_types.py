@@ -60,14 +60,3 @@ def test_int8_codes_from_half_round_half_even():
     got = np.asarray(jax.jit(int8_codes_from_half)(jnp.asarray(q)))
     np.testing.assert_array_equal(got, np.round(q.astype(np.float32)).astype(np.int8))
 
-
-def test_moved_names_still_import_from_quant_types():
-    """`quant_types` answers for the names that moved to `quant_kernel` until every importer takes them from there."""
-    import pallas_kernels.quant_kernel as kernel
-    import pallas_kernels.quant_types as reference
-
-    for name in ("RNE_SHIFT", "HALF_RNE_SHIFT", "round_half_even_in_kernel", "int_codes_in_kernel",
-                 "int8_codes_from_half", "quantize_in_kernel"):
-        assert getattr(reference, name) is getattr(kernel, name)
-    with pytest.raises(AttributeError, match="no attribute 'round_half'"):
-        reference.round_half  # noqa: B018

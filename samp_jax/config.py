@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pallas_kernels.matmul.base import ACTIVATIONS
+from pallas_kernels import ACTIVATIONS
 
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet")
 

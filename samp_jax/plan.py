@@ -36,7 +36,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from pallas_kernels.quantized_attention.base import PROBS_MODES
+from pallas_kernels import PROBS_MODES
 
 
 class LayerMode(enum.StrEnum):

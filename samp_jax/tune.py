@@ -49,7 +49,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pallas_kernels._platform import default_device
+from pallas_kernels import default_device
 from samp_jax.allocator import (
     DEFAULT_RULE,
     RULES,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from samp_jax.allocator import pareto_front
+from samp_jax.plan import LayerMode
 from samp_jax.tune import PlanResult, TuneReport
 
 
@@ -78,7 +79,7 @@ def markdown(report: TuneReport) -> str:
     for fam in dict.fromkeys(r.family for r in report.results):
         for r in sorted((r for r in report.results if r.family == fam and r.order == order and r.layers),
                         key=lambda r: r.layers):
-            mha = f"{r.layers}/{n}" if fam.startswith("full") else f"0/{n}"
+            mha = f"{r.layers}/{n}" if LayerMode.parse(fam).quantizes_attention else f"0/{n}"
             cells = [f"{r.accuracy:.4f}", f"{r.latency_ms:.3f}", _iqr(r), f"{ref.latency_ms / r.latency_ms:.4f}"]
             if r.plan in picks:
                 cells = [f"*{c}*" for c in cells]

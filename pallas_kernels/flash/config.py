@@ -10,7 +10,7 @@ import dataclasses
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from pallas_kernels._platform import num_sms
+from pallas_kernels._platform import device_properties
 from pallas_kernels.quant_types import QTYPES
 from pallas_kernels.triton_rows import next_pow2
 
@@ -47,7 +47,7 @@ def pick_config(s: int, d: int, qtype: str | None = None, *, n: int = 1, b: int 
     kernel at every length, the 8-bit ones at 128 keys (3 stages for int8, 2 for fp8). Where the programs
     would number under half the SMs, `fewer_query_rows` halves the query blocks instead (never both).
     """
-    sms = num_sms() if sms is None else sms
+    sms = device_properties().sm_count if sms is None else sms
     loop_programs = 4 * sms  # programs left after a head loop halves them: 2 resident per SM, 2 to overlap
     quant = qtype is not None
     int_qk = qtype == "int8" and d >= INT_DOT_K

@@ -18,8 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels import pack_weight
-from pallas_kernels.quant_types import qmax
+from pallas_kernels import pack_weight, qmax
 from samp_jax.config import EncoderConfig
 from samp_jax.plan import LayerMode, Plan
 from samp_jax.quant.points import BY_NAME, EMBEDDING_INPUT_SCALE, INPUT, NEXT_INPUT_SCALE, gemms_for, points_for

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels.quant_types import QTYPES, dequantize_values, qmax, quantize_values
+from pallas_kernels import QTYPES, dequantize_values, qmax, quantize_values
 
 
 @jax.tree_util.register_dataclass
