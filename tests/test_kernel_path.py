@@ -51,6 +51,7 @@ def test_kernel_path_matches_xla_path(ckpt, monkeypatch, plan, used):
 def test_no_quantize_op_between_kernels(ckpt, monkeypatch, plan):
     """8-bit activations are written by the kernel before (embedding, LayerNorm, GEMM epilogue, attention),
     never by a separate quantize op; a float path through the same layers does call it."""
+    import samp_jax.embeddings as embeddings
     import samp_jax.encoder as encoder
 
     calls = []
@@ -60,7 +61,9 @@ def test_no_quantize_op_between_kernels(ckpt, monkeypatch, plan):
         return quantize_values(*a, **k)
 
     quantize_values = encoder.quantize_values
-    monkeypatch.setattr(encoder, "quantize_values", counted)
+    # every module of the encoder that can write codes with a separate op
+    for module in (encoder, embeddings):
+        monkeypatch.setattr(module, "quantize_values", counted)
     ids, mask, types = random_batch(30000, [32, 11], 32, 0, seed=5)
     SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types)
     assert calls == [], f"{plan}: separate quantize ops on {calls}"
