@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from samp_jax.decoding import split_tag
+from samp_jax.texts import json_line_rows, read_text_file
 
 TASK_METRICS = {"classification": "accuracy", "matching": "f1", "ner": "entity_f1"}
 _DEFAULT_FIELDS = {"classification": "sentence", "matching": "sentence1,sentence2"}
@@ -28,17 +28,6 @@ class DevSet:
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-
-def _read_text(path: Path) -> str:
-    """The file's text, decoded as UTF-8 (a byte-order mark is dropped); a decode error names the file and line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line} is not UTF-8 text (byte {data[e.start:e.start + 1]!r} at offset "
-                         f"{e.start}); convert the file to UTF-8") from None
 
 
 def _check_limit(limit: int | None) -> None:
@@ -62,21 +51,11 @@ def read_dev_set(path: str | Path, task: str, *, text_field: str | None = None, 
     if task == "ner":
         return _read_conll(path, limit)
     fields = (text_field or _DEFAULT_FIELDS[task]).split(",")
-    text = _read_text(path)
+    text = read_text_file(path, "dev set")
     if not text.strip():
         raise ValueError(f"dev set {path} is empty")
     if path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not a JSON line: {e}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n} holds a JSON {type(row).__name__}, expected an object")
-            rows.append(row)
+        rows = json_line_rows(path, text)
     else:
         delim = "\t" if path.suffix.lower() != ".csv" else ","
         rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delim, quoting=csv.QUOTE_NONE))
@@ -102,7 +81,7 @@ def read_conll_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
     sentences: list[tuple[list[str], list[str]]] = []
     tokens: list[str] = []
     tags: list[str] = []
-    for line in _read_text(path).splitlines() + [""]:
+    for line in read_text_file(path, "dev set").splitlines() + [""]:
         parts = line.split()
         if not parts or parts[0] == "-DOCSTART-":
             if tokens:

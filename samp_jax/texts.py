@@ -27,6 +27,22 @@ def read_text_file(path: Path, what: str = "input file") -> str:
         ) from None
 
 
+def json_line_rows(path: Path, text: str) -> list[dict]:
+    """The objects of a JSON-lines file's text (blank lines skipped); a bad line is named by file and number."""
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n} is not a JSON line: {e}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n} holds a JSON {type(row).__name__}, expected an object")
+        rows.append(row)
+    return rows
+
+
 def read_texts(path: str | Path, text_field: str | None = None, limit: int | None = None, *,
                what: str = "input file") -> list:
     """Texts from plain text (one per line, blank lines skipped), JSONL or TSV/CSV.
@@ -45,17 +61,7 @@ def read_texts(path: str | Path, text_field: str | None = None, limit: int | Non
     if suffix in (".jsonl", ".json"):
         if not fields:
             raise ValueError(f"{path} is JSON lines: pass --text-field (e.g. sentence, or sentence1,sentence2)")
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n} holds a JSON {type(row).__name__}, expected an object")
-            rows.append(row)
+        rows = json_line_rows(path, text)
     elif suffix in (".tsv", ".csv"):
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",",
                                 quoting=csv.QUOTE_NONE)

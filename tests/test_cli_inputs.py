@@ -60,7 +60,7 @@ def test_predict_too_long_names_the_flag(ckpt, capsys):
     (["--file", "{tmp}/absent.txt"], "--file {tmp}/absent.txt not found"),
     (["--file", "{tmp}/latin1.txt"], "{tmp}/latin1.txt:2 is not UTF-8 text"),
     (["--file", "{tmp}/empty.txt"], "{tmp}/empty.txt holds no texts"),
-    (["--file", "{tmp}/bad.jsonl", "--text-field", "t"], "{tmp}/bad.jsonl:2 is not JSON"),
+    (["--file", "{tmp}/bad.jsonl", "--text-field", "t"], "{tmp}/bad.jsonl:2 is not a JSON line"),
     (["--file", "{tmp}/dev.tsv", "--text-field", "nope"], "row 0 lacks field(s) ['nope']"),
     (["a", "b", "c", "--pairs"], "--pairs needs an even number of text arguments, got 3"),
 ])
