@@ -19,7 +19,7 @@ import numpy as np
 
 from pallas_kernels._platform import DeviceProperties, device_properties, interpreting
 from pallas_kernels.activations import KERNEL_ACTIVATIONS
-from pallas_kernels.gemm.config import GemmConfig
+from pallas_kernels.gemm.config import GemmConfig, padded_tiles
 from pallas_kernels.gemm.epilogue import Epilogue
 from pallas_kernels.gemm.launch import run_gemm
 from pallas_kernels.gemm.tile_choice import GemmProblem, choose_tiles
@@ -49,7 +49,10 @@ def _choice(x, w, *, activation, out_dtype, partial_sums, device: DeviceProperti
     if choice is None:
         return f"mosaic float GEMM: no tile configuration divides (N, K)=({problem.n}, {problem.k})"
     if choice.xla_faster and not interpret:  # the interpreter has no faster GEMM to hand over to
-        return f"mosaic float GEMM: {problem.m} x {problem.n} makes too few tiles; XLA's GEMM is faster"
+        cfg = choice.config
+        tiles = padded_tiles(cfg, problem.m, problem.n) * cfg.splits
+        return (f"mosaic float GEMM: {problem.m} x {problem.n} makes {tiles} tiles of {cfg.tile_m} x {cfg.tile_n}, "
+                f"fewer than a quarter of the {device.sm_count} SMs; XLA's GEMM is faster")
     return choice.config
 
 

@@ -42,3 +42,12 @@ def test_bert_base_float_gemms_in_a_float32_plan_run_on_xla():
     gemms = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
     for m, (k, n) in itertools.product((32, 128, 1024, 16384), gemms):
         assert not _supports(m, k, n, "float32", partial_sums=True)
+
+
+def test_declining_says_why_with_the_numbers():
+    from pallas_kernels.matmul.mosaic import _choice
+
+    x, w = jax.ShapeDtypeStruct((128, 3072), "float16"), jax.ShapeDtypeStruct((3072, 768), "float16")
+    reason = _choice(x, w, activation=None, out_dtype=None, partial_sums=False, device=H100, interpret=False)
+    assert reason == ("mosaic float GEMM: 128 x 768 makes 24 tiles of 64 x 64, fewer than a quarter of the 132 SMs; "
+                      "XLA's GEMM is faster")
