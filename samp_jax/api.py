@@ -18,10 +18,11 @@ import jax
 from samp_jax.checkpoint import is_checkpoint, load_checkpoint
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
+from samp_jax.sharding import Devices
 
 
 def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache: str | Path | None = None,
-         kernels: str = "auto") -> SampModel:
+         kernels: str = "auto", devices: Devices = None) -> SampModel:
     """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
 
     Args:
@@ -36,6 +37,9 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
       kernels: "auto" runs the Pallas kernels where the device has them (the
         Mosaic GPU 8-bit GEMMs on Hopper, the Triton LayerNorm and embedding
         on any NVIDIA GPU) and XLA elsewhere; "xla" forces the plain-XLA path.
+      devices: None (the default device), "all", a count or a list of local
+        devices, or a one-axis `Mesh` named "data": every batch's rows are split
+        over them, parameters replicated (`samp_jax.sharding`).
     """
     cache = compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE")
     if cache:
@@ -54,7 +58,7 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
         raise FileNotFoundError(
             f"{path} is neither a samp-jax checkpoint (no samp_jax.json) nor a Hugging Face folder (no config.json)"
         )
-    return SampModel(ckpt, plan=plan, kernels=kernels)
+    return SampModel(ckpt, plan=plan, kernels=kernels, devices=devices)
 
 
 def enable_compilation_cache(folder: str | Path) -> None:

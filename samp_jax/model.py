@@ -10,6 +10,9 @@ used go first) for callers whose batches exceed the largest bucket.
 A model may be called from many threads at once: each executable is compiled
 once (other threads asking for it wait), and the tokenizer is never reconfigured.
 
+`devices` spreads every batch's rows over several local devices (`samp_jax.sharding`):
+parameters replicated, rows split, outputs equal to the single-device ones.
+
 Its public seams: `compiled(kind, batch, seq)` gives one compiled forward pass with
 its parameters (benchmarks, the tuner, profilers); `float32()`, `batches(...)` and
 `observe(...)` are what calibration runs (`samp_jax.calibration.Observable`). This
@@ -39,6 +42,7 @@ from samp_jax.heads import EncoderWithHead
 from samp_jax.plan import Plan
 from samp_jax.quant import points
 from samp_jax.quant.build import build_params
+from samp_jax.sharding import DataParallel, Devices
 from samp_jax.tokenizer import (
     DEFAULT_BATCH_BUCKETS,
     DEFAULT_SEQ_BUCKETS,
@@ -68,7 +72,8 @@ class SampModel:
     texts (`model.predict(...)`) for decoded predictions.
     """
 
-    def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None, *, kernels: str = "auto"):
+    def __init__(self, checkpoint: Checkpoint, plan: str | Plan | None = None, *, kernels: str = "auto",
+                 devices: Devices = None):
         self.config = checkpoint.config
         self.task = checkpoint.task
         stored = checkpoint.plan if checkpoint.plan is not None else DEFAULT_PLAN
@@ -81,6 +86,9 @@ class SampModel:
         self._module = EncoderWithHead(self.config, self.task, self.plan)
         self.checkpoint = checkpoint  # the float parameters and metadata this plan was built from
         self._params = build_params(checkpoint.params, self.config, self.plan, self.scales)
+        self.parallel = DataParallel.over(devices)  # None: the default device alone
+        if self.parallel is not None:
+            self._params = self.parallel.replicate(self._params)
         # One compiled executable per (output kind, batch, seq), built ahead of time; least recently used go first.
         self._executables: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._compile_locks: dict[tuple[str, int, int], threading.Lock] = {}
@@ -96,8 +104,9 @@ class SampModel:
 
     def __repr__(self) -> str:
         c = self.config
+        on = "" if self.parallel is None else f", devices={self.parallel.size}"
         return (f"SampModel({c.model_type}, layers={c.num_layers}, hidden={c.hidden_size}, "
-                f"task={self.task.kind}, plan={self.plan.to_string()!r})")
+                f"task={self.task.kind}, plan={self.plan.to_string()!r}{on})")
 
     # ---- ids in, arrays out -------------------------------------------------
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> jax.Array:
@@ -136,14 +145,17 @@ class SampModel:
             with self._lock:
                 if key in self._executables:
                     return self._executables[key]
-            ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
-
             def forward(p, i, m, t):
                 return self._forward(kind, p, i, m, t)
 
             forward.__name__ = f"samp_jax_{kind}"  # names the executable (and its persistent-cache entry)
+            jitted: Any
+            if self.parallel is None:
+                ids, jitted = jax.ShapeDtypeStruct((batch, seq), jnp.int32), jax.jit(forward)
+            else:
+                ids, jitted = self.parallel.input_spec(batch, seq), self.parallel.wrap(forward)
             with ops.xla_only(self.kernels == "xla"):
-                compiled = jax.jit(forward).lower(self._params, ids, ids, ids).compile()
+                compiled = jitted.lower(self._params, ids, ids, ids).compile()
             with self._lock:
                 self._executables[key] = compiled
                 while len(self._executables) > MAX_EXECUTABLES:
@@ -152,6 +164,13 @@ class SampModel:
         return compiled
 
     def _run(self, kind: str, ids, mask, types) -> jax.Array:
+        """Runs `[B, S]` inputs in the executable of their shape; on several devices, B is first padded with
+        masked rows to split evenly (the result keeps them: callers read their own rows)."""
+        batch = ids.shape[0]
+        if self.parallel is not None and self.parallel.rows(batch) != batch:
+            pad = ((0, self.parallel.rows(batch) - batch), (0, 0))
+            ids, mask, types = np.pad(ids, pad, constant_values=self.config.pad_token_id), np.pad(mask, pad), \
+                np.pad(types, pad)
         return self.executable(kind, *ids.shape)(self._params, ids, mask, types)
 
     def _bucket_shape(self, batch: int, seq: int) -> tuple[int, int]:
@@ -160,6 +179,8 @@ class SampModel:
         if rows is None:  # past the largest bucket: whole multiples of it
             top = DEFAULT_BATCH_BUCKETS[-1]
             rows = -(-batch // top) * top
+        if self.parallel is not None:
+            rows = self.parallel.rows(rows)
         return rows, next(b for b in self._seq_buckets if seq <= b)
 
     def _run_bucketed(self, kind: str, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> jax.Array:

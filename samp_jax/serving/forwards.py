@@ -4,6 +4,10 @@ The engine keeps its own references, so the model's bounded executable cache nev
 engine serves. `pooled` (mean-pooled hidden states before normalization, for `normalize=False`) is the
 model's `hidden` executable followed by a small jitted pooling on the device: the same arithmetic as
 `samp_jax.model.mean_pool_normalize` without its last division.
+
+A model spread over several devices (`SampModel(..., devices=n)`) runs `[rows, seq]` batches in its
+executable for `rows` rounded up to a multiple of n (each device takes an equal block of rows; the
+extra rows are masked padding, and answers read only their own rows).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from samp_jax.model import SampModel
 from samp_jax.serving.jobs import POOLED
@@ -35,6 +40,17 @@ class _Pooled:
 
     def __call__(self, ids: Any, mask: Any, types: Any) -> jax.Array:
         return self.pool(self.hidden(ids, mask, types), mask)
+
+
+class _PaddedRows:
+    """A forward compiled for `rows` rows, called with fewer: masked padding rows are appended."""
+
+    def __init__(self, forward: Forward, rows: int, pad_id: int):
+        self.forward, self.rows, self.pad_id = forward, rows, pad_id
+
+    def __call__(self, ids: Any, mask: Any, types: Any) -> jax.Array:
+        pad = ((0, self.rows - np.shape(ids)[0]), (0, 0))
+        return self.forward(np.pad(ids, pad, constant_values=self.pad_id), np.pad(mask, pad), np.pad(types, pad))
 
 
 class Forwards:
@@ -66,10 +82,15 @@ class Forwards:
 
     def _build(self, model: str, kind: str, rows: int, seq: int) -> Forward:
         m = self.models[model]
+        full = rows if m.parallel is None else m.parallel.rows(rows)
+        forward: Forward
         if kind != POOLED:
-            return m.compiled(kind, rows, seq)
-        hidden = m.compiled("hidden", rows, seq)
-        pool = jax.jit(_mean_pool).lower(
-            jax.ShapeDtypeStruct((rows, seq, m.config.hidden_size), jnp.float32),
-            jax.ShapeDtypeStruct((rows, seq), jnp.int32)).compile()
-        return _Pooled(hidden, pool)
+            forward = m.compiled(kind, full, seq)
+        else:
+            hidden = m.compiled("hidden", full, seq)
+            split = {} if m.parallel is None else {"sharding": m.parallel.split}  # where the hidden states are
+            pool = jax.jit(_mean_pool).lower(
+                jax.ShapeDtypeStruct((full, seq, m.config.hidden_size), jnp.float32, **split),
+                jax.ShapeDtypeStruct((full, seq), jnp.int32, **split)).compile()
+            forward = _Pooled(hidden, pool)
+        return forward if full == rows else _PaddedRows(forward, full, m.config.pad_token_id)
