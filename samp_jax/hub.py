@@ -42,11 +42,12 @@ def hub_cache_dir() -> Path:
 
 
 def hub_offline() -> bool:
-    """Whether downloads are off (`HF_HUB_OFFLINE=1`, or huggingface_hub was imported in offline mode)."""
+    """Whether downloads are off: `HF_HUB_OFFLINE` (else `TRANSFORMERS_OFFLINE`) now, else as huggingface_hub read
+    it at import."""
     from huggingface_hub import constants
 
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return env.upper() in _TRUE or bool(constants.HF_HUB_OFFLINE)
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return env.upper() in _TRUE if env else bool(constants.HF_HUB_OFFLINE)
 
 
 def resolve_hub_id(repo_id: str) -> Path:

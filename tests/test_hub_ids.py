@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import huggingface_hub  # imported before any test sets HF_HUB_OFFLINE: huggingface_hub reads it at import
 import numpy as np
 import pytest
 
@@ -134,3 +135,22 @@ def test_hub_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 ])
 def test_is_hub_id(name, expected):
     assert is_hub_id(name) is expected
+
+
+def test_pytorch_bin_only_repository(hub_cache, tmp_path, minilm_dir):
+    source = tmp_path / "bin_only"
+    make_hf_model(source, "BertModel", tokenizer_from=minilm_dir, seed=7, safe=False)
+    fill_cache(hub_cache, "org/bin-only", source, blobs=True)
+    model = samp_jax.load("org/bin-only")
+    np.testing.assert_array_equal(model.embed(TEXTS), samp_jax.load(source).embed(TEXTS))
+
+
+def test_cache_serves_when_the_network_is_down(hub_cache, tiny_st, monkeypatch):
+    """Without HF_HUB_OFFLINE, huggingface_hub tries the Hub first; with no network it falls back to the cache."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    fill_cache(hub_cache, "org/tiny-st", tiny_st, blobs=True)
+    model = samp_jax.load("org/tiny-st")
+    assert COMMIT in (model.source or "")
+    with pytest.raises(FileNotFoundError, match=r"'org/absent'.*not in the cache .*the download failed"):
+        samp_jax.load("org/absent")
