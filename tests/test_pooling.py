@@ -188,3 +188,24 @@ def test_stored_pooling_is_validated(tiny_bert, tmp_path):
     file.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"samp_jax\.json: pooling mode='firsttoken' is not one of"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+def test_tuner_and_server_pool_as_the_model_does(tiny_bert, tmp_path, real_sentences):
+    """The layerwise tuner's `embed` (pooled, normalized) and serving's `pooled` (normalize=False) use the stored mode."""
+    from samp_jax.layerwise import LayerwiseModel
+    from samp_jax.serving.forwards import Forwards
+    from samp_jax.serving.jobs import POOLED
+
+    folder = save_st_folder(tiny_bert, tmp_path / "st", "lasttoken", normalize=False)
+    ckpt = convert_hf_checkpoint(folder)
+    model = samp_jax.load(folder)
+    raw = model.embed(real_sentences[:4])
+    unit = raw / np.linalg.norm(raw, axis=-1, keepdims=True)
+    np.testing.assert_allclose(model.embed(real_sentences[:4], normalize=True), unit, rtol=RTOL, atol=ATOL)
+    b = model.tokenizer.pad(model.tokenizer.encode(real_sentences[:4]))
+    layerwise = LayerwiseModel(ckpt, "fp32", kernels="xla").compiled("embed", *b.input_ids.shape)
+    np.testing.assert_allclose(np.asarray(layerwise(b.input_ids, b.attention_mask, b.token_type_ids))[:4], unit,
+                               rtol=RTOL, atol=ATOL)
+    pooled = Forwards({"m": model}).get("m", POOLED, *b.input_ids.shape)
+    np.testing.assert_allclose(np.asarray(pooled(b.input_ids, b.attention_mask, b.token_type_ids))[:4], raw,
+                               rtol=RTOL, atol=ATOL)
