@@ -10,6 +10,7 @@ from typing import Any
 
 from convert.hf_to_flax import convert_state_dict
 from convert.hf_weights import read_state_dict
+from convert.st_pooling import read_pooling
 from samp_jax.checkpoint import Checkpoint, expected_param_shapes, save_checkpoint
 from samp_jax.config import EncoderConfig, read_json
 from samp_jax.heads import TaskSpec
@@ -129,6 +130,12 @@ def convert_hf_checkpoint(
     hf_config = read_json(folder / "config.json")
     config = EncoderConfig.from_hf_config(hf_config)
     task = task_from_hf_config(hf_config)
+    pooling = None
+    if task.kind == "encoder":  # a bi-encoder: its sentence-transformers pooling, if it names one
+        pooling = read_pooling(folder, config.hidden_size)
+        if pooling is None:
+            log.warning("%s has no sentence-transformers pooling configuration (modules.json): embeddings are "
+                        "mean-pooled and L2-normalized", folder)
     state = read_state_dict(folder)
     try:
         params, dropped = convert_state_dict(state, config, task, expected_param_shapes(config, task))
@@ -142,7 +149,7 @@ def convert_hf_checkpoint(
     tokenizer_json = _tokenizer_json(folder)
     if tokenizer_json is None:
         log.warning("%s has no tokenizer files: model(ids) works, model.predict(texts) will not", folder)
-    ckpt = Checkpoint(config, task, params, tokenizer_json, plan=None, source=str(folder.absolute()))
+    ckpt = Checkpoint(config, task, params, tokenizer_json, plan=None, source=str(folder.absolute()), pooling=pooling)
     if out_dir is not None:
         save_checkpoint(ckpt, out_dir, overwrite=overwrite)
     return ckpt

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 
 from samp_jax.checkpoint import is_checkpoint, load_checkpoint
+from samp_jax.hub import local_or_hub
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
 from samp_jax.sharding import Devices
@@ -26,8 +27,11 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
     """Loads a samp-jax checkpoint, or converts a Hugging Face folder on the fly.
 
     Args:
-      path: a folder written by `samp-jax convert`, or a Hugging Face model
-        folder (`config.json` + safetensors or `pytorch_model.bin`).
+      path: a folder written by `samp-jax convert`, a Hugging Face model
+        folder (`config.json` + safetensors or `pytorch_model.bin`), or a
+        Hugging Face Hub id ("org/name": downloaded into huggingface_hub's
+        cache, or read from it with HF_HUB_OFFLINE=1); a local path that
+        exists wins over an id.
       plan: a precision plan: a `Plan`, its string form ("fp32", "bf16",
         "ffn_int8:0-7,fp16:8-11", ...), or a path to its JSON; default: the
         checkpoint's stored plan, else "fp32". Quantized plans need the
@@ -44,7 +48,7 @@ def load(path: str | Path, plan: str | Plan | None = None, *, compilation_cache:
     cache = compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE")
     if cache:
         enable_compilation_cache(cache)
-    path = Path(path)
+    path = local_or_hub(path)  # the path itself where it exists or is not shaped like "org/name"
     if is_checkpoint(path):  # first: it also restores a checkpoint a killed replacement left beside `path`
         ckpt = load_checkpoint(path)
     elif not path.exists():

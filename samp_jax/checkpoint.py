@@ -1,7 +1,8 @@
 """The converted checkpoint: `samp_jax.json` + an orbax parameter tree + tokenizer.
 
 Layout of a checkpoint folder:
-  samp_jax.json    format version, EncoderConfig, TaskSpec, default plan, source
+  samp_jax.json    format version, EncoderConfig, TaskSpec, default plan, source, and a bi-encoder's
+                   pooling (absent: mean pooling, L2-normalized)
   params/          orbax-checkpoint tree (float32 numpy leaves)
   tokenizer.json   Hugging Face `tokenizers` file (absent if the source had none)
   scales.safetensors  calibrated activation amax (after `samp-jax calibrate`)
@@ -35,6 +36,7 @@ import numpy as np
 from samp_jax import fileio
 from samp_jax.config import EncoderConfig, read_json
 from samp_jax.heads import EncoderWithHead, TaskSpec
+from samp_jax.pooling import Pooling
 from samp_jax.quant.scales import SCALES_FILE, Scales
 
 CHECKPOINT_FILE = "samp_jax.json"
@@ -58,6 +60,7 @@ class Checkpoint:
     plan: str | None = None
     source: str | None = None
     scales: Scales | None = None
+    pooling: Pooling | None = None  # a bi-encoder's sentence-transformers pooling; None: mean, L2-normalized
 
 
 def expected_param_shapes(config: EncoderConfig, task: TaskSpec) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -130,6 +133,8 @@ def save_checkpoint(ckpt: Checkpoint, out_dir: str | Path, *, overwrite: bool = 
         "plan": ckpt.plan,
         "source": ckpt.source,
     }
+    if ckpt.pooling is not None:
+        meta["pooling"] = ckpt.pooling.to_dict()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = fileio.temp_dir_beside(out)
     try:
@@ -174,6 +179,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         task = TaskSpec.from_dict(meta["task"])
     except (KeyError, TypeError) as e:
         raise ValueError(f"{root / CHECKPOINT_FILE} is incomplete: {e!r}") from None
+    try:
+        pooling = Pooling.from_dict(meta["pooling"]) if meta.get("pooling") is not None else None
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{root / CHECKPOINT_FILE}: {e}") from None
     params_dir = root / PARAMS_DIR
     if not params_dir.is_dir():
         raise FileNotFoundError(f"missing parameter folder {params_dir}")
@@ -194,7 +203,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     tok_path = root / TOKENIZER_FILE
     tokenizer_json = tok_path.read_text(encoding="utf-8") if tok_path.is_file() else None
     scales = Scales.load(root / SCALES_FILE) if (root / SCALES_FILE).is_file() else None
-    return Checkpoint(config, task, params, tokenizer_json, meta.get("plan"), meta.get("source"), scales)
+    return Checkpoint(config, task, params, tokenizer_json, meta.get("plan"), meta.get("source"), scales, pooling)
 
 
 def save_scales(path: str | Path, scales: Scales) -> None:

@@ -27,10 +27,11 @@ DEMO_PAIRS = [
 def _cmd_convert(args: argparse.Namespace) -> int:
     from convert import convert_hf_checkpoint
     from samp_jax.checkpoint import save_checkpoint
+    from samp_jax.hub import local_or_hub
     from samp_jax.plan import Plan
 
     t0 = time.perf_counter()
-    ckpt = convert_hf_checkpoint(args.hf_dir)
+    ckpt = convert_hf_checkpoint(local_or_hub(args.hf_dir))  # a local folder, else a Hub id ("org/name")
     if args.plan is not None:  # checked before anything is written; stored in the same atomic write
         ckpt.plan = Plan.parse(args.plan, ckpt.config.num_layers).to_string()
     save_checkpoint(ckpt, args.out_dir, overwrite=args.force)
@@ -252,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samp-jax", description="Self-adaptive mixed-precision BERT inference on JAX.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder")
-    c.add_argument("hf_dir")
+    c = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder or Hub model id")
+    c.add_argument("hf_dir", help="a Hugging Face model folder, or a Hub id 'org/name' (through huggingface_hub's cache; "
+                   "HF_HUB_OFFLINE=1 reads the cache only); a local folder of that name wins")
     c.add_argument("out_dir")
     c.add_argument("--plan", help="default precision plan to store (e.g. fp32, bf16, 'ffn_int8:0-7,fp16:8-11')")
     c.add_argument("--force", action="store_true", help="replace an existing checkpoint")

@@ -31,8 +31,9 @@ from samp_jax.compiled import OUTPUT_KINDS
 from samp_jax.config import EncoderConfig
 from samp_jax.encoder import Encoder, TransformerLayer
 from samp_jax.heads import TaskSpec, task_head
-from samp_jax.model import SampModel, mean_pool_normalize
+from samp_jax.model import SampModel
 from samp_jax.plan import DTYPES, LayerMode, Plan
+from samp_jax.pooling import Pooling, embed_hidden
 
 
 @functools.cache
@@ -61,12 +62,12 @@ def _layer_fn(config: EncoderConfig, mode: LayerMode, probs: str, dtype: str, ou
 
 
 @functools.cache
-def _output_fn(config: EncoderConfig, task: TaskSpec, kind: str):
+def _output_fn(config: EncoderConfig, task: TaskSpec, kind: str, pooling: Pooling):
     head = task_head(config, task) if kind == "head" and task.kind != "encoder" else None
 
     def run(params, h, mask):
-        if kind == "embed":
-            return mean_pool_normalize(h, mask)
+        if kind == "embed":  # as SampModel's: the model's pooling, L2-normalized
+            return embed_hidden(h, mask, pooling, normalize=True)
         if head is None:
             return h.astype(jnp.float32)
         return head.apply({"params": params}, h)
@@ -87,7 +88,7 @@ class LayerwiseModel(SampModel):
         inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
         layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla)
                   for i, mode in enumerate(plan.modes)]
-        output = _output_fn(cfg, self.task, kind)
+        output = _output_fn(cfg, self.task, kind, self.pooling)
 
         def run(params: dict[str, Any], ids, mask, types) -> jax.Array:
             enc = params["encoder"]

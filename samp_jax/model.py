@@ -40,6 +40,7 @@ from samp_jax.compiled import OUTPUT_KINDS, CompiledForward
 from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
 from samp_jax.plan import Plan
+from samp_jax.pooling import DEFAULT_POOLING, embed_hidden, pool
 from samp_jax.quant import points
 from samp_jax.quant.build import build_params
 from samp_jax.sharding import DataParallel, Devices
@@ -54,14 +55,6 @@ from samp_jax.validation import check_inputs
 
 DEFAULT_PLAN = "fp32"
 MAX_EXECUTABLES = 64
-
-
-def mean_pool_normalize(hidden: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean over real tokens, then L2 normalization (sentence-transformers' recipe)."""
-    m = mask[..., None].astype(jnp.float32)
-    summed = jnp.sum(hidden.astype(jnp.float32) * m, axis=1)
-    mean = summed / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
-    return mean / jnp.maximum(jnp.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
 
 
 class SampModel:
@@ -79,6 +72,8 @@ class SampModel:
         stored = checkpoint.plan if checkpoint.plan is not None else DEFAULT_PLAN
         self.plan = Plan.parse(plan if plan is not None else stored, self.config.num_layers)
         self.scales = checkpoint.scales
+        # a bi-encoder's pooling (sentence-transformers'); checkpoints that record none are mean-pooled and normalized
+        self.pooling = checkpoint.pooling if checkpoint.pooling is not None else DEFAULT_POOLING
         self.source = checkpoint.source
         if kernels not in ("auto", "xla"):
             raise ValueError(f"kernels={kernels!r}: choose 'auto' (Pallas kernels where the device runs them) or 'xla'")
@@ -94,6 +89,7 @@ class SampModel:
         self._compile_locks: dict[tuple[str, int, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self._observe_fn: Any = None  # the jitted observing forward pass, made on first use
+        self._pool_fn: Any = None  # the jitted pooling of hidden states without normalization, made on first use
         self._seq_buckets = tuple(sorted({b for b in DEFAULT_SEQ_BUCKETS if b < self.config.max_seq_len}
                                          | {self.config.max_seq_len}))
         self.tokenizer = None
@@ -120,9 +116,9 @@ class SampModel:
         return self._run_bucketed("hidden", ids, mask, types)
 
     def _forward(self, kind: str, params, ids, mask, types):
-        if kind == "embed":
+        if kind == "embed":  # the model's pooling, always L2-normalized: cosines are dot products
             hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
-            return mean_pool_normalize(cast(jax.Array, hidden), mask)
+            return embed_hidden(cast(jax.Array, hidden), mask, self.pooling, normalize=True)
         return self._module.apply({"params": params}, ids, mask, types, output=kind)
 
     def compiled(self, kind: str, batch: int, seq: int) -> CompiledForward:
@@ -252,24 +248,38 @@ class SampModel:
             yield idx, encs, self.tokenizer.pad(encs)
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32, truncation: bool = False,
-              max_length: int | None = None, progress: bool | None = None) -> np.ndarray:
-        """Bi-encoder embeddings: mean-pooled, L2-normalized, `[N, hidden]` float32."""
+              max_length: int | None = None, progress: bool | None = None, normalize: bool | None = None) -> np.ndarray:
+        """Bi-encoder embeddings, `[N, hidden]` float32: pooled as the model's sentence-transformers configuration
+        says (`self.pooling`; mean pooling where it says nothing), then L2-normalized if `normalize` (default: if
+        the model has a Normalize module, or has no configuration)."""
         items, is_pair = normalize_inputs(texts)
         if is_pair:
             raise ValueError("embed takes single texts; use similarity() for pairs")
+        if normalize is None:
+            normalize = self.pooling.normalize
         out = np.zeros((len(items), self.config.hidden_size), np.float32)
         for idx, _, b in self.batches(items, batch_size=batch_size, truncation=truncation,
                                        max_length=max_length, progress=progress):
-            emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
+            if normalize:
+                emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
+            else:
+                emb = self._pooled(self._run("hidden", b.input_ids, b.attention_mask, b.token_type_ids), b.attention_mask)
             out[idx] = np.asarray(emb)[: b.num_examples]
         return out
 
+    def _pooled(self, hidden: jax.Array, mask: np.ndarray) -> jax.Array:
+        """The model's pooling of `[B, S, hidden]` states, not normalized."""
+        if self._pool_fn is None:
+            mode = self.pooling.mode
+            self._pool_fn = jax.jit(lambda h, m: pool(h, m, mode))
+        return self._pool_fn(hidden, mask)
+
     def similarity(self, pairs: Sequence[tuple[str, str]], **kwargs) -> np.ndarray:
-        """Bi-encoder matching: cosine similarity of each pair's embeddings, `[N]`."""
+        """Bi-encoder matching: cosine similarity of each pair's embeddings (pooled as `embed` pools), `[N]`."""
         items, is_pair = normalize_inputs(pairs)
         if not is_pair:
             raise ValueError("similarity takes (text_a, text_b) pairs")
-        emb = self.embed([a for a, _ in items] + [b for _, b in items], **kwargs)
+        emb = self.embed([a for a, _ in items] + [b for _, b in items], **{**kwargs, "normalize": True})
         n = len(items)
         return np.sum(emb[:n] * emb[n:], axis=-1)
 
@@ -278,7 +288,7 @@ class SampModel:
         """Tokenizes, runs and decodes.
 
         Returns, by task:
-          encoder: texts -> `[N, hidden]` normalized embeddings; pairs -> `[N]` cosine similarities.
+          encoder: texts -> `[N, hidden]` embeddings (`embed`); pairs -> `[N]` cosine similarities.
           sequence_classification (texts or cross-encoder pairs): `{"label", "score", "scores"}` each
             (`{"score"}` alone for a single-output regression head).
           multi_label_classification: `{"labels", "scores"}` each, labels over their thresholds.

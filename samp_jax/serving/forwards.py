@@ -1,9 +1,9 @@
 """The compiled forward passes the engine runs, one per (model, output kind, rows, sequence bucket).
 
 The engine keeps its own references, so the model's bounded executable cache never evicts a shape the
-engine serves. `pooled` (mean-pooled hidden states before normalization, for `normalize=False`) is the
-model's `hidden` executable followed by a small jitted pooling on the device: the same arithmetic as
-`samp_jax.model.mean_pool_normalize` without its last division.
+engine serves. `pooled` (pooled hidden states before normalization, for `normalize=False`) is the
+model's `hidden` executable followed by a small jitted pooling on the device (`samp_jax.pooling.pool` in the
+model's mode): the `embed` executable's arithmetic without its last division.
 
 A model spread over several devices (`SampModel(..., devices=n)`) runs `[rows, seq]` batches in its
 executable for `rows` rounded up to a multiple of n (each device takes an equal block of rows; the
@@ -12,6 +12,7 @@ extra rows are masked padding, and answers read only their own rows).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from samp_jax.model import SampModel
+from samp_jax.pooling import pool as pool_hidden
 from samp_jax.serving.jobs import POOLED
 
 Forward = Callable[[Any, Any, Any], jax.Array]
-
-
-def _mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
-    m = mask[..., None].astype(jnp.float32)
-    return jnp.sum(hidden.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
 
 
 class _Pooled:
@@ -89,7 +86,7 @@ class Forwards:
         else:
             hidden = m.compiled("hidden", full, seq)
             split = {} if m.parallel is None else {"sharding": m.parallel.split}  # where the hidden states are
-            pool = jax.jit(_mean_pool).lower(
+            pool = jax.jit(functools.partial(pool_hidden, mode=m.pooling.mode)).lower(
                 jax.ShapeDtypeStruct((full, seq, m.config.hidden_size), jnp.float32, **split),
                 jax.ShapeDtypeStruct((full, seq), jnp.int32, **split)).compile()
             forward = _Pooled(hidden, pool)

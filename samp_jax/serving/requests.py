@@ -15,8 +15,8 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Embed:
-    """Mean-pooled embeddings of texts: `[N, hidden]` float32, L2-normalized unless `normalize=False`
-    (`model.embed(texts)` with `normalize=True`)."""
+    """Embeddings of texts pooled as the model pools (`model.pooling`): `[N, hidden]` float32, L2-normalized
+    unless `normalize=False` (`model.embed(texts, normalize=...)`)."""
 
     texts: Sequence[str]
     normalize: bool = True
