@@ -134,12 +134,25 @@ def _read_inputs(args: argparse.Namespace) -> list:
     return texts
 
 
+DEVICES_HELP = ("split every batch's rows over local devices: 'all' or a count (default: the default device "
+                "alone)")
+
+
+def _devices(value: str | None) -> int | str | None:
+    """--devices as samp_jax.load takes it: None, 'all' or a positive count (checked against the devices there)."""
+    if value is None or value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--devices={value!r}: pass 'all' or a positive number of devices")
+    return int(value)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import samp_jax
     from samp_jax.tokenizer import InputTooLong
 
     inputs = _read_inputs(args)
-    model = samp_jax.load(args.checkpoint, plan=args.plan)
+    model = samp_jax.load(args.checkpoint, plan=args.plan, devices=_devices(args.devices))
     try:
         preds = model.predict(inputs, batch_size=args.batch_size, truncation=args.truncation,
                               max_length=args.max_length, progress=not args.quiet)
@@ -202,7 +215,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     cache = args.compilation_cache or os.environ.get("SAMP_JAX_COMPILATION_CACHE") or str(cache_dir() / "compilation")
     if cache.lower() != "none":
         enable_compilation_cache(cache)
-    models = [(name, samp_jax.load(path, plan=plan, kernels=args.kernels)) for name, path, plan in specs]
+    devices = _devices(args.devices)
+    models = [(name, samp_jax.load(path, plan=plan, kernels=args.kernels, devices=devices))
+              for name, path, plan in specs]
     engine = Engine(models, config)
     for s in engine.models.values():
         print(f"samp-jax serve: model {s.name!r}: {s.model.source}, plan {s.model.plan.to_string()}, "
@@ -274,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-length", type=int)
     r.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--devices", help=DEVICES_HELP)
     r.set_defaults(fn=_cmd_predict)
 
     k = sub.add_parser("calibrate", help="calibrate activation ranges into a checkpoint, or import PyTorch amax")
@@ -343,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, seconds to wait for the requests held")
     v.add_argument("--tokenization-workers", type=int, default=2)
     v.add_argument("--kernels", default="auto", choices=["auto", "xla"])
+    v.add_argument("--devices", help=DEVICES_HELP)
     v.add_argument("--no-warmup", action="store_true", help="compile shapes on first use instead of at start-up")
     v.add_argument("--compile-workers", type=int, help="shapes compiled at once at start-up (default: up to 8)")
     v.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")

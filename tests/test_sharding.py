@@ -68,3 +68,11 @@ def test_one_device_mesh_rounds_nothing_and_splits_by_rows():
     dp = DataParallel.over(1)
     assert dp is not None and dp.size == 1 and dp.rows(5) == 5
     assert dp.input_spec(3, 8).shape == (3, 8)
+
+
+@pytest.mark.parametrize("value", ["zero", "0", "-2", "1.5"])
+def test_cli_devices_option_names_a_bad_value(tmp_path, capsys, value):
+    from samp_jax.cli import main
+
+    assert main(["predict", str(tmp_path / "ckpt"), "a text", "--devices", value]) == 2
+    assert f"--devices={value!r}: pass 'all' or a positive number of devices" in capsys.readouterr().err
