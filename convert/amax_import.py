@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.bertlike_names import BASE_PREFIXES
 from samp_jax.config import EncoderConfig
 from samp_jax.quant.points import ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT, PROBS, QKV, K, Q, QuantGemm, QuantPoint, V
 from samp_jax.quant.scales import Scales
@@ -51,7 +52,8 @@ _BMM: dict[str, QuantPoint] = {  # an attention BMM's input quantizer -> the poi
     "matmul_q_input_quantizer": Q, "matmul_k_input_quantizer": K, "matmul_v_input_quantizer": V,
     "matmul_a_input_quantizer": PROBS,
 }
-_IGNORED = re.compile(r"(^|\.)(embeddings|pooler|classifier|lm_head|cls)\.|LayerNorm\.(_?input|_?output)_quantizer\.")
+_IGNORED = re.compile(r"(^|\.)(embeddings|embeddings_project|pooler|classifier|lm_head|cls)\."
+                      r"|LayerNorm\.(_?input|_?output)_quantizer\.")
 _LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(_?input_quantizer|_?weight_quantizer)\._amax$")
 _BMM_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(attention\.self|attention\.attn)\.(\w+)\._amax$")
 
@@ -87,7 +89,7 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
         raise ValueError(f"mixed pytorch-quantization ({legacy[0]!r}) and ModelOpt ({modern[0]!r}) keys")
     layout = "pytorch-quantization" if legacy else "modelopt"
     linears = _MPNET_LINEARS if config.model_type == "mpnet" else _BERT_LINEARS
-    base = f"{config.model_type}."
+    base = BASE_PREFIXES.get(config.model_type, f"{config.model_type}.")
 
     acts: dict[str, float] = {}
     qkv_w: dict[int, dict[int, np.ndarray]] = {}
