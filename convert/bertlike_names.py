@@ -29,6 +29,12 @@ ARCHITECTURES = {
 }
 
 
+# DistilBERT's linears inside `transformer.layer.{i}`, by the BERT name of the same GEMM (amax import).
+DISTILBERT_LINEARS = {"attention.q_lin": "attention.self.query", "attention.k_lin": "attention.self.key",
+                      "attention.v_lin": "attention.self.value", "attention.out_lin": "attention.output.dense",
+                      "ffn.lin1": "intermediate.dense", "ffn.lin2": "output.dense"}
+
+
 def distilbert_layer_sources(i: int) -> dict[str, object]:
     """The checkpoint names (without `distilbert.`) of layer `i`'s linears and LayerNorms."""
     p = f"transformer.layer.{i}"

@@ -284,3 +284,22 @@ def test_pytorch_amax_imports_under_the_family_prefix(hf):
     scales, ignored = import_amax(state, config)
     assert scales.activations["layer_0/input"] == 2.0 and "layer_0/ffn/activation" in scales.activations
     assert ignored == [f"{prefix}embeddings_project.input_quantizer._amax"]
+
+
+def test_distilbert_amax_imports_from_its_own_layer_names():
+    from convert.amax_import import import_amax
+
+    config = EncoderConfig.from_hf_config({**_DISTIL, "n_layers": 2})
+    state = {"pre_classifier._input_quantizer._amax": np.array(1.0, np.float32)}
+    for i in range(2):
+        for mod, width in (("attention.q_lin", 32), ("attention.k_lin", 32), ("attention.v_lin", 32),
+                           ("attention.out_lin", 32), ("ffn.lin1", 64), ("ffn.lin2", 32)):
+            state[f"distilbert.transformer.layer.{i}.{mod}._input_quantizer._amax"] = np.array(2.0 + i, np.float32)
+            state[f"distilbert.transformer.layer.{i}.{mod}._weight_quantizer._amax"] = np.full((width, 1), 0.1, np.float32)
+    scales, ignored = import_amax(state, config)
+    assert scales.activations["layer_1/input"] == 3.0 and scales.weights["layer_0/attention/qkv"].shape == (96,)
+    assert ignored == ["pre_classifier._input_quantizer._amax"]
+    state.pop("distilbert.transformer.layer.1.ffn.lin2._weight_quantizer._amax")
+    with pytest.raises(ValueError, match=r"layer 1 has some weight_quantizer amax entries but lacks "
+                                         r"\['distilbert\.transformer\.layer\.1\.ffn\.lin2\._weight_quantizer\._amax'\]"):
+        import_amax(state, config)
