@@ -303,3 +303,58 @@ def test_distilbert_amax_imports_from_its_own_layer_names():
     with pytest.raises(ValueError, match=r"layer 1 has some weight_quantizer amax entries but lacks "
                                          r"\['distilbert\.transformer\.layer\.1\.ffn\.lin2\._weight_quantizer\._amax'\]"):
         import_amax(state, config)
+
+
+# ---- texts in: the tokenizer front end pads with the family's pad id ------------------------------
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _hf_on_encodings(hf, encodings) -> np.ndarray:
+    """HF logits for each encoding alone (no padding), as a reference independent of our batching."""
+    return np.concatenate([_hf_forward(hf, np.array([e.ids]), np.ones((1, len(e.ids)), np.int64)) for e in encodings])
+
+
+def test_roberta_predict_on_texts_and_pairs_matches_hf(tmp_path, real_sentences):
+    """A byte-level BPE tokenizer with RoBERTa's post-processor (<s> a </s></s> b </s>, token types all 0):
+    `predict` pads with id 1 and numbers positions over the real tokens, as Hugging Face does."""
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer
+    from tokenizers.processors import RobertaProcessing
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(real_sentences, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                            show_progress=False)
+    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    hf = make_hf_model(tmp_path, "RobertaForSequenceClassification")
+    bpe.save(str(tmp_path / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    model = samp_jax.load(tmp_path)
+    texts, pairs = real_sentences[:5], list(zip(real_sentences[:3], real_sentences[3:6]))  # the shortest
+    for items, encodings in ((texts, tok.encode_batch(texts)), (pairs, tok.encode_batch(pairs))):
+        assert not any(t for e in encodings for t in e.type_ids)
+        assert len({len(e.ids) for e in encodings}) > 1 and max(len(e.ids) for e in encodings) <= model.config.max_seq_len
+        probs = _softmax(_hf_on_encodings(hf, encodings))
+        preds = model.predict(items)
+        got = np.array([[p["scores"][name] for name in ("neg", "pos", "neutral")] for p in preds])
+        np.testing.assert_allclose(got, probs, atol=1e-5)
+
+
+def test_distilbert_predict_on_pairs_ignores_token_types(tmp_path, minilm_dir):
+    """A BERT tokenizer gives the second text type 1; DistilBERT has no token types, and Hugging Face's
+    tokenizer does not return them for it: the model reads the pair's ids alone."""
+    from transformers import AutoTokenizer
+
+    hf = make_hf_model(tmp_path, "DistilBertForSequenceClassification", tokenizer_from=minilm_dir,
+                       overrides=dict(vocab_size=30522))
+    pairs = [("The company said profits rose.", "Profits increased, the firm reported."),
+             ("He plays piano.", "The weather is cold today and the wind is strong.")]
+    enc = AutoTokenizer.from_pretrained(minilm_dir)([a for a, _ in pairs], [b for _, b in pairs], padding=True,
+                                                    return_tensors="np")
+    assert enc["token_type_ids"].any()
+    probs = _softmax(_hf_forward(hf, enc["input_ids"], enc["attention_mask"]))
+    preds = samp_jax.load(tmp_path).predict(pairs)
+    got = np.array([[p["scores"][name] for name in ("neg", "pos", "neutral")] for p in preds])
+    np.testing.assert_allclose(got, probs, atol=1e-5)
