@@ -358,3 +358,22 @@ def test_distilbert_predict_on_pairs_ignores_token_types(tmp_path, minilm_dir):
     preds = samp_jax.load(tmp_path).predict(pairs)
     got = np.array([[p["scores"][name] for name in ("neg", "pos", "neutral")] for p in preds])
     np.testing.assert_allclose(got, probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["ElectraForSequenceClassification", "RobertaForTokenClassification",
+                                  "DistilBertForSequenceClassification"])
+def test_layerwise_sweeps_compute_the_compiled_plan(tmp_path, arch):
+    """`samp-jax tune` measures plans piecewise (`LayerwiseModel`); the embedding piece holds ELECTRA's projection."""
+    from samp_jax.layerwise import LayerwiseModel
+
+    hf = make_hf_model(tmp_path, arch)
+    family = next(f for f, name in FAMILIES.items() if arch.startswith(name))
+    ckpt = convert_hf_checkpoint(tmp_path)
+    ids, mask, types = _batch(family, hf.config.vocab_size)
+    types = np.zeros_like(ids) if types is None else types
+    ckpt.scales = calibrate_batches(SampModel(ckpt, "fp32", kernels="xla"), [(ids, mask, types)], progress=False)
+    for plan in ("full_int8:0,fp16:1,embedding:int8", "ffn_fp8:0,full_fp8:1"):
+        whole = np.asarray(SampModel(ckpt, plan, kernels="xla")(ids, mask, types))
+        piecewise = np.asarray(LayerwiseModel(ckpt, plan, kernels="xla")(ids, mask, types))
+        # as test_layerwise: both fp16 pipelines, apart by at most a hidden state's rounding at a layer boundary
+        np.testing.assert_allclose(piecewise, whole, atol=1e-3 * np.abs(whole).max(), rtol=0)
