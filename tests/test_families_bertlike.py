@@ -90,6 +90,7 @@ def test_multi_label_matches_hf(tmp_path, family):
     ("ElectraModel", dict(embedding_size=32)),  # no embeddings_project
     ("ElectraForSequenceClassification", dict(hidden_act="relu")),  # the head's GELU is not hidden_act
     ("DistilBertForSequenceClassification", dict(activation="relu")),
+    ("DistilBertModel", dict(sinusoidal_pos_embds=True)),  # the (fixed) table is in the weights like a learned one
     ("RobertaForTokenClassification", dict(pad_token_id=3, max_position_embeddings=132)),  # positions from 4
 ])
 def test_config_variants_match_hf(tmp_path, arch, overrides):
