@@ -7,8 +7,10 @@ Reads the `_amax` entries of a state dict in either layout users have:
   NVIDIA ModelOpt              `...self.query.input_quantizer._amax`,
                                `...weight_quantizer._amax`,
                                attention BMMs `...self.{q,k,v,p}_bmm_quantizer._amax`
+Layers are `encoder.layer.N` (DistilBERT: `transformer.layer.N`, linears `attention.q_lin`, ...,
+`ffn.lin1`, `ffn.lin2`) under the family's base prefix (`bert.`; `roberta.` for XLM-R too).
 Quantizers samp-jax has no use for (ModelOpt's LayerNorm-input quantizers,
-embeddings, pooler, classifier) are returned as ignored; anything else with
+embeddings, ELECTRA's embeddings_project, pooler, classifier heads) are returned as ignored; anything else with
 an amax, a missing partner (key without query), a wrong shape or an amax that
 is not finite and > 0 is an error naming the key. Where each quantizer lands is
 read from samp-jax's table of quantization points (`samp_jax.quant.points`): a
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.bertlike_names import BASE_PREFIXES, DISTILBERT_LINEARS
 from samp_jax.config import EncoderConfig
 from samp_jax.quant.points import ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT, PROBS, QKV, K, Q, QuantGemm, QuantPoint, V
 from samp_jax.quant.scales import Scales
@@ -46,14 +49,17 @@ _MPNET_LINEARS = {
     "intermediate.dense": _BERT_LINEARS["intermediate.dense"],
     "output.dense": _BERT_LINEARS["output.dense"],
 }
+_DISTILBERT_LINEARS = {name: _BERT_LINEARS[bert] for name, bert in DISTILBERT_LINEARS.items()}
 _BMM: dict[str, QuantPoint] = {  # an attention BMM's input quantizer -> the point it reads
     "q_bmm_quantizer": Q, "k_bmm_quantizer": K, "v_bmm_quantizer": V, "p_bmm_quantizer": PROBS,
     "matmul_q_input_quantizer": Q, "matmul_k_input_quantizer": K, "matmul_v_input_quantizer": V,
     "matmul_a_input_quantizer": PROBS,
 }
-_IGNORED = re.compile(r"(^|\.)(embeddings|pooler|classifier|lm_head|cls)\.|LayerNorm\.(_?input|_?output)_quantizer\.")
-_LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(_?input_quantizer|_?weight_quantizer)\._amax$")
-_BMM_KEY = re.compile(r"^encoder\.layer\.(\d+)\.(attention\.self|attention\.attn)\.(\w+)\._amax$")
+_IGNORED = re.compile(r"(^|\.)(embeddings|embeddings_project|pooler|classifier|pre_classifier|lm_head|cls|"
+                      r"vocab_transform|vocab_projector)\."
+                      r"|LayerNorm\.(_?input|_?output)_quantizer\.")
+_LAYER_KEY = re.compile(r"^(?:encoder|transformer)\.layer\.(\d+)\.(.+)\.(_?input_quantizer|_?weight_quantizer)\._amax$")
+_BMM_KEY = re.compile(r"^(?:encoder|transformer)\.layer\.(\d+)\.(attention\.self|attention\.attn|attention)\.(\w+)\._amax$")
 
 
 def read_amax_state(path: str | Path) -> dict[str, np.ndarray]:
@@ -86,8 +92,9 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
     if legacy and modern:
         raise ValueError(f"mixed pytorch-quantization ({legacy[0]!r}) and ModelOpt ({modern[0]!r}) keys")
     layout = "pytorch-quantization" if legacy else "modelopt"
-    linears = _MPNET_LINEARS if config.model_type == "mpnet" else _BERT_LINEARS
-    base = f"{config.model_type}."
+    linears = {"mpnet": _MPNET_LINEARS, "distilbert": _DISTILBERT_LINEARS}.get(config.model_type, _BERT_LINEARS)
+    layers = "transformer.layer" if config.model_type == "distilbert" else "encoder.layer"
+    base = BASE_PREFIXES.get(config.model_type, f"{config.model_type}.")
 
     acts: dict[str, float] = {}
     qkv_w: dict[int, dict[int, np.ndarray]] = {}
@@ -99,7 +106,7 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
         if _IGNORED.search(local):
             ignored.append(key)
             continue
-        m, b = _LAYER_KEY.match(local), _BMM_KEY.match(local)
+        m, b = (_LAYER_KEY.match(local), _BMM_KEY.match(local)) if local.startswith(f"{layers}.") else (None, None)
         if b and int(b.group(1)) < config.num_layers and b.group(3) in _BMM:
             _put(acts, _BMM[b.group(3)].key(int(b.group(1))), _scalar(key, value))
             continue
@@ -135,7 +142,7 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
     sep = "_" if layout == "pytorch-quantization" else ""
     for layer, names in seen.items():
         for kind in {n.rsplit(".", 1)[1] for n in names}:
-            absent = [f"{prefix}encoder.layer.{layer}.{mod}.{sep}{kind}._amax" for mod in linears
+            absent = [f"{prefix}{layers}.{layer}.{mod}.{sep}{kind}._amax" for mod in linears
                       if f"{mod}.{kind}" not in names]
             if absent:
                 raise ValueError(f"layer {layer} has some {kind} amax entries but lacks {absent}")

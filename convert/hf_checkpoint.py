@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from convert.bertlike_names import ARCHITECTURES
 from convert.hf_to_flax import convert_state_dict
 from convert.hf_weights import read_state_dict
 from convert.st_pooling import read_pooling
@@ -18,6 +19,12 @@ from samp_jax.heads import TaskSpec
 log = logging.getLogger(__name__)
 
 _ENCODER_ARCHS = ("Model", "ForMaskedLM", "ForPreTraining")
+_HEAD_ARCHS = ("ForSequenceClassification", "ForTokenClassification")
+# Each model type's class-name prefix and bare-encoder classes in Hugging Face.
+_ARCHITECTURES = {"bert": ("Bert", ("Model", "ForPreTraining", "ForMaskedLM")), "mpnet": ("MPNet", ("Model", "ForMaskedLM")),
+                  **ARCHITECTURES}
+SUPPORTED_ARCHITECTURES = tuple(f"{name}{kind}" for name, encoders in _ARCHITECTURES.values()
+                                for kind in (*encoders, *_HEAD_ARCHS))
 
 
 _PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
@@ -88,9 +95,8 @@ def task_from_hf_config(hf: Mapping[str, Any]) -> TaskSpec:
     if arch.endswith("ForTokenClassification"):
         return TaskSpec("token_classification", _labels(hf))
     raise ValueError(
-        f"unsupported architecture {arch!r} (architectures={hf.get('architectures')!r}); supported: *Model, "
-        "*ForMaskedLM, *ForPreTraining "
-        "(served as bare encoders), *ForSequenceClassification, *ForTokenClassification"
+        f"unsupported architecture {arch!r} (architectures={hf.get('architectures')!r}); supported: "
+        f"{', '.join(SUPPORTED_ARCHITECTURES)} (*Model, *ForMaskedLM and *ForPreTraining serve as bare encoders)"
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from convert import bertlike_names
+from samp_jax.bertlike import SEQUENCE_HEADS
 from samp_jax.config import EncoderConfig
 from samp_jax.heads import TaskSpec
 
@@ -21,6 +23,8 @@ from samp_jax.heads import TaskSpec
 IGNORED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
 # Heads we do not serve; dropped from bare-encoder conversions (reported, not silent).
 UNSERVED_HEAD_PREFIXES = ("pooler.", "cls.", "lm_head.")
+# Head keys that sit outside the base prefix (how a missing key is spelled in messages).
+_HEAD_KEYS = ("classifier.", "pre_classifier.")
 # Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
 _LN_ALIASES = {".gamma": ".weight", ".beta": ".bias"}
 
@@ -64,26 +68,32 @@ def _layer_norm(target: tuple[str, ...], source: str) -> list[Rule]:
 
 
 def _layer_sources(model_type: str, i: int) -> dict[str, Any]:
+    if model_type == "distilbert":
+        return bertlike_names.distilbert_layer_sources(i)
     p = f"encoder.layer.{i}"
+    ffn = dict(ffn_in=f"{p}.intermediate.dense", ffn_out=f"{p}.output.dense", ffn_ln=f"{p}.output.LayerNorm")
     if model_type == "mpnet":
         a = f"{p}.attention.attn"
-        return dict(qkv=(f"{a}.q", f"{a}.k", f"{a}.v"), out=f"{a}.o", attn_ln=f"{p}.attention.LayerNorm")
+        return dict(qkv=(f"{a}.q", f"{a}.k", f"{a}.v"), out=f"{a}.o", attn_ln=f"{p}.attention.LayerNorm", **ffn)
     a = f"{p}.attention"
     return dict(
         qkv=(f"{a}.self.query", f"{a}.self.key", f"{a}.self.value"),
         out=f"{a}.output.dense",
         attn_ln=f"{a}.output.LayerNorm",
+        **ffn,
     )
 
 
 def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
-    """Rules for the encoder's parameters (keys without the `bert.`/`mpnet.` prefix)."""
+    """Rules for the encoder's parameters (keys without the base prefix: `bert.`, `roberta.`, ...)."""
     e = ("encoder", "embeddings")
     rules = [
         Rule((*e, "word_embeddings"), ("embeddings.word_embeddings.weight",), _same),
         Rule((*e, "position_embeddings"), ("embeddings.position_embeddings.weight",), _same),
         *_layer_norm((*e, "layer_norm"), "embeddings.LayerNorm"),
     ]
+    if cfg.has_embedding_projection:
+        rules += _dense((*e, "project"), bertlike_names.EMBEDDINGS_PROJECT)
     if cfg.has_token_types:
         rules.append(Rule((*e, "token_type_embeddings"), ("embeddings.token_type_embeddings.weight",), _same))
     if cfg.relative_attention_num_buckets:
@@ -99,9 +109,9 @@ def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
             Rule((*t, "attention", "qkv", "bias"), (f"{q}.bias", f"{k}.bias", f"{v}.bias"), _fused_qkv_bias),
             *_dense((*t, "attention", "output"), src["out"]),
             *_layer_norm((*t, "attention", "layer_norm"), src["attn_ln"]),
-            *_dense((*t, "ffn", "intermediate"), f"encoder.layer.{i}.intermediate.dense"),
-            *_dense((*t, "ffn", "output"), f"encoder.layer.{i}.output.dense"),
-            *_layer_norm((*t, "ffn", "layer_norm"), f"encoder.layer.{i}.output.LayerNorm"),
+            *_dense((*t, "ffn", "intermediate"), src["ffn_in"]),
+            *_dense((*t, "ffn", "output"), src["ffn_out"]),
+            *_layer_norm((*t, "ffn", "layer_norm"), src["ffn_ln"]),
         ]
     return rules
 
@@ -114,19 +124,23 @@ def head_rules(cfg: EncoderConfig, task: TaskSpec) -> list[Rule]:
         return _dense(("head", "classifier"), "classifier")
     if cfg.model_type == "mpnet":
         return _dense(("head", "dense"), "classifier.dense") + _dense(("head", "out_proj"), "classifier.out_proj")
+    if cfg.model_type in SEQUENCE_HEADS:
+        dense, _, out_proj = SEQUENCE_HEADS[cfg.model_type]
+        return _dense(("head", "dense"), dense) + _dense(("head", "out_proj"), out_proj)
     return _dense(("head", "pooler"), "pooler.dense") + _dense(("head", "classifier"), "classifier")
 
 
+def _normalize_key(key: str, base_prefix: str) -> str:
+    """Strips the base-model prefix (`bert.`, `mpnet.`, `roberta.`, ...) and renames gamma/beta."""
+    if "LayerNorm" in key:
+        for old, new in _LN_ALIASES.items():
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+    return key.removeprefix(base_prefix)
+
+
 def _normalize_keys(state: Mapping[str, np.ndarray], base_prefix: str) -> dict[str, np.ndarray]:
-    """Strips the base-model prefix (`bert.`, `mpnet.`) and renames gamma/beta."""
-    out = {}
-    for key, value in state.items():
-        if "LayerNorm" in key:
-            for old, new in _LN_ALIASES.items():
-                if key.endswith(old):
-                    key = key[: -len(old)] + new
-        out[key.removeprefix(base_prefix)] = value
-    return out
+    return {_normalize_key(key, base_prefix): value for key, value in state.items()}
 
 
 def convert_state_dict(
@@ -142,12 +156,16 @@ def convert_state_dict(
     the target path and the source key for anything missing, left over or
     mis-shaped.
     """
-    base = f"{cfg.model_type}."
+    base = bertlike_names.BASE_PREFIXES.get(cfg.model_type, f"{cfg.model_type}.")
     has_prefix = any(k.startswith(base) for k in state)
+    spelled = {_normalize_key(k, base): k for k in state}
     state = _normalize_keys(state, base)
+    unserved = UNSERVED_HEAD_PREFIXES + bertlike_names.UNSERVED_HEAD_PREFIXES.get(cfg.model_type, ())
 
-    def shown(key: str) -> str:  # the key as the checkpoint spells it
-        return base + key if has_prefix and not key.startswith("classifier.") else key
+    def shown(key: str) -> str:  # the key as the checkpoint spells it (or would, for a missing one)
+        if key in spelled:
+            return spelled[key]
+        return base + key if has_prefix and not key.startswith(_HEAD_KEYS) else key
 
     flat: dict[tuple[str, ...], np.ndarray] = {}
     used: set[str] = set()
@@ -176,7 +194,7 @@ def convert_state_dict(
     for key in sorted(set(state) - used):
         if key in IGNORED_KEYS:
             continue
-        if task.kind == "encoder" and key.startswith(UNSERVED_HEAD_PREFIXES):
+        if task.kind == "encoder" and key.startswith(unserved):
             dropped.append(shown(key))
         else:
             unexpected.append(shown(key))

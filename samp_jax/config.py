@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import numbers
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pallas_kernels import ACTIVATIONS
+from samp_jax import bertlike
 
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", *bertlike.BERTLIKE_MODEL_TYPES)
 
 # MPNet (like RoBERTa) numbers positions from padding_idx + 1, with padding_idx
 # fixed at 1 in Hugging Face's MPNetEmbeddings whatever pad_token_id says.
@@ -25,6 +27,8 @@ class EncoderConfig:
 
     `position_offset` is where position ids start (0 for BERT, 2 for MPNet);
     `max_seq_len` is the longest sequence the position table can take.
+    `embedding_size`: the embedding block's width where it differs from `hidden_size` (ELECTRA,
+    whose `embeddings_project` maps it to `hidden_size`); 0 for the families without one.
     """
 
     model_type: str
@@ -40,6 +44,7 @@ class EncoderConfig:
     pad_token_id: int = 0
     position_offset: int = 0
     relative_attention_num_buckets: int = 0
+    embedding_size: int = 0
 
     def __post_init__(self) -> None:
         for name, value in _checked(dataclasses.asdict(self)).items():
@@ -57,6 +62,15 @@ class EncoderConfig:
     def has_token_types(self) -> bool:
         return self.type_vocab_size > 0
 
+    @property
+    def embedding_dim(self) -> int:
+        """The width of the embedding tables and their LayerNorm."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def has_embedding_projection(self) -> bool:
+        return self.embedding_dim != self.hidden_size
+
     @classmethod
     def from_hf_config(cls, hf: Mapping[str, Any] | str | Path) -> EncoderConfig:
         """Builds the config from a Hugging Face `config.json` (a dict or its path)."""
@@ -71,6 +85,9 @@ class EncoderConfig:
                 f"unsupported model_type={model_type!r} (architectures={hf.get('architectures')}); "
                 f"supported: {SUPPORTED_MODEL_TYPES}"
             )
+        if model_type in bertlike.BERTLIKE_MODEL_TYPES:
+            values = bertlike.config_values(model_type, functools.partial(_hf_value, hf))
+            return cls(**_checked(values, bertlike.HF_KEYS[model_type]))
         values = dict(
             model_type=model_type,
             vocab_size=_hf_value(hf, "vocab_size"),
@@ -80,6 +97,7 @@ class EncoderConfig:
             intermediate_size=_hf_value(hf, "intermediate_size"),
             hidden_act=_hf_value(hf, "hidden_act", "gelu"),
             max_position_embeddings=_hf_value(hf, "max_position_embeddings", 512),
+            embedding_size=0,
         )
         if model_type == "bert":
             pet = hf.get("position_embedding_type", "absolute")
@@ -126,7 +144,8 @@ HF_KEYS = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"
 # ids, positions and token types reach the device as int32
 _INT_LIMIT = 2**31
 _POSITIVE = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size")
-_NON_NEGATIVE = ("type_vocab_size", "pad_token_id", "position_offset", "relative_attention_num_buckets")
+_NON_NEGATIVE = ("type_vocab_size", "pad_token_id", "position_offset", "relative_attention_num_buckets",
+                 "embedding_size")
 _REQUIRED = object()
 
 
@@ -198,10 +217,13 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
             f"{key('hidden_size')}={v['hidden_size']} is not a multiple of {key('num_heads')}={v['num_heads']}"
         )
     # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
-    if model_type == "bert":
-        fixed = dict(position_offset=0, relative_attention_num_buckets=0)
+    if model_type in bertlike.BERTLIKE_MODEL_TYPES:
+        fixed = bertlike.fixed_values(model_type, v)
+    elif model_type == "bert":
+        fixed = dict(position_offset=0, relative_attention_num_buckets=0, embedding_size=0)
     else:
-        fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1)
+        fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1,
+                     embedding_size=0)
         if v["relative_attention_num_buckets"] < 1:
             raise ValueError(
                 f"{key('relative_attention_num_buckets')}={v['relative_attention_num_buckets']} must be positive: "

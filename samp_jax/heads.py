@@ -2,8 +2,10 @@
 
 The heads reproduce Hugging Face's so that fine-tuned weights load unchanged:
 - BERT sequence classification: tanh pooler on [CLS], then `classifier`.
-- MPNet sequence classification: `dense` + tanh on <s>, then `out_proj`.
-- token classification (both): `classifier` on every token.
+- MPNet, RoBERTa, XLM-R, ELECTRA, DistilBERT sequence classification: `dense` + activation on
+  the first token, then `out_proj` (tanh; ELECTRA GELU; DistilBERT ReLU, its `pre_classifier`
+  and `classifier` converted to `dense` and `out_proj`: `samp_jax.bertlike.SEQUENCE_HEADS`).
+- token classification (all): `classifier` on every token.
 Multi-label is sequence classification read through a sigmoid with per-label
 thresholds; the cross-encoder is sequence classification on sentence pairs; the
 bi-encoder is the bare encoder with mean pooling (`samp_jax.model`).
@@ -19,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from samp_jax.bertlike import SEQUENCE_HEADS
 from samp_jax.config import EncoderConfig
 from samp_jax.encoder import Encoder
 from samp_jax.layers import Dense
@@ -75,12 +78,15 @@ class BertSequenceClassificationHead(nn.Module):
         return Dense(h.shape[-1], self.num_labels, name="classifier")(pooled, out_dtype=jnp.float32)
 
 
-class MPNetSequenceClassificationHead(nn.Module):
+class FirstTokenClassificationHead(nn.Module):
+    """`out_proj(activation(dense(h[:, 0])))`: MPNet's, RoBERTa's (tanh), ELECTRA's (GELU), DistilBERT's (ReLU)."""
+
     num_labels: int
+    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        x = Dense(h.shape[-1], h.shape[-1], activation="tanh", name="dense")(h[:, 0])
+        x = Dense(h.shape[-1], h.shape[-1], activation=self.activation, name="dense")(h[:, 0])
         return Dense(h.shape[-1], self.num_labels, name="out_proj")(x, out_dtype=jnp.float32)
 
 
@@ -114,5 +120,7 @@ def task_head(config: EncoderConfig, task: TaskSpec, **kwargs) -> nn.Module:
     if task.kind == "token_classification":
         return TokenClassificationHead(task.num_labels, **kwargs)
     if config.model_type == "mpnet":
-        return MPNetSequenceClassificationHead(task.num_labels, **kwargs)
+        return FirstTokenClassificationHead(task.num_labels, **kwargs)
+    if config.model_type in SEQUENCE_HEADS:
+        return FirstTokenClassificationHead(task.num_labels, SEQUENCE_HEADS[config.model_type][1], **kwargs)
     return BertSequenceClassificationHead(task.num_labels, **kwargs)

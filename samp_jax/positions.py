@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samp_jax.bertlike import PADDING_OFFSET_POSITIONS
 from samp_jax.config import EncoderConfig
 
 
 def position_ids_for(cfg: EncoderConfig, input_ids: jax.Array) -> jax.Array:
-    """BERT: 0..S-1. MPNet: RoBERTa-style, counted over non-padding ids from pad+1."""
+    """BERT, ELECTRA, DistilBERT: 0..S-1. MPNet, RoBERTa, XLM-R: counted over non-padding ids from pad+1."""
     b, s = input_ids.shape
-    if cfg.model_type == "mpnet":
+    if cfg.model_type == "mpnet" or cfg.model_type in PADDING_OFFSET_POSITIONS:
         real = (input_ids != cfg.pad_token_id).astype(jnp.int32)
         return jnp.cumsum(real, axis=1) * real + cfg.pad_token_id
     return jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))

@@ -85,8 +85,13 @@ def make_hf_model(
     tokenizer_from: Path | None = None,
     seed: int = 0,
     safe: bool = True,
+    overrides: dict | None = None,
 ):
-    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...)."""
+    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...).
+
+    `overrides`: config values that replace the tiny ones (`embedding_size=32` for an ELECTRA without
+    `embeddings_project`, say).
+    """
     import torch
     import transformers
 
@@ -97,6 +102,18 @@ def make_hf_model(
         common["problem_type"] = problem_type
     if arch.startswith("MPNet"):
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
+    elif arch.startswith(("Roberta", "XLMRoberta")):  # as the released checkpoints: one token type, pad id 1
+        family = transformers.XLMRobertaConfig if arch.startswith("XLM") else transformers.RobertaConfig
+        cfg = family(**dict(vocab_size=400, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1,
+                            layer_norm_eps=1e-5) | common | (overrides or {}))
+    elif arch.startswith("Electra"):  # embedding_size < hidden_size: the embeddings_project linear
+        cfg = transformers.ElectraConfig(**dict(vocab_size=400, max_position_embeddings=128, embedding_size=16)
+                                         | common | (overrides or {}))
+    elif arch.startswith("DistilBert"):  # DistilBERT's own key names
+        names = dict(hidden_size="dim", num_hidden_layers="n_layers", num_attention_heads="n_heads",
+                     intermediate_size="hidden_dim")
+        cfg = transformers.DistilBertConfig(**{names.get(k, k): v for k, v in (
+            dict(vocab_size=400, max_position_embeddings=128) | common | (overrides or {})).items()})
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()
