@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from pallas_kernels import ACTIVATIONS
+from samp_jax.deberta_config import DebertaOptions, checked_options, deberta_values
 
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "deberta-v2")
 
 # MPNet (like RoBERTa) numbers positions from padding_idx + 1, with padding_idx
 # fixed at 1 in Hugging Face's MPNetEmbeddings whatever pad_token_id says.
@@ -40,6 +41,7 @@ class EncoderConfig:
     pad_token_id: int = 0
     position_offset: int = 0
     relative_attention_num_buckets: int = 0
+    deberta: DebertaOptions | None = None  # deberta-v2 only (samp_jax.deberta_config)
 
     def __post_init__(self) -> None:
         for name, value in _checked(dataclasses.asdict(self)).items():
@@ -93,6 +95,8 @@ class EncoderConfig:
                 position_offset=0,
                 relative_attention_num_buckets=0,
             )
+        elif model_type == "deberta-v2":
+            values.update(deberta_values(hf))
         else:  # mpnet
             values.update(
                 type_vocab_size=0,
@@ -104,7 +108,10 @@ class EncoderConfig:
         return cls(**_checked(values, HF_KEYS))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["deberta"] is None:  # only deberta-v2 has it; other families' stored configs stay as they were
+            del d["deberta"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
@@ -197,8 +204,9 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
         raise ValueError(
             f"{key('hidden_size')}={v['hidden_size']} is not a multiple of {key('num_heads')}={v['num_heads']}"
         )
+    v["deberta"] = checked_options(model_type, v.get("deberta"), v)
     # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
-    if model_type == "bert":
+    if model_type in ("bert", "deberta-v2"):
         fixed = dict(position_offset=0, relative_attention_num_buckets=0)
     else:
         fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1)

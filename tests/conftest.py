@@ -76,6 +76,12 @@ def _perturb(model, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
+# DeBERTa-v3's options (microsoft/deberta-v3-*) at a tiny size: 8 log buckets, so that a 12-token
+# sequence reaches the log-spaced ones.
+DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
+                  share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+
+
 def make_hf_model(
     folder: Path,
     arch: str,
@@ -85,8 +91,10 @@ def make_hf_model(
     tokenizer_from: Path | None = None,
     seed: int = 0,
     safe: bool = True,
+    overrides: dict | None = None,
 ):
-    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...)."""
+    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...);
+    `overrides` replace config values (DeBERTa-v2's start from `DEBERTA_V3`)."""
     import torch
     import transformers
 
@@ -95,8 +103,11 @@ def make_hf_model(
                   id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     if problem_type:
         common["problem_type"] = problem_type
+    common.update(overrides or {})
     if arch.startswith("MPNet"):
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
+    elif arch.startswith("DebertaV2"):
+        cfg = transformers.DebertaV2Config(vocab_size=400, max_position_embeddings=128, **{**DEBERTA_V3, **common})
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()
