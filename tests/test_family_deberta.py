@@ -8,6 +8,7 @@ import pytest
 import samp_jax
 from samp_jax.config import EncoderConfig
 from tests.conftest import DEBERTA_V3, make_hf_model, random_batch
+from tests.test_quantized_modes import MIN_COSINE
 
 torch = pytest.importorskip("torch")
 
@@ -86,3 +87,84 @@ def test_config_errors_name_the_key(key, value, message):
     hf[key] = value
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         EncoderConfig.from_hf_config(hf)
+
+
+def test_multi_label_head_matches_hf(tmp_path):
+    labels = ("sports", "politics", "tech", "health")
+    hf = make_hf_model(tmp_path, "DebertaV2ForSequenceClassification", labels=labels,
+                       problem_type="multi_label_classification")
+    model = samp_jax.load(tmp_path)
+    assert model.task.kind == "multi_label_classification" and model.task.labels == labels
+    ids, mask, types = _batch(hf, 0)
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), _hf_forward(hf, ids, mask, types), atol=1e-5)
+
+
+# bf16 keeps 8 significant bits: the tiny model's hidden state (|h| up to ~3.2) is rounded to steps of
+# 2^-6 = 0.016 at the top of its range, 0.008 at most from the last cast alone; two layers of bf16 GEMM
+# inputs and residual stream add the rest (measured: 0.025 max, 4e-3 relative Frobenius error). The bounds
+# sit ~2.5x above: 0.06 is under four bf16 steps at |h| = 3, 1e-2 is ~5 bf16 unit roundoffs (2^-9).
+# fp16 has 3 more mantissa bits (measured 0.0028 and 5e-4): bounds 8x tighter.
+@pytest.mark.parametrize("plan, max_abs, rel", [("bf16", 0.06, 1e-2), ("fp16", 0.0075, 1.25e-3)])
+def test_half_precision_within_rounding(tmp_path, plan, max_abs, rel):
+    hf = make_hf_model(tmp_path, "DebertaV2Model")
+    ids, mask, types = _batch(hf, 0)
+    ref = _hf_forward(hf, ids, mask, types)
+    out = np.asarray(samp_jax.load(tmp_path, plan=plan)(ids, mask, types))
+    real = mask.astype(bool)
+    diff = (out - ref)[real]
+    assert np.abs(diff).max() < max_abs, np.abs(diff).max()
+    assert np.linalg.norm(diff) / np.linalg.norm(ref[real]) < rel
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """A tiny DeBERTa-v3-shaped model, max-calibrated on random batches; evaluation batches of other ids."""
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.model import SampModel
+
+    folder = tmp_path_factory.mktemp("deberta")
+    make_hf_model(folder, "DebertaV2ForSequenceClassification")
+    ckpt = convert_hf_checkpoint(folder)
+    batches = [random_batch(400, [12, 9, 5, 12, 3, 8], SEQ, pad_id=0, seed=s) for s in range(4)]
+    ckpt.scales = calibrate_batches(SampModel(ckpt, "fp32"), batches, "max", progress=False)
+    return ckpt, random_batch(400, [12, 10, 6, 12, 4, 11, 7, 2], SEQ, pad_id=0, seed=99)
+
+
+def _embeddings(model, batch):
+    from samp_jax.model import mean_pool_normalize
+
+    ids, mask, types = batch
+    return np.asarray(mean_pool_normalize(model.hidden_states(ids, mask, types), mask))
+
+
+@pytest.mark.parametrize("plan", list(MIN_COSINE))
+def test_every_mode_stays_close_to_float(calibrated, plan):
+    """Every plan of tests/test_quantized_modes.py, all layers in that mode, within its cosine bound.
+
+    The tiny random model has no outlier channels, so it loses far less than MiniLM (measured min cosine:
+    full_fp8 0.9985, full_int8 0.9999, the rest above 0.99998); that its 8-bit GEMMs ran shows as an output
+    unlike the fp16 plan's, whose compute dtype they share (fp16 itself reproduces bit for bit).
+    """
+    from samp_jax.model import SampModel
+
+    ckpt, batch = calibrated
+    reference = _embeddings(SampModel(ckpt, "fp32"), batch)
+    emb = _embeddings(SampModel(ckpt, plan), batch)
+    cos = np.sum(emb * reference, axis=-1)
+    assert cos.min() >= MIN_COSINE[plan], f"{plan}: min cosine {cos.min():.4f}"
+    if plan not in ("fp16", "bf16"):
+        assert np.abs(emb - _embeddings(SampModel(ckpt, "fp16"), batch)).max() > 1e-4
+
+
+def test_mixed_plan_runs_layerwise_as_whole(calibrated):
+    """A mixed plan with an 8-bit embedding (codes into a full_* layer 0): the per-piece compilation that
+    `samp-jax tune` measures gives the whole model's output, head included."""
+    from samp_jax.layerwise import LayerwiseModel
+    from samp_jax.model import SampModel
+
+    ckpt, (ids, mask, types) = calibrated
+    plan = "full_int8:0,ffn_fp8:1,embedding:int8,probs:int8"
+    whole = np.asarray(SampModel(ckpt, plan)(ids, mask, types))
+    np.testing.assert_allclose(np.asarray(LayerwiseModel(ckpt, plan)(ids, mask, types)), whole, atol=1e-4)
+    assert np.abs(whole - np.asarray(SampModel(ckpt, "fp32")(ids, mask, types))).max() > 1e-4
