@@ -168,3 +168,17 @@ def test_mixed_plan_runs_layerwise_as_whole(calibrated):
     whole = np.asarray(SampModel(ckpt, plan)(ids, mask, types))
     np.testing.assert_allclose(np.asarray(LayerwiseModel(ckpt, plan)(ids, mask, types)), whole, atol=1e-4)
     assert np.abs(whole - np.asarray(SampModel(ckpt, "fp32")(ids, mask, types))).max() > 1e-4
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(embedding_size=16),  # embed_proj: 16 -> 32
+    dict(position_biased_input=True, type_vocab_size=2),  # DeBERTa-v2's absolute positions too
+    dict(pos_att_type=["c2p"], position_buckets=-1, norm_rel_ebd="none"),  # one term, no log buckets
+])
+def test_other_options_match_hf(tmp_path, overrides):
+    hf = make_hf_model(tmp_path, "DebertaV2ForTokenClassification", overrides=overrides)
+    ids, mask, types = _batch(hf, hf.config.type_vocab_size)
+    ref = _hf_forward(hf, ids, mask, types)
+    out = np.asarray(samp_jax.load(tmp_path, plan="fp32")(ids, mask, types))
+    real = mask.astype(bool)
+    np.testing.assert_allclose(out[real], ref[real], atol=1e-5, rtol=1e-5)
