@@ -46,6 +46,12 @@ _MPNET_LINEARS = {
     "intermediate.dense": _BERT_LINEARS["intermediate.dense"],
     "output.dense": _BERT_LINEARS["output.dense"],
 }
+_DEBERTA_LINEARS = {
+    "attention.self.query_proj": _BERT_LINEARS["attention.self.query"],
+    "attention.self.key_proj": _BERT_LINEARS["attention.self.key"],
+    "attention.self.value_proj": _BERT_LINEARS["attention.self.value"],
+    **{k: v for k, v in _BERT_LINEARS.items() if not k.startswith("attention.self.")},
+}
 _BMM: dict[str, QuantPoint] = {  # an attention BMM's input quantizer -> the point it reads
     "q_bmm_quantizer": Q, "k_bmm_quantizer": K, "v_bmm_quantizer": V, "p_bmm_quantizer": PROBS,
     "matmul_q_input_quantizer": Q, "matmul_k_input_quantizer": K, "matmul_v_input_quantizer": V,
@@ -86,8 +92,8 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
     if legacy and modern:
         raise ValueError(f"mixed pytorch-quantization ({legacy[0]!r}) and ModelOpt ({modern[0]!r}) keys")
     layout = "pytorch-quantization" if legacy else "modelopt"
-    linears = _MPNET_LINEARS if config.model_type == "mpnet" else _BERT_LINEARS
-    base = f"{config.model_type}."
+    linears = {"mpnet": _MPNET_LINEARS, "deberta-v2": _DEBERTA_LINEARS}.get(config.model_type, _BERT_LINEARS)
+    base = "deberta." if config.model_type == "deberta-v2" else f"{config.model_type}."
 
     acts: dict[str, float] = {}
     qkv_w: dict[int, dict[int, np.ndarray]] = {}

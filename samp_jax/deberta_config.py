@@ -79,7 +79,8 @@ class DebertaOptions:
         fields = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(d) - fields):
             raise ValueError(f"unknown DeBERTa options {unknown}; known: {sorted(fields)}")
-        return cls(**{k: tuple(v) if k == "pos_att_type" and isinstance(v, list) else v for k, v in d.items()})
+        values: dict[str, Any] = {k: tuple(v) if k == "pos_att_type" and isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
 
 
 def _flag(hf: Mapping[str, Any], key: str, default: bool) -> bool:

@@ -64,7 +64,7 @@ class SelfAttention(nn.Module):
             qkv = qkv_dense(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
             scale, bias = _logit_terms(cfg, position_bias, q, k, lambda: (qkv_dense.kernel, qkv_dense.bias))
-            ctx = ops.attention_packed(qkv, key_mask, bias, scale=scale)
+            ctx = ops.attention_packed(qkv, key_mask, bias, scale=scale, implementation=_attention_impl(position_bias))
             if _observing(self):
                 for point, t in ((points.Q, q), (points.K, k), (points.V, v), (points.CONTEXT, ctx)):
                     self.sow("intermediates", point.sow, t)
@@ -90,7 +90,7 @@ class SelfAttention(nn.Module):
             scale, bias = _logit_terms(cfg, position_bias, q, k, lambda: dequantized_qk(qkv_dense.packed, in_scale, h))
         ctx_q = ops.quantized_attention_packed(
             qkv, q_scale, k_scale, v_scale, key_mask, bias, scale=scale, qtype=qt,
-            probs=self.probs, probs_scale=probs_scale, out_scale=ctx_scale,
+            probs=self.probs, probs_scale=probs_scale, out_scale=ctx_scale, implementation=_attention_impl(position_bias),
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         return ops.quantized_dense_residual_layer_norm(
@@ -105,6 +105,12 @@ def _logit_terms(cfg: EncoderConfig, position_bias, q, k, qk_weights):
     if isinstance(position_bias, Disentangled):
         return position_bias.logit_scale(cfg.head_dim), position_bias.bias(q, k, *qk_weights())
     return cfg.head_dim**-0.5, position_bias
+
+
+def _attention_impl(position_bias) -> str | None:
+    """DeBERTa's attention stays on XLA: the flash kernels have not been tested or timed with its per-sequence
+    bias (docs/kernels.md, "DeBERTa's disentangled attention"); None lets the dispatcher choose."""
+    return "xla" if isinstance(position_bias, Disentangled) else None
 
 
 def _probs(q, k, key_mask, bias, scale):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,95 @@ def test_other_options_match_hf(tmp_path, overrides):
     out = np.asarray(samp_jax.load(tmp_path, plan="fp32")(ids, mask, types))
     real = mask.astype(bool)
     np.testing.assert_allclose(out[real], ref[real], atol=1e-5, rtol=1e-5)
+
+
+# The kernel path on the GPU (run there: `python -m pytest -q -m gpu tests/test_family_deberta.py`): a
+# DeBERTa-v3-shaped model whose GEMMs the Mosaic kernels take, its attention kept on XLA (docs/kernels.md,
+# "DeBERTa's disentangled attention"). Bounds as tests/test_gpu_parity.py's kernel path.
+KERNEL_PLANS = ["fp16", "ffn_int8", "full_int8", "full_int8,dtype:fp32", "full_fp8,dtype:fp32"]
+
+
+def _gpu():
+    import jax
+
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def kernel_setup(tmp_path_factory):
+    import jax
+
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.model import SampModel
+
+    folder = tmp_path_factory.mktemp("gpu_kernel_deberta")
+    make_hf_model(folder, "DebertaV2Model", seed=5, overrides=dict(
+        hidden_size=256, num_attention_heads=4, intermediate_size=512, position_buckets=256,
+        max_relative_positions=512, max_position_embeddings=512))
+    ckpt = convert_hf_checkpoint(folder)
+    batch = random_batch(400, [128, 70, 128, 5], 128, pad_id=0, seed=4)
+    with jax.default_device(jax.devices("cpu")[0]):
+        ckpt.scales = calibrate_batches(SampModel(ckpt, "fp32"), [batch], progress=False)
+    return ckpt, batch
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu() is None, reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("plan", KERNEL_PLANS)
+def test_kernel_path_on_gpu_matches_cpu(kernel_setup, monkeypatch, plan):
+    import jax
+
+    from samp_jax.model import SampModel
+    from tests.conftest import count_kernel_calls
+
+    ckpt, (ids, mask, types) = kernel_setup
+    calls = count_kernel_calls(monkeypatch)
+    real = mask.astype(bool)
+    with jax.default_device(jax.devices("cpu")[0]):
+        cpu = np.asarray(SampModel(ckpt, plan).hidden_states(ids, mask, types), np.float64)[real]
+        fp32 = np.asarray(SampModel(ckpt, "fp32").hidden_states(ids, mask, types), np.float64)[real]
+    with jax.default_device(_gpu()):
+        gpu = np.asarray(SampModel(ckpt, plan).hidden_states(ids, mask, types), np.float64)[real]
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
+    err, quant_err, gpu_err = rel(gpu, cpu), rel(cpu, fp32), rel(gpu, fp32)
+    print(f"deberta kernel path {plan}: GPU vs CPU {err:.2e}, plan vs fp32 {quant_err:.2e} (GPU {gpu_err:.2e}), "
+          f"kernels {sorted(set(calls))}")
+    assert not {"triton attention", "triton 8-bit attention"} & set(calls)
+    if plan == "fp16":
+        assert "mosaic float gemm" in calls
+        assert err < 3e-3
+        return
+    assert "mosaic gemm" in calls
+    assert err < 0.5 * quant_err, (err, quant_err)
+    assert gpu_err < 1.05 * quant_err, (gpu_err, quant_err)
+
+
+def test_amax_import_maps_deberta_keys(calibrated):
+    """A pytorch-quantization state dict of a DeBERTa-v2 model (`deberta.` prefix, query_proj/key_proj/value_proj)
+    fills every point and GEMM, and the plan built from it runs."""
+    from convert.amax_import import import_amax
+    from samp_jax.model import SampModel
+    from samp_jax.quant.points import GEMMS, POINTS
+
+    ckpt, (ids, mask, types) = calibrated
+    cfg = ckpt.config
+    linears = {"attention.self.query_proj": cfg.hidden_size, "attention.self.key_proj": cfg.hidden_size,
+               "attention.self.value_proj": cfg.hidden_size, "attention.output.dense": cfg.hidden_size,
+               "intermediate.dense": cfg.intermediate_size, "output.dense": cfg.hidden_size}
+    state = {}
+    for i in range(cfg.num_layers):
+        for module, width in linears.items():
+            state[f"deberta.encoder.layer.{i}.{module}._input_quantizer._amax"] = np.float32(4.0)
+            state[f"deberta.encoder.layer.{i}.{module}._weight_quantizer._amax"] = np.full(width, 0.5, np.float32)
+        for bmm in "qkva":
+            state[f"deberta.encoder.layer.{i}.attention.self.matmul_{bmm}_input_quantizer._amax"] = np.float32(8.0)
+    scales, ignored = import_amax(state, cfg)
+    assert ignored == []
+    assert set(scales.activations) == {p.key(i) for i in range(cfg.num_layers) for p in POINTS}
+    assert set(scales.weights) == {g.key(i) for i in range(cfg.num_layers) for g in GEMMS}
+    ckpt = dataclasses.replace(ckpt, scales=scales)
+    assert np.isfinite(np.asarray(SampModel(ckpt, "full_int8,probs:int8")(ids, mask, types))).all()
