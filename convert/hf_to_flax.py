@@ -159,7 +159,8 @@ def convert_state_dict(
     state = _normalize_keys(state, base)
 
     def shown(key: str) -> str:  # the key as the checkpoint spells it
-        return base + key if has_prefix and not key.startswith("classifier.") else key
+        head = ("classifier.", "pooler.") if cfg.deberta is not None else ("classifier.",)  # outside the base
+        return base + key if has_prefix and not key.startswith(head) else key
 
     flat: dict[tuple[str, ...], np.ndarray] = {}
     used: set[str] = set()

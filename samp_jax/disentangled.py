@@ -22,6 +22,7 @@ skip padding), and the compiled model pads batches to its own buckets anyway.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -110,3 +111,19 @@ class Disentangled:
             bias = bias + jnp.swapaxes(jnp.take_along_axis(scores, jnp.broadcast_to(self.p2c, bias.shape), axis=-1),
                                        -1, -2)
         return bias * self.logit_scale(d)
+
+
+def attention_terms(position_bias, head_dim: int, qk: Callable[[], tuple[jax.Array, jax.Array]],
+                    qk_weights: Callable[[], tuple[jax.Array, jax.Array]]):
+    """(logit scale, additive bias, `implementation=`) of a layer's attention op.
+
+    `position_bias` is None or MPNet's `[1, N, S, S]` bias (1/sqrt(d), that bias, the dispatcher's choice),
+    or a `Disentangled`: 1/sqrt(d * scale_factor), its c2p/p2c terms from the layer's float Q and K (`qk()`,
+    `[B, S, N, D]` each) and Q/K projection (`qk_weights()`: `[H, >= 2H]` kernel, `[>= 2H]` bias), and "xla":
+    the flash kernels are neither tested nor timed with a bias of batch B (docs/kernels.md, "DeBERTa's
+    disentangled attention").
+    """
+    if not isinstance(position_bias, Disentangled):
+        return head_dim**-0.5, position_bias, None
+    q, k = qk()
+    return position_bias.logit_scale(head_dim), position_bias.bias(q, k, *qk_weights()), "xla"

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import pallas_kernels as ops
 from pallas_kernels import QTYPES, dequantize_values, is_codes, quantize_values
 from samp_jax.config import EncoderConfig
-from samp_jax.disentangled import Disentangled, dequantized_qk
+from samp_jax.disentangled import attention_terms, dequantized_qk
 from samp_jax.embeddings import Embeddings
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import LayerMode, Plan
@@ -63,8 +63,9 @@ class SelfAttention(nn.Module):
             qkv_dense = Dense(h, 3 * h, name="qkv")
             qkv = qkv_dense(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-            scale, bias = _logit_terms(cfg, position_bias, q, k, lambda: (qkv_dense.kernel, qkv_dense.bias))
-            ctx = ops.attention_packed(qkv, key_mask, bias, scale=scale, implementation=_attention_impl(position_bias))
+            scale, bias, impl = attention_terms(position_bias, cfg.head_dim, lambda: (q, k),
+                                                lambda: (qkv_dense.kernel, qkv_dense.bias))
+            ctx = ops.attention_packed(qkv, key_mask, bias, scale=scale, implementation=impl)
             if _observing(self):
                 for point, t in ((points.Q, q), (points.K, k), (points.V, v), (points.CONTEXT, ctx)):
                     self.sow("intermediates", point.sow, t)
@@ -84,33 +85,20 @@ class SelfAttention(nn.Module):
         qkv_dense = QuantDense(qt, name="qkv")  # packed to requantize Q, K, V with their scales
         qkv = qkv_dense(x_q).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx_scale = built_param(self, points.CONTEXT.scale_param("attention"))
-        scale, bias = cfg.head_dim**-0.5, position_bias
-        if isinstance(position_bias, Disentangled):  # its c2p/p2c terms in float, from the 8-bit Q, K and weights
-            q, k = (dequantize_values(qkv[:, :, i], sc, jnp.float32) for i, sc in ((0, q_scale), (1, k_scale)))
-            scale, bias = _logit_terms(cfg, position_bias, q, k, lambda: dequantized_qk(qkv_dense.packed, in_scale, h))
+        scale, bias, impl = attention_terms(  # DeBERTa's c2p/p2c terms: in float, from the 8-bit Q, K and weights
+            position_bias, cfg.head_dim,
+            lambda: (dequantize_values(qkv[:, :, 0], q_scale, jnp.float32),
+                     dequantize_values(qkv[:, :, 1], k_scale, jnp.float32)),
+            lambda: dequantized_qk(qkv_dense.packed, in_scale, h))
         ctx_q = ops.quantized_attention_packed(
             qkv, q_scale, k_scale, v_scale, key_mask, bias, scale=scale, qtype=qt,
-            probs=self.probs, probs_scale=probs_scale, out_scale=ctx_scale, implementation=_attention_impl(position_bias),
+            probs=self.probs, probs_scale=probs_scale, out_scale=ctx_scale, implementation=impl,
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         return ops.quantized_dense_residual_layer_norm(
             ctx_q.reshape(b, s, h), QuantDense(qt, name="output").packed, x_q, ln.scale, ln.bias, eps=eps,
             out_dtype=dtype, residual_scale=in_scale,
             codes=ops.Codes(built_param(self, points.ATTENTION_OUTPUT.scale_param("attention")), qt))
-
-
-def _logit_terms(cfg: EncoderConfig, position_bias, q, k, qk_weights):
-    """(logit scale, additive bias) of a layer's attention: 1/sqrt(d) and MPNet's bias (or none), or DeBERTa's
-    1/sqrt(d * (1 + terms)) and its c2p/p2c terms from this layer's Q, K and Q/K projection (`qk_weights()`)."""
-    if isinstance(position_bias, Disentangled):
-        return position_bias.logit_scale(cfg.head_dim), position_bias.bias(q, k, *qk_weights())
-    return cfg.head_dim**-0.5, position_bias
-
-
-def _attention_impl(position_bias) -> str | None:
-    """DeBERTa's attention stays on XLA: the flash kernels have not been tested or timed with its per-sequence
-    bias (docs/kernels.md, "DeBERTa's disentangled attention"); None lets the dispatcher choose."""
-    return "xla" if isinstance(position_bias, Disentangled) else None
 
 
 def _probs(q, k, key_mask, bias, scale):

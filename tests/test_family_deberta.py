@@ -276,3 +276,34 @@ def test_amax_import_maps_deberta_keys(calibrated):
     assert set(scales.weights) == {g.key(i) for i in range(cfg.num_layers) for g in GEMMS}
     ckpt = dataclasses.replace(ckpt, scales=scales)
     assert np.isfinite(np.asarray(SampModel(ckpt, "full_int8,probs:int8")(ids, mask, types))).all()
+
+
+def test_masked_lm_checkpoint_serves_its_encoder(tmp_path, caplog):
+    """DebertaV2ForMaskedLM converts to the bare encoder: its LM head and the position table DeBERTa-v3 does not
+    read (written by some checkpoints; Hugging Face skips it on load) are dropped and reported."""
+    from safetensors.numpy import load_file, save_file
+
+    hf = make_hf_model(tmp_path, "DebertaV2ForMaskedLM")
+    state = load_file(tmp_path / "model.safetensors")
+    state["deberta.embeddings.position_embeddings.weight"] = np.zeros((128, 32), np.float32)
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    model = samp_jax.load(tmp_path, plan="fp32")
+    assert model.task.kind == "encoder"
+    assert "deberta.embeddings.position_embeddings.weight" in caplog.text and "cls.predictions" in caplog.text
+    ids, mask, types = _batch(hf, 0)
+    ref = _hf_forward(hf.deberta, ids, mask, types)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types))[real], ref[real], atol=1e-5, rtol=1e-5)
+
+
+def test_conversion_errors_name_the_checkpoint_keys(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    make_hf_model(tmp_path, "DebertaV2ForSequenceClassification")
+    state = load_file(tmp_path / "model.safetensors")
+    del state["deberta.encoder.rel_embeddings.weight"], state["pooler.dense.bias"]
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError) as e:
+        samp_jax.load(tmp_path)
+    assert "params/encoder/rel_embeddings needs ['deberta.encoder.rel_embeddings.weight']" in str(e.value)
+    assert "params/head/pooler/bias needs ['pooler.dense.bias']" in str(e.value)
