@@ -47,8 +47,12 @@ class DebertaOptions:
             raise ValueError(f"max_relative_positions={self.max_relative_positions} must be positive")
         if self.embedding_size < 1:
             raise ValueError(f"embedding_size={self.embedding_size} must be positive")
+        if 0 < self.position_buckets and self.max_relative_positions - 1 <= self.position_buckets // 2:
+            raise ValueError(  # the log buckets divide by log((max_relative_positions - 1) / (position_buckets // 2))
+                f"max_relative_positions={self.max_relative_positions} must exceed position_buckets // 2 + 1 = "
+                f"{self.position_buckets // 2 + 1} (position_buckets={self.position_buckets})")
         types = self.pos_att_type
-        if isinstance(types, str) or not all(isinstance(t, str) for t in types):
+        if not isinstance(types, (tuple, list)) or not all(isinstance(t, str) for t in types):
             raise ValueError(f"pos_att_type={types!r} must be a list of {POS_ATT_TYPES}")
         if unknown := [t for t in types if t not in POS_ATT_TYPES]:
             raise ValueError(f"pos_att_type={list(types)} names {unknown}; known: {list(POS_ATT_TYPES)}")
@@ -79,6 +83,8 @@ class DebertaOptions:
         fields = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(d) - fields):
             raise ValueError(f"unknown DeBERTa options {unknown}; known: {sorted(fields)}")
+        if "max_relative_positions" not in d:
+            raise ValueError(f"DeBERTa options lack max_relative_positions: {dict(d)}")
         values: dict[str, Any] = {k: tuple(v) if k == "pos_att_type" and isinstance(v, list) else v for k, v in d.items()}
         return cls(**values)
 

@@ -82,6 +82,7 @@ def test_config_reads_deberta_v3_options():
     ("pooler_hidden_size", 48, "pooler_hidden_size=48"),
     ("position_buckets", "8", "position_buckets='8'"),
     ("position_biased_input", "no", "position_biased_input='no'"),
+    ("max_relative_positions", 5, "max_relative_positions=5 must exceed position_buckets // 2 \\+ 1 = 5"),
 ])
 def test_config_errors_name_the_key(key, value, message):
     hf = dict(model_type="deberta-v2", vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -89,6 +90,21 @@ def test_config_errors_name_the_key(key, value, message):
     hf[key] = value
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         EncoderConfig.from_hf_config(hf)
+
+
+def test_stored_options_are_checked():
+    cfg = EncoderConfig.from_hf_config(dict(model_type="deberta-v2", vocab_size=400, hidden_size=32,
+                                            num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                            **DEBERTA_V3))
+    stored = cfg.to_dict()
+    with pytest.raises(ValueError, match="unknown DeBERTa options \\['conv'\\]"):
+        EncoderConfig.from_dict({**stored, "deberta": {**stored["deberta"], "conv": 3}})
+    with pytest.raises(ValueError, match="pos_att_type=7 must be a list"):
+        EncoderConfig.from_dict({**stored, "deberta": {**stored["deberta"], "pos_att_type": 7}})
+    with pytest.raises(ValueError, match="a deberta-v2 EncoderConfig needs its DeBERTa options"):
+        EncoderConfig.from_dict({**stored, "deberta": None})
+    with pytest.raises(ValueError, match="DeBERTa options given for model_type='bert'"):
+        EncoderConfig.from_dict({**stored, "model_type": "bert"})
 
 
 def test_multi_label_head_matches_hf(tmp_path):
