@@ -107,7 +107,7 @@ def make_hf_model(
     if arch.startswith("MPNet"):
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
     elif arch.startswith("DebertaV2"):
-        cfg = transformers.DebertaV2Config(vocab_size=400, max_position_embeddings=128, **{**DEBERTA_V3, **common})
+        cfg = transformers.DebertaV2Config(**{"vocab_size": 400, "max_position_embeddings": 128, **DEBERTA_V3, **common})
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()

@@ -323,3 +323,26 @@ def test_conversion_errors_name_the_checkpoint_keys(tmp_path):
         samp_jax.load(tmp_path)
     assert "params/encoder/rel_embeddings needs ['deberta.encoder.rel_embeddings.weight']" in str(e.value)
     assert "params/head/pooler/bias needs ['pooler.dense.bias']" in str(e.value)
+
+
+def test_cross_encoder_pairs_and_saved_checkpoint(tmp_path, minilm_dir):
+    """Pairs through a tokenizer that writes token types (as DeBERTa-v3's does), which a model without a type
+    table ignores, as Hugging Face's does; the converted checkpoint saved and loaded again gives the same."""
+    from transformers import AutoTokenizer
+
+    from convert import convert_hf_checkpoint
+
+    hf = make_hf_model(tmp_path / "hf", "DebertaV2ForSequenceClassification", labels=("different", "paraphrase"),
+                       tokenizer_from=minilm_dir, overrides=dict(vocab_size=30522))
+    pairs = [("The company said profits rose.", "Profits increased, the firm reported."),
+             ("He plays piano.", "The weather is cold today and the wind is strong.")]
+    enc = AutoTokenizer.from_pretrained(minilm_dir)([a for a, _ in pairs], [b for _, b in pairs], padding=True,
+                                                    return_tensors="np")
+    assert enc["token_type_ids"].any()
+    logits = _hf_forward(hf, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    convert_hf_checkpoint(tmp_path / "hf", tmp_path / "ckpt")
+    for source in (tmp_path / "hf", tmp_path / "ckpt"):
+        preds = samp_jax.load(source).predict(pairs)
+        got = [[p["scores"]["different"], p["scores"]["paraphrase"]] for p in preds]
+        np.testing.assert_allclose(got, probs, atol=1e-5)
