@@ -346,3 +346,25 @@ def test_cross_encoder_pairs_and_saved_checkpoint(tmp_path, minilm_dir):
         preds = samp_jax.load(source).predict(pairs)
         got = [[p["scores"]["different"], p["scores"]["paraphrase"]] for p in preds]
         np.testing.assert_allclose(got, probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", ["int8", "fp8"])
+def test_dequantized_qk_is_the_8bit_gemms_weight(qtype):
+    """full_* layers project the relative embeddings with the Q/K columns the packed 8-bit QKV GEMM multiplies by."""
+    import jax.numpy as jnp
+
+    from pallas_kernels import pack_weight
+    from samp_jax.disentangled import dequantized_qk
+    from samp_jax.quant.qarray import quantize_weight
+
+    rng = np.random.default_rng(0)
+    h = 16
+    kernel, bias = rng.standard_normal((h, 3 * h)).astype(np.float32), rng.standard_normal(3 * h).astype(np.float32)
+    w = quantize_weight(jnp.asarray(kernel), qtype)
+    x_scale = jnp.float32(0.037)
+    packed = pack_weight(w.values, w.scale, jnp.asarray(bias), x_scale=x_scale, qtype=qtype)
+    got_kernel, got_bias = dequantized_qk(packed, x_scale, h)
+    want = np.asarray(w.values, np.float32) * np.asarray(w.scale, np.float32)
+    np.testing.assert_allclose(np.asarray(got_kernel), want[:, : 2 * h], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got_bias), bias[: 2 * h])
+    assert np.abs(np.asarray(got_kernel) - kernel[:, : 2 * h]).max() < 0.1 * np.abs(kernel).max()
