@@ -50,6 +50,12 @@ _MPNET_LINEARS = {
     "output.dense": _BERT_LINEARS["output.dense"],
 }
 _DISTILBERT_LINEARS = {name: _BERT_LINEARS[bert] for name, bert in DISTILBERT_LINEARS.items()}
+_DEBERTA_LINEARS = {
+    "attention.self.query_proj": _BERT_LINEARS["attention.self.query"],
+    "attention.self.key_proj": _BERT_LINEARS["attention.self.key"],
+    "attention.self.value_proj": _BERT_LINEARS["attention.self.value"],
+    **{k: v for k, v in _BERT_LINEARS.items() if not k.startswith("attention.self.")},
+}
 _BMM: dict[str, QuantPoint] = {  # an attention BMM's input quantizer -> the point it reads
     "q_bmm_quantizer": Q, "k_bmm_quantizer": K, "v_bmm_quantizer": V, "p_bmm_quantizer": PROBS,
     "matmul_q_input_quantizer": Q, "matmul_k_input_quantizer": K, "matmul_v_input_quantizer": V,
@@ -92,7 +98,8 @@ def import_amax(state: Mapping[str, Any], config: EncoderConfig) -> tuple[Scales
     if legacy and modern:
         raise ValueError(f"mixed pytorch-quantization ({legacy[0]!r}) and ModelOpt ({modern[0]!r}) keys")
     layout = "pytorch-quantization" if legacy else "modelopt"
-    linears = {"mpnet": _MPNET_LINEARS, "distilbert": _DISTILBERT_LINEARS}.get(config.model_type, _BERT_LINEARS)
+    linears = {"mpnet": _MPNET_LINEARS, "distilbert": _DISTILBERT_LINEARS,
+               "deberta-v2": _DEBERTA_LINEARS}.get(config.model_type, _BERT_LINEARS)
     layers = "transformer.layer" if config.model_type == "distilbert" else "encoder.layer"
     base = BASE_PREFIXES.get(config.model_type, f"{config.model_type}.")
 

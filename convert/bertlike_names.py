@@ -9,7 +9,8 @@ Hugging Face's `XLMRobertaPreTrainedModel.base_model_prefix` says. DistilBERT's 
 from __future__ import annotations
 
 # The base-model prefix of the encoder's keys in a checkpoint with a head.
-BASE_PREFIXES = {"roberta": "roberta.", "xlm-roberta": "roberta.", "electra": "electra.", "distilbert": "distilbert."}
+BASE_PREFIXES = {"roberta": "roberta.", "xlm-roberta": "roberta.", "electra": "electra.", "distilbert": "distilbert.",
+                 "deberta-v2": "deberta."}
 
 # Heads we do not serve, outside the base prefix; dropped (and reported) when a bare encoder is converted.
 UNSERVED_HEAD_PREFIXES = {

@@ -22,7 +22,7 @@ from samp_jax.heads import TaskSpec
 # Buffers some checkpoints carry that hold no weights.
 IGNORED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
 # Heads we do not serve; dropped from bare-encoder conversions (reported, not silent).
-UNSERVED_HEAD_PREFIXES = ("pooler.", "cls.", "lm_head.")
+UNSERVED_HEAD_PREFIXES = ("pooler.", "cls.", "lm_head.", "lm_predictions.", "mask_predictions.")
 # Head keys that sit outside the base prefix (how a missing key is spelled in messages).
 _HEAD_KEYS = ("classifier.", "pre_classifier.")
 # Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
@@ -76,6 +76,9 @@ def _layer_sources(model_type: str, i: int) -> dict[str, Any]:
         a = f"{p}.attention.attn"
         return dict(qkv=(f"{a}.q", f"{a}.k", f"{a}.v"), out=f"{a}.o", attn_ln=f"{p}.attention.LayerNorm", **ffn)
     a = f"{p}.attention"
+    if model_type == "deberta-v2":
+        qkv = (f"{a}.self.query_proj", f"{a}.self.key_proj", f"{a}.self.value_proj")
+        return dict(qkv=qkv, out=f"{a}.output.dense", attn_ln=f"{a}.output.LayerNorm", **ffn)
     return dict(
         qkv=(f"{a}.self.query", f"{a}.self.key", f"{a}.self.value"),
         out=f"{a}.output.dense",
@@ -89,11 +92,18 @@ def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
     e = ("encoder", "embeddings")
     rules = [
         Rule((*e, "word_embeddings"), ("embeddings.word_embeddings.weight",), _same),
-        Rule((*e, "position_embeddings"), ("embeddings.position_embeddings.weight",), _same),
         *_layer_norm((*e, "layer_norm"), "embeddings.LayerNorm"),
     ]
+    if cfg.deberta is None or cfg.deberta.position_biased_input:
+        rules.append(Rule((*e, "position_embeddings"), ("embeddings.position_embeddings.weight",), _same))
     if cfg.has_embedding_projection:
         rules += _dense((*e, "project"), bertlike_names.EMBEDDINGS_PROJECT)
+    if cfg.deberta is not None:  # relative embeddings (+ their LayerNorm), the embedding projection if any
+        rules.append(Rule(("encoder", "rel_embeddings"), ("encoder.rel_embeddings.weight",), _same))
+        if cfg.deberta.norm_rel_ebd:
+            rules += _layer_norm(("encoder", "rel_layer_norm"), "encoder.LayerNorm")
+        if cfg.deberta.embedding_size != cfg.hidden_size:
+            rules.append(Rule((*e, "embed_proj", "kernel"), ("embeddings.embed_proj.weight",), _linear_kernel))
     if cfg.has_token_types:
         rules.append(Rule((*e, "token_type_embeddings"), ("embeddings.token_type_embeddings.weight",), _same))
     if cfg.relative_attention_num_buckets:
@@ -152,7 +162,7 @@ def convert_state_dict(
     """Maps a Hugging Face state dict onto our tree.
 
     Returns the nested parameter dict and the checkpoint keys deliberately
-    dropped (heads a bare encoder does not serve). Raises ValueError naming
+    dropped (heads a bare encoder does not serve, DeBERTa's unread position table). Raises ValueError naming
     the target path and the source key for anything missing, left over or
     mis-shaped.
     """
@@ -162,10 +172,13 @@ def convert_state_dict(
     state = _normalize_keys(state, base)
     unserved = UNSERVED_HEAD_PREFIXES + bertlike_names.UNSERVED_HEAD_PREFIXES.get(cfg.model_type, ())
 
+    # DeBERTa's pooler sits outside its base prefix, BERT's inside
+    head_keys = _HEAD_KEYS + (("pooler.",) if cfg.deberta is not None else ())
+
     def shown(key: str) -> str:  # the key as the checkpoint spells it (or would, for a missing one)
         if key in spelled:
             return spelled[key]
-        return base + key if has_prefix and not key.startswith(_HEAD_KEYS) else key
+        return base + key if has_prefix and not key.startswith(head_keys) else key
 
     flat: dict[tuple[str, ...], np.ndarray] = {}
     used: set[str] = set()
@@ -193,6 +206,9 @@ def convert_state_dict(
     dropped, unexpected = [], []
     for key in sorted(set(state) - used):
         if key in IGNORED_KEYS:
+            continue
+        if cfg.deberta is not None and key == "embeddings.position_embeddings.weight":  # unread without
+            dropped.append(shown(key))  # position_biased_input; Hugging Face skips it on load too
             continue
         if task.kind == "encoder" and key.startswith(unserved):
             dropped.append(shown(key))

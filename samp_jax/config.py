@@ -13,8 +13,9 @@ from typing import Any
 
 from pallas_kernels import ACTIVATIONS
 from samp_jax import bertlike
+from samp_jax.deberta_config import DebertaOptions, checked_options, deberta_values
 
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet", *bertlike.BERTLIKE_MODEL_TYPES)
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", *bertlike.BERTLIKE_MODEL_TYPES, "deberta-v2")
 
 # MPNet (like RoBERTa) numbers positions from padding_idx + 1, with padding_idx
 # fixed at 1 in Hugging Face's MPNetEmbeddings whatever pad_token_id says.
@@ -45,6 +46,7 @@ class EncoderConfig:
     position_offset: int = 0
     relative_attention_num_buckets: int = 0
     embedding_size: int = 0
+    deberta: DebertaOptions | None = None  # deberta-v2 only (samp_jax.deberta_config)
 
     def __post_init__(self) -> None:
         for name, value in _checked(dataclasses.asdict(self)).items():
@@ -111,6 +113,8 @@ class EncoderConfig:
                 position_offset=0,
                 relative_attention_num_buckets=0,
             )
+        elif model_type == "deberta-v2":
+            values.update(deberta_values(hf))
         else:  # mpnet
             values.update(
                 type_vocab_size=0,
@@ -122,7 +126,10 @@ class EncoderConfig:
         return cls(**_checked(values, HF_KEYS))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["deberta"] is None:  # only deberta-v2 has it; other families' stored configs stay as they were
+            del d["deberta"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
@@ -216,10 +223,11 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
         raise ValueError(
             f"{key('hidden_size')}={v['hidden_size']} is not a multiple of {key('num_heads')}={v['num_heads']}"
         )
+    v["deberta"] = checked_options(model_type, v.get("deberta"), v)
     # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
     if model_type in bertlike.BERTLIKE_MODEL_TYPES:
         fixed = bertlike.fixed_values(model_type, v)
-    elif model_type == "bert":
+    elif model_type in ("bert", "deberta-v2"):
         fixed = dict(position_offset=0, relative_attention_num_buckets=0, embedding_size=0)
     else:
         fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1,

@@ -1,8 +1,11 @@
 """The BERT-family encoder as Flax modules: embeddings, attention, FFN, layers.
 
-Post-LayerNorm Transformer (BERT, MiniLM, MPNet). Q, K and V are one GEMM with
-a `[H, 3H]` kernel. MPNet adds a bucketed relative-position bias shared by all
-layers and numbers positions RoBERTa-style; it has no token types.
+Post-LayerNorm Transformer (BERT, MiniLM, MPNet, DeBERTa-v2). Q, K and V are one
+GEMM with a `[H, 3H]` kernel. MPNet adds a bucketed relative-position bias shared
+by all layers and numbers positions RoBERTa-style; it has no token types.
+DeBERTa-v2's layers are these, given a `Disentangled` in place of the bias: its
+c2p/p2c terms become a per-sequence bias of each layer's logits
+(`samp_jax.deberta` builds the embeddings and the encoder around them).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 import pallas_kernels as ops
-from pallas_kernels import QTYPES, is_codes, quantize_values
+from pallas_kernels import QTYPES, dequantize_values, is_codes, quantize_values
 from samp_jax.config import EncoderConfig
+from samp_jax.disentangled import attention_terms, dequantized_qk
 from samp_jax.embeddings import Embeddings
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
 from samp_jax.plan import LayerMode, Plan
@@ -48,20 +52,24 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias, *, dtype=None):
-        """`x`: the layer input, float or (full_* modes) already 8-bit codes; `dtype`: the compute dtype."""
+        """`x`: the layer input, float or (full_* modes) already 8-bit codes; `dtype`: the compute dtype;
+        `position_bias`: None, MPNet's `[1, N, S, S]` bias or DeBERTa's `Disentangled` terms."""
         cfg = self.config
         b, s, h = x.shape
         dtype = dtype or x.dtype
         eps = cfg.layer_norm_eps
         ln = LayerNorm(h, eps, name="layer_norm")
         if self.qtype is None:
-            qkv = Dense(h, 3 * h, name="qkv")(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
-            ctx = ops.attention_packed(qkv, key_mask, position_bias, scale=cfg.head_dim**-0.5)
+            qkv_dense = Dense(h, 3 * h, name="qkv")
+            qkv = qkv_dense(x).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            scale, bias, impl = attention_terms(position_bias, cfg.head_dim, lambda: (q, k),
+                                                lambda: (qkv_dense.kernel, qkv_dense.bias))
+            ctx = ops.attention_packed(qkv, key_mask, bias, scale=scale, implementation=impl)
             if _observing(self):
-                q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
                 for point, t in ((points.Q, q), (points.K, k), (points.V, v), (points.CONTEXT, ctx)):
                     self.sow("intermediates", point.sow, t)
-                self.sow("intermediates", points.PROBS.sow, _probs(q, k, key_mask, position_bias, cfg.head_dim**-0.5))
+                self.sow("intermediates", points.PROBS.sow, _probs(q, k, key_mask, bias, scale))
             # ffn_* modes: the output as floats (the FFN's residual) and as codes (its GEMM input)
             ffn_in = points.ATTENTION_OUTPUT.scale_param("attention")
             codes = ops.Codes(built_param(self, ffn_in), self.ffn_qtype) if self.ffn_qtype else None
@@ -74,11 +82,17 @@ class SelfAttention(nn.Module):
         q_scale, k_scale, v_scale = (built_param(self, p.scale_param("attention")) for p in (points.Q, points.K, points.V))
         probs_scale = built_param(self, points.PROBS.scale_param("attention")) if self.probs == points.PROBS.probs else None
         x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
-        qkv = QuantDense(qt, name="qkv")(x_q)  # packed to requantize Q, K, V with their scales
-        qkv = qkv.reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+        qkv_dense = QuantDense(qt, name="qkv")  # packed to requantize Q, K, V with their scales
+        qkv = qkv_dense(x_q).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
+        ctx_scale = built_param(self, points.CONTEXT.scale_param("attention"))
+        scale, bias, impl = attention_terms(  # DeBERTa's c2p/p2c terms: in float, from the 8-bit Q, K and weights
+            position_bias, cfg.head_dim,
+            lambda: (dequantize_values(qkv[:, :, 0], q_scale, jnp.float32),
+                     dequantize_values(qkv[:, :, 1], k_scale, jnp.float32)),
+            lambda: dequantized_qk(qkv_dense.packed, in_scale, h))
         ctx_q = ops.quantized_attention_packed(
-            qkv, q_scale, k_scale, v_scale, key_mask, position_bias, scale=cfg.head_dim**-0.5, qtype=qt,
-            probs=self.probs, probs_scale=probs_scale, out_scale=built_param(self, points.CONTEXT.scale_param("attention")),
+            qkv, q_scale, k_scale, v_scale, key_mask, bias, scale=scale, qtype=qt,
+            probs=self.probs, probs_scale=probs_scale, out_scale=ctx_scale, implementation=impl,
         )
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         return ops.quantized_dense_residual_layer_norm(
@@ -206,9 +220,14 @@ class Encoder(nn.Module):
             position_bias = jnp.transpose(table[buckets], (2, 0, 1))[None]  # [1, N, S, S]
         if inputs_only:
             return h, key_mask, position_bias
-        for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
-            nxt = plan.input_codes(i + 1)
-            h = TransformerLayer(cfg, plan.modes[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
-                h, key_mask, position_bias
-            )
-        return h
+        return run_layers(cfg, plan, h, key_mask, position_bias)
+
+
+def run_layers(cfg: EncoderConfig, plan: Plan, h, key_mask, position_bias) -> jax.Array:
+    """The plan's `TransformerLayer`s `layer_{i}` in order, as submodules of the calling (compact) module."""
+    for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
+        nxt = plan.input_codes(i + 1)
+        h = TransformerLayer(cfg, plan.modes[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
+            h, key_mask, position_bias
+        )
+    return h

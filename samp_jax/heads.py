@@ -5,6 +5,7 @@ The heads reproduce Hugging Face's so that fine-tuned weights load unchanged:
 - MPNet, RoBERTa, XLM-R, ELECTRA, DistilBERT sequence classification: `dense` + activation on
   the first token, then `out_proj` (tanh; ELECTRA GELU; DistilBERT ReLU, its `pre_classifier`
   and `classifier` converted to `dense` and `out_proj`: `samp_jax.bertlike.SEQUENCE_HEADS`).
+- DeBERTa-v2 sequence classification: BERT's, with `pooler_hidden_act` (its ContextPooler).
 - token classification (all): `classifier` on every token.
 Multi-label is sequence classification read through a sigmoid with per-label
 thresholds; the cross-encoder is sequence classification on sentence pairs; the
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 
 from samp_jax.bertlike import SEQUENCE_HEADS
 from samp_jax.config import EncoderConfig
+from samp_jax.deberta import DebertaEncoder
 from samp_jax.encoder import Encoder
 from samp_jax.layers import Dense
 from samp_jax.plan import Plan
@@ -71,10 +73,11 @@ class TaskSpec:
 
 class BertSequenceClassificationHead(nn.Module):
     num_labels: int
+    activation: str = "tanh"  # the pooler's
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
-        pooled = Dense(h.shape[-1], h.shape[-1], activation="tanh", name="pooler")(h[:, 0])
+        pooled = Dense(h.shape[-1], h.shape[-1], activation=self.activation, name="pooler")(h[:, 0])
         return Dense(h.shape[-1], self.num_labels, name="classifier")(pooled, out_dtype=jnp.float32)
 
 
@@ -107,12 +110,17 @@ class EncoderWithHead(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, output: str = "head") -> jax.Array:
-        h = Encoder(self.config, self.plan, name="encoder")(
+        h = encoder_module(self.config, self.plan, name="encoder")(
             input_ids, attention_mask, token_type_ids
         )
         if output == "hidden" or self.task.kind == "encoder":
             return h.astype(jnp.float32)
         return task_head(self.config, self.task, name="head")(h)
+
+
+def encoder_module(config: EncoderConfig, plan: Plan | None = None, **kwargs) -> nn.Module:
+    """The encoder module of the config's family (its `inputs_only` call gives what layer 0 takes)."""
+    return (DebertaEncoder if config.model_type == "deberta-v2" else Encoder)(config, plan, **kwargs)
 
 
 def task_head(config: EncoderConfig, task: TaskSpec, **kwargs) -> nn.Module:
@@ -123,4 +131,6 @@ def task_head(config: EncoderConfig, task: TaskSpec, **kwargs) -> nn.Module:
         return FirstTokenClassificationHead(task.num_labels, **kwargs)
     if config.model_type in SEQUENCE_HEADS:
         return FirstTokenClassificationHead(task.num_labels, SEQUENCE_HEADS[config.model_type][1], **kwargs)
+    if config.deberta is not None:
+        return BertSequenceClassificationHead(task.num_labels, config.deberta.pooler_hidden_act, **kwargs)
     return BertSequenceClassificationHead(task.num_labels, **kwargs)

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import pallas_kernels as ops
 from samp_jax.compiled import OUTPUT_KINDS
 from samp_jax.config import EncoderConfig
-from samp_jax.encoder import Encoder, TransformerLayer
-from samp_jax.heads import TaskSpec, task_head
+from samp_jax.encoder import TransformerLayer
+from samp_jax.heads import TaskSpec, encoder_module, task_head
 from samp_jax.model import SampModel
 from samp_jax.plan import DTYPES, LayerMode, Plan
 from samp_jax.pooling import Pooling, embed_hidden
@@ -41,7 +41,7 @@ def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, codes: str | N
     # only the embedding and whether layer 0 reads codes matter to the inputs
     first = LayerMode.of("full", codes) if codes else LayerMode.FLOAT
     plan = Plan((first,) + (LayerMode.FLOAT,) * (config.num_layers - 1), dtype=dtype, embedding=embedding)
-    module = Encoder(config, plan)
+    module = encoder_module(config, plan)
 
     def run(params, ids, mask, types):
         with ops.xla_only(xla):

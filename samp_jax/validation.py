@@ -107,6 +107,8 @@ def check_inputs(
         if config.has_token_types:
             _check_range("token_type_ids", types, 0, config.type_vocab_size,
                          f"type_vocab_size={config.type_vocab_size}")
+        elif config.deberta is not None:  # DeBERTa-v3's tokenizer writes pair types its model ignores, as here
+            types = np.zeros_like(types)
         elif types.any():
             raise ValueError(f"this {config.model_type} model has no token types; token_type_ids must be 0")
     return ids.astype(np.int32), mask.astype(np.int32), types.astype(np.int32)

@@ -76,6 +76,12 @@ def _perturb(model, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
+# DeBERTa-v3's options (microsoft/deberta-v3-*) at a tiny size: 8 log buckets, so that a 12-token
+# sequence reaches the log-spaced ones.
+DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
+                  share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+
+
 def make_hf_model(
     folder: Path,
     arch: str,
@@ -100,6 +106,7 @@ def make_hf_model(
                   id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     if problem_type:
         common["problem_type"] = problem_type
+    common.update(overrides or {})
     if arch.startswith("MPNet"):
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
     elif arch.startswith(("Roberta", "XLMRoberta")):  # as the released checkpoints: one token type, pad id 1
@@ -114,6 +121,8 @@ def make_hf_model(
                      intermediate_size="hidden_dim")
         cfg = transformers.DistilBertConfig(**{names.get(k, k): v for k, v in (
             dict(vocab_size=400, max_position_embeddings=128) | common | (overrides or {})).items()})
+    elif arch.startswith("DebertaV2"):
+        cfg = transformers.DebertaV2Config(**{"vocab_size": 400, "max_position_embeddings": 128, **DEBERTA_V3, **common})
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()

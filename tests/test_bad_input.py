@@ -182,7 +182,7 @@ def test_unknown_and_unsupported_architectures(tmp_path, tiny_dir):
     shutil.copytree(tiny_dir, other)
     cfg = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2"}))
-    with pytest.raises(ValueError, match=r"unsupported model_type='gpt2'.*supported: \('bert', 'mpnet', "):
+    with pytest.raises(ValueError, match=r"unsupported model_type='gpt2'.*supported: \('bert', 'mpnet'[^)]*\)"):
         samp_jax.load(other)
     (other / "config.json").write_text(json.dumps({**cfg, "architectures": ["BertForQuestionAnswering"]}))
     with pytest.raises(ValueError, match="unsupported architecture 'BertForQuestionAnswering'"):
