@@ -150,10 +150,10 @@ def calibrated(tmp_path_factory):
 
 
 def _embeddings(model, batch):
-    from samp_jax.model import mean_pool_normalize
+    from samp_jax.pooling import DEFAULT_POOLING, embed_hidden
 
     ids, mask, types = batch
-    return np.asarray(mean_pool_normalize(model.hidden_states(ids, mask, types), mask))
+    return np.asarray(embed_hidden(model.hidden_states(ids, mask, types), mask, DEFAULT_POOLING))
 
 
 @pytest.mark.parametrize("plan", list(MIN_COSINE))
