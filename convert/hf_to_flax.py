@@ -78,6 +78,10 @@ def _layer_sources(model_type: str, i: int) -> dict[str, Any]:
 
 def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
     """Rules for the encoder's parameters (keys without the `bert.`/`mpnet.` prefix)."""
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        return modernbert.encoder_rules(cfg)
     e = ("encoder", "embeddings")
     rules = [
         Rule((*e, "word_embeddings"), ("embeddings.word_embeddings.weight",), _same),
@@ -108,6 +112,10 @@ def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
 
 def head_rules(cfg: EncoderConfig, task: TaskSpec) -> list[Rule]:
     """Rules for the task head (keys as Hugging Face writes them, outside the base prefix)."""
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        return modernbert.head_rules(cfg, task)
     if task.kind == "encoder":
         return []
     if task.kind == "token_classification":
@@ -143,11 +151,17 @@ def convert_state_dict(
     mis-shaped.
     """
     base = f"{cfg.model_type}."
+    outside: tuple[str, ...] = ("classifier.",)  # keys outside the base model
+    unserved: tuple[str, ...] = UNSERVED_HEAD_PREFIXES
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        base, outside, unserved = modernbert.BASE_PREFIX, modernbert.OUTSIDE_BASE, modernbert.UNSERVED_HEAD_PREFIXES
     has_prefix = any(k.startswith(base) for k in state)
     state = _normalize_keys(state, base)
 
     def shown(key: str) -> str:  # the key as the checkpoint spells it
-        return base + key if has_prefix and not key.startswith("classifier.") else key
+        return base + key if has_prefix and not key.startswith(outside) else key
 
     flat: dict[tuple[str, ...], np.ndarray] = {}
     used: set[str] = set()
@@ -176,7 +190,7 @@ def convert_state_dict(
     for key in sorted(set(state) - used):
         if key in IGNORED_KEYS:
             continue
-        if task.kind == "encoder" and key.startswith(UNSERVED_HEAD_PREFIXES):
+        if task.kind == "encoder" and key.startswith(unserved):
             dropped.append(shown(key))
         else:
             unexpected.append(shown(key))

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from pallas_kernels import ACTIVATIONS
+from samp_jax.modernbert.settings import ModernBertSettings
 
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "modernbert")
 
 # MPNet (like RoBERTa) numbers positions from padding_idx + 1, with padding_idx
 # fixed at 1 in Hugging Face's MPNetEmbeddings whatever pad_token_id says.
@@ -40,6 +41,7 @@ class EncoderConfig:
     pad_token_id: int = 0
     position_offset: int = 0
     relative_attention_num_buckets: int = 0
+    modernbert: ModernBertSettings | None = None  # model_type "modernbert" only
 
     def __post_init__(self) -> None:
         for name, value in _checked(dataclasses.asdict(self)).items():
@@ -93,6 +95,18 @@ class EncoderConfig:
                 position_offset=0,
                 relative_attention_num_buckets=0,
             )
+        elif model_type == "modernbert":
+            pad = _hf_value(hf, "pad_token_id", 50283)
+            values.update(
+                hidden_act=_hf_value(hf, "hidden_activation", "gelu"),
+                type_vocab_size=0,
+                layer_norm_eps=_hf_value(hf, "norm_eps", 1e-5),
+                pad_token_id=0 if pad is None else pad,
+                position_offset=0,
+                relative_attention_num_buckets=0,
+                modernbert=ModernBertSettings.from_hf_config(hf, _integer("num_hidden_layers", values["num_layers"])),
+            )
+            return cls(**_checked(values, {**HF_KEYS, **MODERNBERT_HF_KEYS}))
         else:  # mpnet
             values.update(
                 type_vocab_size=0,
@@ -104,7 +118,10 @@ class EncoderConfig:
         return cls(**_checked(values, HF_KEYS))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["modernbert"] is None:  # other families' stored configs keep the fields they always had
+            del d["modernbert"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
@@ -122,6 +139,7 @@ class EncoderConfig:
 
 # config.json's name for each field whose name differs; errors name what the user's file says
 HF_KEYS = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}
+MODERNBERT_HF_KEYS = {"hidden_act": "hidden_activation", "layer_norm_eps": "norm_eps"}
 
 # ids, positions and token types reach the device as int32
 _INT_LIMIT = 2**31
@@ -198,7 +216,18 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
             f"{key('hidden_size')}={v['hidden_size']} is not a multiple of {key('num_heads')}={v['num_heads']}"
         )
     # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
-    if model_type == "bert":
+    if model_type == "modernbert":
+        if v.get("modernbert") is None:
+            raise ValueError("a modernbert config needs its modernbert settings")
+        v["modernbert"] = ModernBertSettings.from_dict(v["modernbert"])
+        if len(v["modernbert"].layer_types) != v["num_layers"]:
+            raise ValueError(f"modernbert layer_types names {len(v['modernbert'].layer_types)} layers, "
+                             f"{key('num_layers')}={v['num_layers']}")
+    elif v.get("modernbert") is not None:
+        raise ValueError(f"modernbert settings given for a {model_type} model")
+    if model_type == "modernbert":
+        fixed = dict(type_vocab_size=0, position_offset=0, relative_attention_num_buckets=0)
+    elif model_type == "bert":
         fixed = dict(position_offset=0, relative_attention_num_buckets=0)
     else:
         fixed = dict(type_vocab_size=0, pad_token_id=_MPNET_PADDING_IDX, position_offset=_MPNET_PADDING_IDX + 1)

@@ -85,8 +85,11 @@ def make_hf_model(
     tokenizer_from: Path | None = None,
     seed: int = 0,
     safe: bool = True,
+    overrides: dict | None = None,
 ):
-    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...)."""
+    """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...).
+
+    `overrides` are more config settings (ModernBERT's `classifier_pooling`, say)."""
     import torch
     import transformers
 
@@ -95,8 +98,13 @@ def make_hf_model(
                   id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     if problem_type:
         common["problem_type"] = problem_type
+    common.update(overrides or {})
     if arch.startswith("MPNet"):
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
+    elif arch.startswith("ModernBert"):  # 3 layers: global, local, global; a window of 2 each side matters at seq 12
+        mb = dict(num_hidden_layers=3, global_attn_every_n_layers=2, local_attention=4, pad_token_id=0)
+        cfg = transformers.ModernBertConfig(vocab_size=400, max_position_embeddings=128, **{**common, **mb, **(overrides or {})})
+        cfg._attn_implementation = "eager"
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()

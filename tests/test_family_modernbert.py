@@ -1,0 +1,162 @@
+"""ModernBERT against Hugging Face PyTorch (eager attention) on tiny random models, and its plans.
+
+The tiny models (tests/conftest.py `make_hf_model`) have 3 layers (global, local, global), a local window of
+2 positions each side (`local_attention=4`) and sequences of 12, so the window changes what tokens see.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import samp_jax
+from samp_jax.config import EncoderConfig
+from tests.conftest import make_hf_model, random_batch
+
+torch = pytest.importorskip("torch")
+
+LENGTHS = [12, 7, 3, 12]
+SEQ = 12
+BIASES = dict(norm_bias=True, attention_bias=True, mlp_bias=True, classifier_bias=True)
+
+
+def _hf_forward(hf_model, ids, mask):
+    with torch.no_grad():
+        out = hf_model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
+    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
+
+
+def _real(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-token outputs at real tokens only (sequence outputs unchanged)."""
+    return x[mask.astype(bool)] if x.ndim == 3 else x
+
+
+CASES = {
+    "ModernBertModel": ("ModernBertModel", {}),
+    "ModernBertForMaskedLM": ("ModernBertForMaskedLM", {}),  # served as the bare encoder, head and decoder dropped
+    "cls": ("ModernBertForSequenceClassification", {}),
+    "mean+biases+silu": ("ModernBertForSequenceClassification",
+                         dict(classifier_pooling="mean", classifier_activation="silu", **BIASES)),
+    "multi_label": ("ModernBertForSequenceClassification", dict(problem_type="multi_label_classification")),
+    "token": ("ModernBertForTokenClassification", {}),
+    "token+biases+tanh_gelu": ("ModernBertForTokenClassification",
+                               dict(hidden_activation="gelu_pytorch_tanh", global_attn_every_n_layers=3, **BIASES)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fp32_matches_hf(tmp_path, case):
+    """Real tokens through `model(...)` (bucketed shapes); every position, padding included, at the exact shape.
+
+    A padding query of a local layer whose window holds no real key averages every key of the padded length in
+    Hugging Face's eager attention, and so here: its output depends on that length, which `model(...)` rounds
+    up to a bucket. Real tokens never see padding, so they agree at any length.
+    """
+    arch, overrides = CASES[case]
+    overrides = dict(overrides)
+    problem_type = overrides.pop("problem_type", None)
+    hf = make_hf_model(tmp_path, arch, problem_type=problem_type, overrides=overrides or None)
+    ids, mask, _ = random_batch(hf.config.vocab_size, LENGTHS, SEQ, pad_id=0)
+    ref = _hf_forward(hf.model if arch.endswith("MaskedLM") else hf, ids, mask)  # MaskedLM: its encoder's output
+    model = samp_jax.load(tmp_path, plan="fp32")
+    if problem_type:
+        assert model.task.kind == "multi_label_classification"
+    out = np.asarray(model(ids, mask))
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(_real(out, mask), _real(ref, mask), atol=1e-5, rtol=1e-5)
+    exact = np.asarray(model.compiled("head", *ids.shape)(ids, mask, np.zeros_like(ids)))
+    np.testing.assert_allclose(exact, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_local_window_matters(tmp_path):
+    """The same weights with every layer global give other outputs: the window is really applied."""
+    make_hf_model(tmp_path / "local", "ModernBertModel", seed=1)
+    hf_global = make_hf_model(tmp_path / "global", "ModernBertModel", seed=1, overrides=dict(global_attn_every_n_layers=1))
+    ids, mask, _ = random_batch(400, LENGTHS, SEQ, pad_id=0)
+    local = np.asarray(samp_jax.load(tmp_path / "local")(ids, mask))
+    global_ = np.asarray(samp_jax.load(tmp_path / "global")(ids, mask))
+    np.testing.assert_allclose(_real(global_, mask), _real(_hf_forward(hf_global, ids, mask), mask), atol=1e-5)
+    assert np.abs(_real(local - global_, mask)).max() > 1e-2
+
+
+def test_bf16_close_to_hf(tmp_path):
+    """bf16 keeps 8 significant bits (relative rounding 2**-9 = 0.002 per op); through 3 layers of 32-wide
+    GEMMs, LayerNorms and the head the logits (|logit| ~ 1) drift by a few hundredths. 0.05 absolute is ten
+    roundings' worth: it catches a wrong op (errors of order 1) without flaking on rounding."""
+    hf = make_hf_model(tmp_path, "ModernBertForSequenceClassification", overrides=dict(classifier_pooling="mean"))
+    ids, mask, _ = random_batch(hf.config.vocab_size, LENGTHS, SEQ, pad_id=0)
+    ref = _hf_forward(hf, ids, mask)
+    out = np.asarray(samp_jax.load(tmp_path, plan="bf16")(ids, mask))
+    np.testing.assert_allclose(out, ref, atol=0.05, rtol=0.05)
+    assert np.abs(out - ref).max() > 0  # it really ran in bf16
+
+
+def test_token_types_are_refused(tmp_path):
+    make_hf_model(tmp_path, "ModernBertModel")
+    ids, mask, types = random_batch(400, LENGTHS, SEQ, pad_id=0)
+    with pytest.raises(ValueError, match="no token types"):
+        samp_jax.load(tmp_path)(ids, mask, types)
+
+
+def _hf_config(**changes) -> dict:
+    cfg = dict(model_type="modernbert", vocab_size=400, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+               intermediate_size=48, pad_token_id=0)
+    cfg.update(changes)
+    return cfg
+
+
+def test_hub_style_config():
+    """The Hub's keys (answerdotai/ModernBERT-base): global_attn_every_n_layers and the two rope thetas."""
+    cfg = EncoderConfig.from_hf_config(_hf_config(global_attn_every_n_layers=3, global_rope_theta=160000.0,
+                                                  local_rope_theta=10000.0, local_attention=128, norm_eps=1e-6,
+                                                  hidden_activation="gelu"))
+    mb = cfg.modernbert
+    assert mb is not None and mb.layer_types == ("full_attention", "sliding_attention", "sliding_attention")
+    assert (mb.window, mb.rope_theta(0), mb.rope_theta(1), cfg.layer_norm_eps) == (64, 160000.0, 10000.0, 1e-6)
+    assert not cfg.has_token_types
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_transformers5_config_wins_over_old_keys():
+    cfg = EncoderConfig.from_hf_config(_hf_config(
+        global_attn_every_n_layers=3, global_rope_theta=1.0,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 5.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 7.0}}))
+    mb = cfg.modernbert
+    assert mb is not None and mb.layer_types == ("sliding_attention", "full_attention", "sliding_attention")
+    assert (mb.rope_theta(0), mb.rope_theta(1)) == (7.0, 5.0)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(classifier_pooling="max"), "classifier_pooling='max'"),
+    (dict(classifier_activation="mish"), "classifier_activation='mish'"),
+    (dict(hidden_activation="mish"), "hidden_activation='mish'"),
+    (dict(norm_eps=0), "norm_eps=0"),
+    (dict(local_attention=0), "local_attention=0"),
+    (dict(global_attn_every_n_layers=0), "global_attn_every_n_layers=0"),
+    (dict(norm_bias="yes"), "norm_bias='yes'"),
+    (dict(global_rope_theta=-1.0), "global_rope_theta=-1.0"),
+    (dict(layer_types=["full_attention"]), "layer_types=.*num_hidden_layers=3"),
+    (dict(layer_types=["full_attention", "chunked_attention", "full_attention"]), "chunked_attention"),
+    (dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "rope_scaling="),
+    (dict(rope_parameters={"full_attention": {"rope_type": "yarn", "rope_theta": 1.0, "factor": 4.0}}),
+     r"rope_parameters\['full_attention'\]"),
+    (dict(pad_token_id=400), "pad_token_id=400"),
+])
+def test_unsupported_settings_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderConfig.from_hf_config(_hf_config(**changes))
+
+
+def test_bias_present_where_config_says_absent_is_refused(tmp_path):
+    """A checkpoint whose weights disagree with its config fails naming the key, not silently."""
+    import json
+
+    make_hf_model(tmp_path, "ModernBertModel", overrides=dict(attention_bias=True))
+    path = tmp_path / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["attention_bias"] = False
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"layers\.0\.attn\.Wqkv\.bias"):
+        samp_jax.load(tmp_path)
