@@ -160,3 +160,89 @@ def test_bias_present_where_config_says_absent_is_refused(tmp_path):
     path.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"layers\.0\.attn\.Wqkv\.bias"):
         samp_jax.load(tmp_path)
+
+
+# ---- plans: every mode of tests/test_quantized_modes.py, on a calibrated tiny ModernBERT ----------------------
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.model import SampModel
+
+    folder = tmp_path_factory.mktemp("modernbert")
+    hf = make_hf_model(folder, "ModernBertForSequenceClassification", seed=2, overrides=dict(classifier_pooling="mean"))
+    # Random init leaves each sublayer's output a few hundredths of the residual stream's size, where no
+    # quantization error shows; unit-gain GEMMs make every sublayer count, as in a trained model.
+    with torch.no_grad():
+        for module in hf.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight /= module.weight.std() * module.in_features**0.5
+    hf.save_pretrained(folder)
+    ckpt = convert_hf_checkpoint(folder)
+    batches = [_plan_batch(seed) for seed in range(3)]
+    ckpt.scales = calibrate_batches(SampModel(ckpt, "fp32"), batches, "max", progress=False)
+    return ckpt
+
+
+def _plan_batch(seed: int):
+    ids, mask, _ = random_batch(400, [12, 9, 5, 12, 3, 11], SEQ, pad_id=0, seed=seed)
+    return ids, mask, np.zeros_like(ids)
+
+
+def _embeddings(ckpt, plan: str) -> np.ndarray:
+    from samp_jax.model import SampModel, mean_pool_normalize
+
+    model = SampModel(ckpt, plan)
+    ids, mask, types = _plan_batch(0)
+    return np.asarray(mean_pool_normalize(model.hidden_states(ids, mask, types), mask))
+
+
+def test_calibration_observes_every_point(calibrated):
+    from samp_jax.quant import points
+
+    want = {p.key(i) for i in range(3) for p in points.POINTS}
+    assert set(calibrated.scales.activations) == want
+
+
+def _min_cosine() -> dict[str, float]:
+    from tests.test_quantized_modes import MIN_COSINE
+
+    return MIN_COSINE
+
+
+@pytest.mark.parametrize("plan", list(_min_cosine()))
+def test_every_mode_stays_close_to_float(calibrated, plan):
+    emb = _embeddings(calibrated, plan)
+    cos = np.sum(emb * _embeddings(calibrated, "fp32"), axis=-1)
+    assert cos.min() >= _min_cosine()[plan], f"{plan}: min cosine {cos.min():.4f}"
+    if plan not in ("fp16", "bf16"):
+        assert cos.min() < 0.99999  # quantization really happened
+
+
+def test_mixed_plan_and_8bit_embedding_run(calibrated):
+    """Modes side by side (8-bit embedding before a float layer 0, a full_* layer after an ffn_* one) and
+    the head's logits, not only the hidden state."""
+    from samp_jax.model import SampModel
+
+    ids, mask, types = _plan_batch(1)
+    ref = np.asarray(SampModel(calibrated, "fp32")(ids, mask, types))
+    for plan in ("ffn_int8:0,full_fp8:1,fp16:2,embedding:int8", "full_int8:0+2,ffn_fp8:1,probs:float,dtype:bf16"):
+        out = np.asarray(SampModel(calibrated, plan)(ids, mask, types))
+        assert np.isfinite(out).all() and 0 < np.abs(out - ref).max() < 0.5, plan
+
+
+def test_built_params_follow_modernberts_dataflow(calibrated):
+    """Wqkv and Wi write floats (rotary, the GeGLU gate next), the gated activation has its own scale, and no
+    layer writes the next one's input codes (each normalizes its own input)."""
+    from samp_jax.plan import Plan
+    from samp_jax.quant.build import build_params
+
+    plan = Plan.parse("full_int8:0-1,ffn_fp8:2", 3)
+    enc = build_params(calibrated.params, calibrated.config, plan, calibrated.scales)["encoder"]
+    for i in range(3):
+        layer = enc[f"layer_{i}"]
+        assert not layer["ffn"]["intermediate"]["packed"].requantize
+        assert "activation_scale" in layer["ffn"] and "next_input_scale" not in layer["ffn"]
+    assert not enc["layer_0"]["attention"]["qkv"]["packed"].requantize
+    assert "packed" not in enc["layer_2"]["attention"]["qkv"]  # ffn_* keeps attention in floats
