@@ -246,3 +246,27 @@ def test_built_params_follow_modernberts_dataflow(calibrated):
         assert "activation_scale" in layer["ffn"] and "next_input_scale" not in layer["ffn"]
     assert not enc["layer_0"]["attention"]["qkv"]["packed"].requantize
     assert "packed" not in enc["layer_2"]["attention"]["qkv"]  # ffn_* keeps attention in floats
+
+
+def test_saved_checkpoint_reloads(tmp_path, calibrated):
+    """samp_jax.json keeps the ModernBERT settings: a saved checkpoint gives the same outputs."""
+    from samp_jax.checkpoint import load_checkpoint, save_checkpoint
+    from samp_jax.model import SampModel
+
+    save_checkpoint(calibrated, tmp_path / "ckpt")
+    again = load_checkpoint(tmp_path / "ckpt")
+    assert again.config == calibrated.config
+    ids, mask, types = _plan_batch(2)
+    for plan in ("fp32", "full_int8"):
+        np.testing.assert_array_equal(np.asarray(SampModel(again, plan)(ids, mask, types)),
+                                      np.asarray(SampModel(calibrated, plan)(ids, mask, types)))
+
+
+def test_unsupported_paths_say_so(calibrated):
+    from convert.amax_import import import_amax
+    from samp_jax.layerwise import LayerwiseModel
+
+    with pytest.raises(ValueError, match="measure ModernBERT plans with SampModel"):
+        LayerwiseModel(calibrated, "fp32")(*_plan_batch(0))
+    with pytest.raises(ValueError, match="model_type='modernbert'"):
+        import_amax({"model.layers.0.attn.Wqkv.input_quantizer._amax": np.ones(1)}, calibrated.config)
