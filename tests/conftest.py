@@ -103,7 +103,8 @@ def make_hf_model(
         cfg = transformers.MPNetConfig(vocab_size=400, max_position_embeddings=130, **common)
     elif arch.startswith("ModernBert"):  # 3 layers: global, local, global; a window of 2 each side matters at seq 12
         mb = dict(num_hidden_layers=3, global_attn_every_n_layers=2, local_attention=4, pad_token_id=0)
-        cfg = transformers.ModernBertConfig(vocab_size=400, max_position_embeddings=128, **{**common, **mb, **(overrides or {})})
+        cfg = transformers.ModernBertConfig(**{"vocab_size": 400, "max_position_embeddings": 128, **common, **mb,
+                                               **(overrides or {})})
         cfg._attn_implementation = "eager"
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)

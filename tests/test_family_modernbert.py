@@ -270,3 +270,19 @@ def test_unsupported_paths_say_so(calibrated):
         LayerwiseModel(calibrated, "fp32")(*_plan_batch(0))
     with pytest.raises(ValueError, match="model_type='modernbert'"):
         import_amax({"model.layers.0.attn.Wqkv.input_quantizer._amax": np.ones(1)}, calibrated.config)
+
+
+def test_predict_through_the_tokenizer(tmp_path, minilm_dir):
+    """Texts in, labels out: the tokenizer front end pads with the config's pad id, and the scores are
+    Hugging Face's softmax over the same ids (MiniLM's WordPiece vocabulary stands in for ModernBERT's)."""
+    from transformers import AutoTokenizer
+
+    hf = make_hf_model(tmp_path, "ModernBertForSequenceClassification", labels=("neg", "pos"), tokenizer_from=minilm_dir,
+                       overrides=dict(vocab_size=30522, classifier_pooling="mean"))
+    texts = ["a subtle and well-crafted chiller .", "this movie is maddening , and far too long for its story ."]
+    enc = AutoTokenizer.from_pretrained(minilm_dir)(texts, padding=True, return_tensors="np")
+    logits = _hf_forward(hf, enc["input_ids"], enc["attention_mask"])
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for pred, p in zip(samp_jax.load(tmp_path).predict(texts), probs):
+        assert pred["label"] == ("neg", "pos")[int(np.argmax(p))]
+        np.testing.assert_allclose([pred["scores"]["neg"], pred["scores"]["pos"]], p, atol=1e-5)
