@@ -286,3 +286,41 @@ def test_predict_through_the_tokenizer(tmp_path, minilm_dir):
     for pred, p in zip(samp_jax.load(tmp_path).predict(texts), probs):
         assert pred["label"] == ("neg", "pos")[int(np.argmax(p))]
         np.testing.assert_allclose([pred["scores"]["neg"], pred["scores"]["pos"]], p, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan, used", [("full_int8", {"mosaic gemm"})])
+def test_kernel_path_matches_xla_path(tmp_path, monkeypatch, plan, used):
+    """On the kernel path (interpreted here) the GEMMs and LayerNorms take the Pallas kernels, the attention
+    stays on XLA (rotary, the window), and the result is the XLA path's up to summation order and codes at
+    rounding ties (the bound of tests/test_kernel_path.py).
+
+    One plan: interpreting the Mosaic GEMMs takes about four minutes per plan on the 2-core CPU. full_int8
+    covers the 8-bit GEMMs that write floats (Wqkv, Wi) and the LayerNorms that write codes. (ffn_int8 measured
+    0.33 of its quantization error here: its fp16 attention differs between the paths by 5e-4, as the fp16
+    plan does, and moves mlp_norm's codes across rounding ties.)"""
+    import dataclasses
+
+    import pallas_kernels as ops
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.model import SampModel
+    from tests.conftest import count_kernel_calls
+
+    # kernel-sized: head dim 64, widths multiples of 256; layer 1 is local
+    make_hf_model(tmp_path, "ModernBertModel", overrides=dict(hidden_size=256, intermediate_size=256,
+                                                              num_hidden_layers=2, vocab_size=1000))
+    ckpt = convert_hf_checkpoint(tmp_path)
+    batches = [random_batch(1000, [32, 20], 32, 0, seed=s) for s in range(2)]
+    ckpt = dataclasses.replace(ckpt, scales=calibrate_batches(SampModel(ckpt, "fp32", kernels="xla"),
+                                                              [(i, m, 0 * t) for i, m, t in batches], progress=False))
+    calls = count_kernel_calls(monkeypatch)
+    ids, mask, _ = random_batch(1000, [32, 11], 32, 0, seed=5)
+    types = np.zeros_like(ids)
+    fp32 = np.asarray(SampModel(ckpt, "fp32", kernels="xla").hidden_states(ids, mask, types), np.float64)
+    xla = np.asarray(SampModel(ckpt, plan, kernels="xla").hidden_states(ids, mask, types), np.float64)
+    with ops.interpret_kernels():
+        ours = np.asarray(SampModel(ckpt, plan, kernels="auto").hidden_states(ids, mask, types), np.float64)
+    assert set(calls) == used, calls
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
+    assert rel(ours, xla) < max(0.3 * rel(xla, fp32), 2e-3), (rel(ours, xla), rel(xla, fp32))
