@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pallas_kernels as ops
 from samp_jax.config import EncoderConfig
 from samp_jax.layers import Dense, LayerNorm
-from samp_jax.modernbert.encoder import settings
+from samp_jax.modernbert.encoder import modernbert_settings
 
 
 class ModernBertHead(nn.Module):
@@ -28,13 +28,13 @@ class ModernBertHead(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, attention_mask: jax.Array) -> jax.Array:
         cfg = self.config
-        mb = settings(cfg)
+        mb = modernbert_settings(cfg)
         hidden = cfg.hidden_size
         if self.pool and mb.classifier_pooling == "cls":
             h = h[:, 0]
-        elif self.pool:  # mean over real tokens
+        elif self.pool:  # mean over real tokens (at least one: all-padding rows of a bucket stay finite)
             m = attention_mask.astype(jnp.float32)[..., None]
-            h = (jnp.sum(h.astype(jnp.float32) * m, axis=1) / jnp.sum(m, axis=1)).astype(h.dtype)
+            h = (jnp.sum(h.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)).astype(h.dtype)
         x = Dense(hidden, hidden, activation=mb.classifier_activation, name="dense")(h)
         ln = LayerNorm(hidden, cfg.layer_norm_eps, name="norm")
         x = ops.residual_layer_norm(x, None, ln.scale, ln.bias, eps=cfg.layer_norm_eps)
