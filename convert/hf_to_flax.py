@@ -89,6 +89,10 @@ def _layer_sources(model_type: str, i: int) -> dict[str, Any]:
 
 def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
     """Rules for the encoder's parameters (keys without the base prefix: `bert.`, `roberta.`, ...)."""
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        return modernbert.encoder_rules(cfg)
     e = ("encoder", "embeddings")
     rules = [
         Rule((*e, "word_embeddings"), ("embeddings.word_embeddings.weight",), _same),
@@ -128,6 +132,10 @@ def encoder_rules(cfg: EncoderConfig) -> list[Rule]:
 
 def head_rules(cfg: EncoderConfig, task: TaskSpec) -> list[Rule]:
     """Rules for the task head (keys as Hugging Face writes them, outside the base prefix)."""
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        return modernbert.head_rules(cfg, task)
     if task.kind == "encoder":
         return []
     if task.kind == "token_classification":
@@ -167,13 +175,16 @@ def convert_state_dict(
     mis-shaped.
     """
     base = bertlike_names.BASE_PREFIXES.get(cfg.model_type, f"{cfg.model_type}.")
+    # head keys outside the base prefix (how a missing key is spelled in messages): DeBERTa's pooler too
+    head_keys = _HEAD_KEYS + (("pooler.",) if cfg.deberta is not None else ())
+    unserved = UNSERVED_HEAD_PREFIXES + bertlike_names.UNSERVED_HEAD_PREFIXES.get(cfg.model_type, ())
+    if cfg.model_type == "modernbert":
+        from convert import modernbert
+
+        base, head_keys, unserved = modernbert.BASE_PREFIX, modernbert.OUTSIDE_BASE, modernbert.UNSERVED_HEAD_PREFIXES
     has_prefix = any(k.startswith(base) for k in state)
     spelled = {_normalize_key(k, base): k for k in state}
     state = _normalize_keys(state, base)
-    unserved = UNSERVED_HEAD_PREFIXES + bertlike_names.UNSERVED_HEAD_PREFIXES.get(cfg.model_type, ())
-
-    # DeBERTa's pooler sits outside its base prefix, BERT's inside
-    head_keys = _HEAD_KEYS + (("pooler.",) if cfg.deberta is not None else ())
 
     def shown(key: str) -> str:  # the key as the checkpoint spells it (or would, for a missing one)
         if key in spelled:

@@ -14,8 +14,9 @@ from typing import Any
 from pallas_kernels import ACTIVATIONS
 from samp_jax import bertlike
 from samp_jax.deberta_config import DebertaOptions, checked_options, deberta_values
+from samp_jax.modernbert.settings import ModernBertSettings
 
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet", *bertlike.BERTLIKE_MODEL_TYPES, "deberta-v2")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", *bertlike.BERTLIKE_MODEL_TYPES, "deberta-v2", "modernbert")
 
 # MPNet (like RoBERTa) numbers positions from padding_idx + 1, with padding_idx
 # fixed at 1 in Hugging Face's MPNetEmbeddings whatever pad_token_id says.
@@ -47,6 +48,7 @@ class EncoderConfig:
     relative_attention_num_buckets: int = 0
     embedding_size: int = 0
     deberta: DebertaOptions | None = None  # deberta-v2 only (samp_jax.deberta_config)
+    modernbert: ModernBertSettings | None = None  # model_type "modernbert" only
 
     def __post_init__(self) -> None:
         for name, value in _checked(dataclasses.asdict(self)).items():
@@ -115,6 +117,18 @@ class EncoderConfig:
             )
         elif model_type == "deberta-v2":
             values.update(deberta_values(hf))
+        elif model_type == "modernbert":
+            pad = _hf_value(hf, "pad_token_id", 50283)
+            values.update(
+                hidden_act=_hf_value(hf, "hidden_activation", "gelu"),
+                type_vocab_size=0,
+                layer_norm_eps=_hf_value(hf, "norm_eps", 1e-5),
+                pad_token_id=0 if pad is None else pad,
+                position_offset=0,
+                relative_attention_num_buckets=0,
+                modernbert=ModernBertSettings.from_hf_config(hf, _integer("num_hidden_layers", values["num_layers"])),
+            )
+            return cls(**_checked(values, {**HF_KEYS, **MODERNBERT_HF_KEYS}))
         else:  # mpnet
             values.update(
                 type_vocab_size=0,
@@ -127,8 +141,9 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if d["deberta"] is None:  # only deberta-v2 has it; other families' stored configs stay as they were
-            del d["deberta"]
+        for family in ("deberta", "modernbert"):  # other families' stored configs keep the fields they always had
+            if d[family] is None:
+                del d[family]
         return d
 
     @classmethod
@@ -147,6 +162,7 @@ class EncoderConfig:
 
 # config.json's name for each field whose name differs; errors name what the user's file says
 HF_KEYS = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}
+MODERNBERT_HF_KEYS = {"hidden_act": "hidden_activation", "layer_norm_eps": "norm_eps"}
 
 # ids, positions and token types reach the device as int32
 _INT_LIMIT = 2**31
@@ -225,8 +241,19 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
         )
     v["deberta"] = checked_options(model_type, v.get("deberta"), v)
     # What each architecture fixes (a stored samp_jax.json that breaks these was edited by hand).
+    if model_type == "modernbert":
+        if v.get("modernbert") is None:
+            raise ValueError("a modernbert config needs its modernbert settings")
+        v["modernbert"] = ModernBertSettings.from_dict(v["modernbert"])
+        if len(v["modernbert"].layer_types) != v["num_layers"]:
+            raise ValueError(f"modernbert layer_types names {len(v['modernbert'].layer_types)} layers, "
+                             f"{key('num_layers')}={v['num_layers']}")
+    elif v.get("modernbert") is not None:
+        raise ValueError(f"modernbert settings given for a {model_type} model")
     if model_type in bertlike.BERTLIKE_MODEL_TYPES:
         fixed = bertlike.fixed_values(model_type, v)
+    elif model_type == "modernbert":
+        fixed = dict(type_vocab_size=0, position_offset=0, relative_attention_num_buckets=0, embedding_size=0)
     elif model_type in ("bert", "deberta-v2"):
         fixed = dict(position_offset=0, relative_attention_num_buckets=0, embedding_size=0)
     else:

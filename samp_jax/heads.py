@@ -27,6 +27,8 @@ from samp_jax.config import EncoderConfig
 from samp_jax.deberta import DebertaEncoder
 from samp_jax.encoder import Encoder
 from samp_jax.layers import Dense
+from samp_jax.modernbert.encoder import ModernBertEncoder
+from samp_jax.modernbert.heads import ModernBertHead
 from samp_jax.plan import Plan
 
 TASKS = ("encoder", "sequence_classification", "multi_label_classification", "token_classification")
@@ -110,6 +112,12 @@ class EncoderWithHead(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, output: str = "head") -> jax.Array:
+        if self.config.model_type == "modernbert":  # pre-LN, rotary; its heads read the mask (mean pooling)
+            h = ModernBertEncoder(self.config, self.plan, name="encoder")(input_ids, attention_mask)
+            if output == "hidden" or self.task.kind == "encoder":
+                return h.astype(jnp.float32)
+            pool = self.task.kind != "token_classification"
+            return ModernBertHead(self.config, self.task.num_labels, pool, name="head")(h, attention_mask)
         h = encoder_module(self.config, self.plan, name="encoder")(
             input_ids, attention_mask, token_type_ids
         )

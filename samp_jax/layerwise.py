@@ -84,6 +84,10 @@ class LayerwiseModel(SampModel):
     def executable(self, kind: str, batch: int, seq: int):
         if kind not in OUTPUT_KINDS:
             raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
+        if self.config.model_type == "modernbert":  # its layers differ by index: one function per mode cannot serve them
+            raise ValueError("LayerwiseModel composes BERT-family post-LN layers; a ModernBERT layer depends on its "
+                             "index (local or global attention, layer 0's identity attn_norm): measure ModernBERT "
+                             "plans with SampModel (Tuner(..., layerwise=False))")
         cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
         inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
         layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla)

@@ -96,7 +96,7 @@ def make_hf_model(
     """Saves a tiny random Hugging Face model (`BertModel`, `MPNetForTokenClassification`, ...).
 
     `overrides`: config values that replace the tiny ones (`embedding_size=32` for an ELECTRA without
-    `embeddings_project`, say).
+    `embeddings_project`, ModernBERT's `classifier_pooling`, say).
     """
     import torch
     import transformers
@@ -123,6 +123,11 @@ def make_hf_model(
             dict(vocab_size=400, max_position_embeddings=128) | common | (overrides or {})).items()})
     elif arch.startswith("DebertaV2"):
         cfg = transformers.DebertaV2Config(**{"vocab_size": 400, "max_position_embeddings": 128, **DEBERTA_V3, **common})
+    elif arch.startswith("ModernBert"):  # 3 layers: global, local, global; a window of 2 each side matters at seq 12
+        mb = dict(num_hidden_layers=3, global_attn_every_n_layers=2, local_attention=4, pad_token_id=0)
+        cfg = transformers.ModernBertConfig(**{"vocab_size": 400, "max_position_embeddings": 128, **common, **mb,
+                                               **(overrides or {})})
+        cfg._attn_implementation = "eager"
     else:
         cfg = transformers.BertConfig(vocab_size=30522, max_position_embeddings=128, **common)
     model = getattr(transformers, arch)(cfg).eval()

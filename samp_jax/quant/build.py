@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from pallas_kernels import pack_weight, qmax
 from samp_jax.config import EncoderConfig
 from samp_jax.plan import LayerMode, Plan
-from samp_jax.quant.points import BY_NAME, EMBEDDING_INPUT_SCALE, INPUT, NEXT_INPUT_SCALE, gemms_for, points_for
+from samp_jax.quant.points import BY_NAME, EMBEDDING_INPUT_SCALE, INPUT, NEXT_INPUT_SCALE, dataflow, gemms_for, points_for
 from samp_jax.quant.qarray import quantize_weight
 from samp_jax.quant.scales import Scales
 
@@ -98,9 +98,10 @@ def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode:
     """
     qt = mode.qtype
     assert qt is not None
+    flow = dataflow(config.model_type)
     scale = {p.name: _scale(scales, p.key(i), qt) for p in points_for(mode, plan.probs)}
     for gemm in gemms_for(mode):
-        outs = [scale[p.name] for p in gemm.output_points]
+        outs = [] if gemm.name in flow.float_epilogue else [scale[p.name] for p in gemm.output_points]
         out_scale = None
         if len(outs) == 1:
             out_scale = outs[0]
@@ -109,7 +110,7 @@ def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode:
         _set(layer, gemm.name, _qdense(_get(src, gemm.name), qt, scales.weights.get(gemm.key(i)),
                                        x_scale=scale[gemm.input_point.name], out_scale=out_scale))
     for name, value in scale.items():
-        for path in BY_NAME[name].scale_params:
+        for path in BY_NAME[name].scale_params + flow.extra_scale_params.get(name, ()):
             _set(layer, path, value)
 
 
@@ -128,7 +129,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             _quantize_layer(params["encoder"][f"layer_{i}"], enc[f"layer_{i}"], i, mode, plan, config, scales)
     for i in range(config.num_layers):  # the LayerNorm before a full_* layer writes that layer's input codes
         nxt = plan.input_codes(i + 1)
-        if nxt is not None:
+        if nxt is not None and dataflow(config.model_type).next_input_codes:
             assert scales is not None
             _set(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
     return out

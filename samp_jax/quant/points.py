@@ -171,6 +171,40 @@ GEMMS: tuple[QuantGemm, ...] = (QKV, ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT)
 EMBEDDING_INPUT_SCALE = "embeddings/output_scale"
 NEXT_INPUT_SCALE = "ffn/next_input_scale"
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataflow:
+    """Where a model family's layer departs from the BERT dataflow this table describes.
+
+    Attributes:
+      float_epilogue: GEMMs whose output passes through a float op before the points the table says they
+        write (ModernBERT: rotary embeddings on Q and K after `attention/qkv`, the GeGLU gate after
+        `ffn/intermediate`): they are packed without an output scale and write floats, and those points
+        are quantized after the op.
+      extra_scale_params: more places a point's scale goes ({point name: ("module/name", ...)}), for a
+        point that the table folds into a GEMM but that this family quantizes outside one.
+      next_input_codes: the layer before a `full_*` layer writes that layer's input codes with its closing
+        LayerNorm (`NEXT_INPUT_SCALE`); False where the layer normalizes its own input (pre-LN).
+    """
+
+    float_epilogue: tuple[str, ...] = ()
+    extra_scale_params: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    next_input_codes: bool = True
+
+
+# ModernBERT (pre-LN, rotary, GeGLU): samp_jax/modernbert/encoder.py says how its GEMMs map onto the points.
+DATAFLOWS: dict[str, Dataflow] = {
+    "modernbert": Dataflow(("attention/qkv", "ffn/intermediate"), {"ffn/activation": ("ffn/activation_scale",)},
+                           next_input_codes=False),
+}
+
+
+def dataflow(model_type: str) -> Dataflow:
+    """The dataflow of a family's layers: BERT's (the table's) unless `DATAFLOWS` says otherwise."""
+    return DATAFLOWS.get(model_type, Dataflow())
+
+
 GEMMS_INTRO = """A point's scale is `amax / qmax(qtype)`; its amax is stored in `Scales.activations` under
 `QuantPoint.key(i)` (`layer_{i}/<name>`), in `scales.safetensors` as `act/layer_{i}/<name>`.
 A GEMM that reads a point folds that scale into its packed weight (`x_scale`), one whose
