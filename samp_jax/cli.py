@@ -138,6 +138,15 @@ DEVICES_HELP = ("split every batch's rows over local devices: 'all' or a count (
                 "alone)")
 
 
+def _bulk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", help="bulk job: a .jsonl, .csv, .tsv, .parquet or .txt file of any size, read by column "
+                   "(--text-field)")
+    p.add_argument("--output", help="bulk job: the .parquet or .jsonl file of results, one row per input row; a "
+                   "killed job resumes from OUTPUT.parts/")
+    p.add_argument("--chunk-rows", type=int, default=4096, help="rows per resumable chunk")
+    p.add_argument("--force", action="store_true", help="replace an existing --output")
+
+
 def _devices(value: str | None) -> int | str | None:
     """--devices as samp_jax.load takes it: None, 'all' or a positive count (checked against the devices there)."""
     if value is None or value == "all":
@@ -147,10 +156,35 @@ def _devices(value: str | None) -> int | str | None:
     return int(value)
 
 
+def _cmd_bulk(args: argparse.Namespace, kind: str) -> int:
+    """`embed` and `predict --input/--output`: a file of any size to a result file (samp_jax.bulk)."""
+    import samp_jax
+    from samp_jax.bulk import run_bulk
+
+    if args.input is None or args.output is None:
+        raise ValueError(f"{kind} over a file needs both --input and --output")
+    if kind == "predict" and (args.texts or args.file):
+        raise ValueError("pass texts (or --file) to print predictions, or --input/--output for a bulk job, not both")
+    field = args.text_field or ("sentence1,sentence2" if getattr(args, "pairs", False) else None)
+    model = samp_jax.load(args.checkpoint, plan=args.plan, devices=_devices(args.devices))
+    result = run_bulk(model, kind, args.input, args.output, text_field=field, chunk_rows=args.chunk_rows,
+                      batch_size=args.batch_size, truncation=args.truncation, max_length=args.max_length,
+                      force=args.force, progress=not args.quiet)
+    resumed = f" ({result.resumed_chunks} chunks done by an earlier run)" if result.resumed_chunks else ""
+    print(f"wrote {result.rows} rows to {result.output}{resumed}", file=sys.stderr)
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    return _cmd_bulk(args, "embed")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import samp_jax
     from samp_jax.tokenizer import InputTooLong
 
+    if args.input is not None or args.output is not None:
+        return _cmd_bulk(args, "predict")
     inputs = _read_inputs(args)
     model = samp_jax.load(args.checkpoint, plan=args.plan, devices=_devices(args.devices))
     try:
@@ -290,7 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--devices", help=DEVICES_HELP)
+    _bulk_options(r)
     r.set_defaults(fn=_cmd_predict)
+
+    b = sub.add_parser("embed", help="embeddings of every row of a file, to a Parquet or JSONL file (resumable)")
+    b.add_argument("checkpoint")
+    b.add_argument("--text-field", help="the input's text column (default: sentence)")
+    b.add_argument("--plan")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--max-length", type=int)
+    b.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--devices", help=DEVICES_HELP)
+    _bulk_options(b)
+    b.set_defaults(fn=_cmd_embed)
 
     k = sub.add_parser("calibrate", help="calibrate activation ranges into a checkpoint, or import PyTorch amax")
     k.add_argument("checkpoint", help="a converted samp-jax checkpoint")
