@@ -191,11 +191,12 @@ def _plan_batch(seed: int):
 
 
 def _embeddings(ckpt, plan: str) -> np.ndarray:
-    from samp_jax.model import SampModel, mean_pool_normalize
+    from samp_jax.model import SampModel
+    from samp_jax.pooling import DEFAULT_POOLING, embed_hidden
 
     model = SampModel(ckpt, plan)
     ids, mask, types = _plan_batch(0)
-    return np.asarray(mean_pool_normalize(model.hidden_states(ids, mask, types), mask))
+    return np.asarray(embed_hidden(model.hidden_states(ids, mask, types), mask, DEFAULT_POOLING))
 
 
 def test_calibration_observes_every_point(calibrated):
