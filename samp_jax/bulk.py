@@ -9,6 +9,13 @@ dropped, not recomputed), so a job killed at any moment resumes with no row lost
 description that does not match the new run is an error naming what differs. When every chunk is done, the
 parts are joined in order into OUTPUT (written beside it, then renamed) and the folder is removed.
 
+With `ray_workers`, the chunks are computed by that many Ray actors (one GPU each where the Ray cluster has
+GPUs, else one CPU each), each holding the model, while this process reads the input, keeps at most two
+chunks per actor in flight, and writes the part files as results come back: the output, the resume and the
+memory bound are the same as without Ray, and no storage needs to be shared between machines. (Ray Core's
+actors rather than Ray Data: Ray Data's distributed reads give rows no stable index, which resuming with
+every row exactly once needs.) Install with `pip install "samp-jax[ray]"`.
+
 Every output row carries `row`, the input row's index (0-based, counting data rows only), and the result:
 `embedding` (embed), or what `SampModel.predict` returns for the row (`label`/`score`/`scores`, `labels`/
 `scores`, `entities`, or `embedding`/`similarity` for a bare encoder). Parquet needs pyarrow
@@ -189,12 +196,17 @@ def _join_parts(parts: list[Path], output: Path, suffix: str) -> None:
 def run_bulk(model: SampModel, kind: str, input_path: str | Path, output_path: str | Path, *,
              text_field: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, batch_size: int = 32,
              truncation: bool = False, max_length: int | None = None, force: bool = False,
-             progress: bool = True) -> BulkResult:
+             progress: bool = True, ray_workers: int | None = None) -> BulkResult:
     """Runs `model.embed` or `model.predict` over every row of `input_path`, writing `output_path`.
 
     Resumes a killed run of the same job from its part files (see the module docstring); `force` replaces
     an existing output. `text_field` names the column ("sentence" by default; "a,b" reads pairs).
+    `ray_workers`: compute the chunks on that many Ray actors (Ray initialized here, or reached through
+    `RAY_ADDRESS`; see the module docstring).
     """
+    if ray_workers is not None and (not isinstance(ray_workers, int) or isinstance(ray_workers, bool)
+                                    or ray_workers < 1):
+        raise ValueError(f"ray_workers={ray_workers!r} must be a positive integer")
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: choose one of {KINDS}")
     path, output = Path(input_path), Path(output_path)
@@ -242,27 +254,104 @@ def run_bulk(model: SampModel, kind: str, input_path: str | Path, output_path: s
     computed = resumed = rows = 0
     chunk: list = []
     bar = tqdm(desc=kind, unit="row", disable=not progress)
+    settings = dict(kind=kind, batch_size=batch_size, truncation=truncation, max_length=max_length)
+    pool = None if ray_workers is None else _RayChunks(model, ray_workers, settings)
+
+    def write(k: int, records: list[dict]) -> None:
+        nonlocal computed
+        atomic_write_bytes(part(k), _encode_part(records, suffix))
+        computed += 1
+        bar.update(len(records))
 
     def finish(k: int, items: list) -> None:
-        nonlocal computed, resumed
+        nonlocal resumed
         if part(k).exists():
             resumed += 1
+            bar.update(len(items))
+        elif pool is None:
+            write(k, _records(model, kind, items, k * chunk_rows, batch_size, truncation, max_length))
         else:
-            records = _records(model, kind, items, k * chunk_rows, batch_size, truncation, max_length)
-            atomic_write_bytes(part(k), _encode_part(records, suffix))
-            computed += 1
-        bar.update(len(items))
+            for done in pool.submit(k, k * chunk_rows, items):
+                write(*done)
 
-    for item in read_rows(path, text_field):
-        chunk.append(item)
-        rows += 1
-        if len(chunk) == chunk_rows:
-            finish(rows // chunk_rows - 1, chunk)
-            chunk = []
-    if chunk:
-        finish(rows // chunk_rows, chunk)
-    bar.close()
+    try:
+        for item in read_rows(path, text_field):
+            chunk.append(item)
+            rows += 1
+            if len(chunk) == chunk_rows:
+                finish(rows // chunk_rows - 1, chunk)
+                chunk = []
+        if chunk:
+            finish(rows // chunk_rows, chunk)
+        if pool is not None:
+            for done in pool.drain():
+                write(*done)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
     chunks = -(-rows // chunk_rows)
     _join_parts([part(k) for k in range(chunks)], output, suffix)
     shutil.rmtree(parts_dir)
     return BulkResult(output, rows, computed, resumed)
+
+
+class _ChunkWorker:
+    """A Ray actor's state: the model, loaded once, and the job's settings."""
+
+    def __init__(self, checkpoint: Any, plan: str, kernels: str, settings: dict[str, Any]):
+        self.model = SampModel(checkpoint, plan=plan, kernels=kernels)
+        self.settings = settings
+
+    def run(self, k: int, first_row: int, items: list) -> tuple[int, list[dict[str, Any]]]:
+        s = self.settings
+        return k, _records(self.model, s["kind"], items, first_row, s["batch_size"], s["truncation"],
+                           s["max_length"])
+
+
+class _RayChunks:
+    """Chunks computed by `workers` Ray actors, at most two per actor in flight; results in completion order."""
+
+    def __init__(self, model: SampModel, workers: int, settings: dict[str, Any]):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError('ray_workers needs Ray: pip install "samp-jax[ray]"') from None
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        actor = (ray.remote(num_gpus=1) if gpus >= 1 else ray.remote(num_cpus=1))(_ChunkWorker)
+        self.ray = ray
+        checkpoint = ray.put(model.checkpoint)  # the float weights, once into the object store
+        # typed Any: Ray's stubs give a class's methods no `.remote`
+        self.actors: list[Any] = [actor.remote(checkpoint, model.plan.to_string(), model.kernels, settings)
+                                  for _ in range(workers)]
+        self.load: dict[int, int] = {i: 0 for i in range(workers)}  # chunks in flight per actor
+        self.pending: dict[Any, int] = {}  # result ref -> actor index
+
+    def submit(self, k: int, first_row: int, items: list) -> list[tuple[int, list[dict]]]:
+        done = []
+        while len(self.pending) >= 2 * len(self.actors):
+            done += self._wait()
+        i = min(self.load, key=self.load.__getitem__)
+        self.load[i] += 1
+        self.pending[self.actors[i].run.remote(k, first_row, items)] = i
+        return done
+
+    def drain(self) -> list[tuple[int, list[dict]]]:
+        done = []
+        while self.pending:
+            done += self._wait()
+        return done
+
+    def _wait(self) -> list[tuple[int, list[dict]]]:
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1)
+        out = []
+        for ref in ready:
+            self.load[self.pending.pop(ref)] -= 1
+            out.append(self.ray.get(ref))
+        return out
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)

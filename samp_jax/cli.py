@@ -145,6 +145,8 @@ def _bulk_options(p: argparse.ArgumentParser) -> None:
                    "killed job resumes from OUTPUT.parts/")
     p.add_argument("--chunk-rows", type=int, default=4096, help="rows per resumable chunk")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
+    p.add_argument("--ray", type=int, metavar="N", help="compute the chunks on N Ray actors (one GPU each where the "
+                   "cluster has GPUs, else one CPU); joins $RAY_ADDRESS or starts Ray here")
 
 
 def _devices(value: str | None) -> int | str | None:
@@ -169,7 +171,7 @@ def _cmd_bulk(args: argparse.Namespace, kind: str) -> int:
     model = samp_jax.load(args.checkpoint, plan=args.plan, devices=_devices(args.devices))
     result = run_bulk(model, kind, args.input, args.output, text_field=field, chunk_rows=args.chunk_rows,
                       batch_size=args.batch_size, truncation=args.truncation, max_length=args.max_length,
-                      force=args.force, progress=not args.quiet)
+                      force=args.force, progress=not args.quiet, ray_workers=args.ray)
     resumed = f" ({result.resumed_chunks} chunks done by an earlier run)" if result.resumed_chunks else ""
     print(f"wrote {result.rows} rows to {result.output}{resumed}", file=sys.stderr)
     return 0

@@ -172,3 +172,24 @@ def test_cli_embed_and_its_errors(tmp_path, enc, capsys):
     assert "embed over a file needs both --input and --output" in capsys.readouterr().err
     assert main(["predict", str(enc), "a text", "--input", str(src), "--output", str(tmp_path / "x.jsonl")]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_on_a_local_ray_cluster_the_output_is_the_same(tmp_path, clf):
+    """Two Ray actors (a local cluster of 2 CPUs) compute the chunks; the output equals the local run's, and a
+    resume after a part is removed recomputes only that chunk."""
+    ray = pytest.importorskip("ray")
+    import samp_jax
+
+    src = _write_jsonl(tmp_path / "in.jsonl", _texts(700))
+    model = samp_jax.load(clf)
+    run_bulk(model, "predict", src, tmp_path / "local.parquet", chunk_rows=100, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_bulk(model, "predict", src, tmp_path / "ray.parquet", chunk_rows=100, progress=False,
+                          ray_workers=2)
+    finally:
+        ray.shutdown()
+    assert (result.rows, result.computed_chunks) == (700, 7)
+    assert pq.read_table(tmp_path / "ray.parquet").to_pylist() == pq.read_table(tmp_path / "local.parquet").to_pylist()
+    with pytest.raises(ValueError, match="ray_workers=0 must be a positive integer"):
+        run_bulk(model, "predict", src, tmp_path / "x.parquet", ray_workers=0, progress=False)
