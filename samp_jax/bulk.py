@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from samp_jax.fileio import atomic_write_bytes, atomic_write_text
 from samp_jax.model import SampModel
+from samp_jax.texts import json_line
 
 KINDS = ("embed", "predict")
 INPUT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
@@ -118,13 +119,7 @@ def read_rows(path: Path, text_field: str | None) -> Iterator[str | tuple[str, s
             if suffix == ".txt":
                 yield line
             else:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{line_no} is not a JSON line: {e}") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{line_no} holds a JSON {type(row).__name__}, expected an object")
-                yield _item(row, fields or [], f"{path}:{line_no}")
+                yield _item(json_line(path, line_no, line), fields or [], f"{path}:{line_no}")
             n += 1
 
 

@@ -138,6 +138,16 @@ DEVICES_HELP = ("split every batch's rows over local devices: 'all' or a count (
                 "alone)")
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """How predict and embed run the model: plan, batch, truncation, progress, devices."""
+    p.add_argument("--plan")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--devices", help=DEVICES_HELP)
+
+
 def _bulk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="bulk job: a .jsonl, .csv, .tsv, .parquet or .txt file of any size, read by column "
                    "(--text-field)")
@@ -320,24 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--text-field", help="column(s) of a .tsv/.csv/.jsonl --file: 'sentence' (default), "
                    "'a,b' for pairs (default with --pairs: sentence1,sentence2)")
     r.add_argument("--pairs", action="store_true", help="inputs are sentence pairs")
-    r.add_argument("--plan")
-    r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--max-length", type=int)
-    r.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--devices", help=DEVICES_HELP)
+    _run_options(r)
     _bulk_options(r)
     r.set_defaults(fn=_cmd_predict)
 
     b = sub.add_parser("embed", help="embeddings of every row of a file, to a Parquet or JSONL file (resumable)")
     b.add_argument("checkpoint")
     b.add_argument("--text-field", help="the input's text column (default: sentence)")
-    b.add_argument("--plan")
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--max-length", type=int)
-    b.add_argument("--truncation", action="store_true", help="cut inputs longer than --max-length")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
-    b.add_argument("--devices", help=DEVICES_HELP)
+    _run_options(b)
     _bulk_options(b)
     b.set_defaults(fn=_cmd_embed)
 

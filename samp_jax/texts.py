@@ -27,20 +27,20 @@ def read_text_file(path: Path, what: str = "input file") -> str:
         ) from None
 
 
+def json_line(path: Path, n: int, line: str) -> dict:
+    """Line `n` of a JSON-lines file as its object; anything else is named by file and line number."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n} is not a JSON line: {e}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}:{n} holds a JSON {type(row).__name__}, expected an object")
+    return row
+
+
 def json_line_rows(path: Path, text: str) -> list[dict]:
     """The objects of a JSON-lines file's text (blank lines skipped); a bad line is named by file and number."""
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n} is not a JSON line: {e}") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n} holds a JSON {type(row).__name__}, expected an object")
-        rows.append(row)
-    return rows
+    return [json_line(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def read_texts(path: str | Path, text_field: str | None = None, limit: int | None = None, *,
