@@ -193,3 +193,15 @@ def count_kernel_calls(monkeypatch) -> list[str]:
 
         monkeypatch.setitem(registry, name, counted)
     return calls
+
+
+def hf_forward(hf_model, ids, mask, types=None) -> np.ndarray:
+    """A Hugging Face PyTorch model's logits (or last hidden state) on numpy ids, mask and token types."""
+    import torch
+
+    kwargs = dict(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
+    if types is not None:
+        kwargs["token_type_ids"] = torch.tensor(types, dtype=torch.long)
+    with torch.no_grad():
+        out = hf_model(**kwargs)
+    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()

@@ -17,7 +17,7 @@ from convert import convert_hf_checkpoint
 from samp_jax.calibration import calibrate_batches
 from samp_jax.config import SUPPORTED_MODEL_TYPES, EncoderConfig
 from samp_jax.model import SampModel
-from tests.conftest import make_hf_model, random_batch
+from tests.conftest import hf_forward, make_hf_model, random_batch
 from tests.test_quantized_modes import MIN_COSINE
 
 torch = pytest.importorskip("torch")
@@ -33,15 +33,6 @@ def _batch(family: str, vocab: int, seed: int = 0):
     """ids, mask and token types (None where the family has one type or none: all zeros, as its tokenizer gives)."""
     ids, mask, types = random_batch(vocab, LENGTHS, SEQ, pad_id=PAD[family], seed=seed)
     return ids, mask, types if family == "electra" else None
-
-
-def _hf_forward(hf_model, ids, mask, types=None):
-    kwargs = dict(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
-    if types is not None:
-        kwargs["token_type_ids"] = torch.tensor(types, dtype=torch.long)
-    with torch.no_grad():
-        out = hf_model(**kwargs)
-    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
 
 
 def _bf16_tolerance(ref: np.ndarray) -> float:
@@ -64,7 +55,7 @@ CASES = [(family, head) for family in FAMILIES for head in HEADS]
 def test_fp32_and_bf16_match_hf(tmp_path, family, head):
     hf = make_hf_model(tmp_path, FAMILIES[family] + head)
     ids, mask, types = _batch(family, hf.config.vocab_size)
-    ref = _hf_forward(hf, ids, mask, types)
+    ref = hf_forward(hf, ids, mask, types)
     out = np.asarray(samp_jax.load(tmp_path, plan="fp32")(ids, mask, types))
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
@@ -80,7 +71,7 @@ def test_multi_label_matches_hf(tmp_path, family):
     model = samp_jax.load(tmp_path)
     assert model.task.kind == "multi_label_classification" and model.task.labels == labels
     ids, mask, types = _batch(family, hf.config.vocab_size)
-    logits = _hf_forward(hf, ids, mask, types)
+    logits = hf_forward(hf, ids, mask, types)
     np.testing.assert_allclose(np.asarray(model(ids, mask, types)), logits, atol=1e-5)
     decoded = model.decode_sequence(logits[0])
     np.testing.assert_allclose([decoded["scores"][name] for name in labels], 1 / (1 + np.exp(-logits[0])), rtol=1e-6)
@@ -102,7 +93,7 @@ def test_config_variants_match_hf(tmp_path, arch, overrides):
     model = samp_jax.load(tmp_path, plan="fp32")
     if arch == "ElectraModel":
         assert not model.config.has_embedding_projection
-    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), _hf_forward(hf, ids, mask, types), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), hf_forward(hf, ids, mask, types), atol=1e-5)
 
 
 @pytest.mark.parametrize("arch, dropped", [
@@ -118,7 +109,7 @@ def test_pretraining_checkpoints_serve_as_bare_encoders(tmp_path, caplog, arch, 
         model = samp_jax.load(tmp_path, plan="fp32")
     assert model.task.kind == "encoder" and dropped in caplog.text
     base = getattr(hf, hf.base_model_prefix)
-    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), _hf_forward(base, ids, mask, types), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), hf_forward(base, ids, mask, types), atol=1e-5)
 
 
 # ---- every quantized plan, through the same encoder and quantization points --------------------------
@@ -316,7 +307,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def _hf_on_encodings(hf, encodings) -> np.ndarray:
     """HF logits for each encoding alone (no padding), as a reference independent of our batching."""
-    return np.concatenate([_hf_forward(hf, np.array([e.ids]), np.ones((1, len(e.ids)), np.int64)) for e in encodings])
+    return np.concatenate([hf_forward(hf, np.array([e.ids]), np.ones((1, len(e.ids)), np.int64)) for e in encodings])
 
 
 def test_roberta_predict_on_texts_and_pairs_matches_hf(tmp_path, real_sentences):
@@ -355,7 +346,7 @@ def test_distilbert_predict_on_pairs_ignores_token_types(tmp_path, minilm_dir):
     enc = AutoTokenizer.from_pretrained(minilm_dir)([a for a, _ in pairs], [b for _, b in pairs], padding=True,
                                                     return_tensors="np")
     assert enc["token_type_ids"].any()
-    probs = _softmax(_hf_forward(hf, enc["input_ids"], enc["attention_mask"]))
+    probs = _softmax(hf_forward(hf, enc["input_ids"], enc["attention_mask"]))
     preds = samp_jax.load(tmp_path).predict(pairs)
     got = np.array([[p["scores"][name] for name in ("neg", "pos", "neutral")] for p in preds])
     np.testing.assert_allclose(got, probs, atol=1e-5)

@@ -9,7 +9,7 @@ import pytest
 
 import samp_jax
 from samp_jax.config import EncoderConfig
-from tests.conftest import DEBERTA_V3, make_hf_model, random_batch
+from tests.conftest import DEBERTA_V3, hf_forward, make_hf_model, random_batch
 from tests.test_quantized_modes import MIN_COSINE
 
 torch = pytest.importorskip("torch")
@@ -17,14 +17,6 @@ torch = pytest.importorskip("torch")
 LENGTHS = [12, 7, 3, 12]
 SEQ = 12
 ARCHS = ["DebertaV2Model", "DebertaV2ForSequenceClassification", "DebertaV2ForTokenClassification"]
-
-
-def _hf_forward(hf_model, ids, mask, types):
-    kwargs = dict(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
-                  token_type_ids=torch.tensor(types, dtype=torch.long))
-    with torch.no_grad():
-        out = hf_model(**kwargs)
-    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
 
 
 def _batch(hf, type_vocab_size: int):
@@ -38,7 +30,7 @@ def test_fp32_matches_hf(tmp_path, arch, type_vocab_size):
     """Every real token's output (padded positions differ by design: samp_jax/disentangled.py says why)."""
     hf = make_hf_model(tmp_path, arch, overrides=dict(type_vocab_size=type_vocab_size))
     ids, mask, types = _batch(hf, type_vocab_size)
-    ref = _hf_forward(hf, ids, mask, types)
+    ref = hf_forward(hf, ids, mask, types)
     out = np.asarray(samp_jax.load(tmp_path, plan="fp32")(ids, mask, types))
     assert out.shape == ref.shape
     real = mask.astype(bool) if arch != "DebertaV2ForSequenceClassification" else slice(None)
@@ -114,7 +106,7 @@ def test_multi_label_head_matches_hf(tmp_path):
     model = samp_jax.load(tmp_path)
     assert model.task.kind == "multi_label_classification" and model.task.labels == labels
     ids, mask, types = _batch(hf, 0)
-    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), _hf_forward(hf, ids, mask, types), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), hf_forward(hf, ids, mask, types), atol=1e-5)
 
 
 # bf16 keeps 8 significant bits: the tiny model's hidden state (|h| up to ~3.2) is rounded to steps of
@@ -126,7 +118,7 @@ def test_multi_label_head_matches_hf(tmp_path):
 def test_half_precision_within_rounding(tmp_path, plan, max_abs, rel):
     hf = make_hf_model(tmp_path, "DebertaV2Model")
     ids, mask, types = _batch(hf, 0)
-    ref = _hf_forward(hf, ids, mask, types)
+    ref = hf_forward(hf, ids, mask, types)
     out = np.asarray(samp_jax.load(tmp_path, plan=plan)(ids, mask, types))
     real = mask.astype(bool)
     diff = (out - ref)[real]
@@ -196,7 +188,7 @@ def test_mixed_plan_runs_layerwise_as_whole(calibrated):
 def test_other_options_match_hf(tmp_path, overrides):
     hf = make_hf_model(tmp_path, "DebertaV2ForTokenClassification", overrides=overrides)
     ids, mask, types = _batch(hf, hf.config.type_vocab_size)
-    ref = _hf_forward(hf, ids, mask, types)
+    ref = hf_forward(hf, ids, mask, types)
     out = np.asarray(samp_jax.load(tmp_path, plan="fp32")(ids, mask, types))
     real = mask.astype(bool)
     np.testing.assert_allclose(out[real], ref[real], atol=1e-5, rtol=1e-5)
@@ -307,7 +299,7 @@ def test_masked_lm_checkpoint_serves_its_encoder(tmp_path, caplog):
     assert model.task.kind == "encoder"
     assert "deberta.embeddings.position_embeddings.weight" in caplog.text and "cls.predictions" in caplog.text
     ids, mask, types = _batch(hf, 0)
-    ref = _hf_forward(hf.deberta, ids, mask, types)
+    ref = hf_forward(hf.deberta, ids, mask, types)
     real = mask.astype(bool)
     np.testing.assert_allclose(np.asarray(model(ids, mask, types))[real], ref[real], atol=1e-5, rtol=1e-5)
 
@@ -339,7 +331,7 @@ def test_cross_encoder_pairs_and_saved_checkpoint(tmp_path, minilm_dir):
     enc = AutoTokenizer.from_pretrained(minilm_dir)([a for a, _ in pairs], [b for _, b in pairs], padding=True,
                                                     return_tensors="np")
     assert enc["token_type_ids"].any()
-    logits = _hf_forward(hf, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    logits = hf_forward(hf, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     convert_hf_checkpoint(tmp_path / "hf", tmp_path / "ckpt")
     for source in (tmp_path / "hf", tmp_path / "ckpt"):

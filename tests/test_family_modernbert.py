@@ -11,19 +11,13 @@ import pytest
 
 import samp_jax
 from samp_jax.config import EncoderConfig
-from tests.conftest import make_hf_model, random_batch
+from tests.conftest import hf_forward, make_hf_model, random_batch
 
 torch = pytest.importorskip("torch")
 
 LENGTHS = [12, 7, 3, 12]
 SEQ = 12
 BIASES = dict(norm_bias=True, attention_bias=True, mlp_bias=True, classifier_bias=True)
-
-
-def _hf_forward(hf_model, ids, mask):
-    with torch.no_grad():
-        out = hf_model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
-    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
 
 
 def _real(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -57,7 +51,7 @@ def test_fp32_matches_hf(tmp_path, case):
     problem_type = overrides.pop("problem_type", None)
     hf = make_hf_model(tmp_path, arch, problem_type=problem_type, overrides=overrides or None)
     ids, mask, _ = random_batch(hf.config.vocab_size, LENGTHS, SEQ, pad_id=0)
-    ref = _hf_forward(hf.model if arch.endswith("MaskedLM") else hf, ids, mask)  # MaskedLM: its encoder's output
+    ref = hf_forward(hf.model if arch.endswith("MaskedLM") else hf, ids, mask)  # MaskedLM: its encoder's output
     model = samp_jax.load(tmp_path, plan="fp32")
     if problem_type:
         assert model.task.kind == "multi_label_classification"
@@ -75,7 +69,7 @@ def test_local_window_matters(tmp_path):
     ids, mask, _ = random_batch(400, LENGTHS, SEQ, pad_id=0)
     local = np.asarray(samp_jax.load(tmp_path / "local")(ids, mask))
     global_ = np.asarray(samp_jax.load(tmp_path / "global")(ids, mask))
-    np.testing.assert_allclose(_real(global_, mask), _real(_hf_forward(hf_global, ids, mask), mask), atol=1e-5)
+    np.testing.assert_allclose(_real(global_, mask), _real(hf_forward(hf_global, ids, mask), mask), atol=1e-5)
     assert np.abs(_real(local - global_, mask)).max() > 1e-2
 
 
@@ -85,7 +79,7 @@ def test_bf16_close_to_hf(tmp_path):
     roundings' worth: it catches a wrong op (errors of order 1) without flaking on rounding."""
     hf = make_hf_model(tmp_path, "ModernBertForSequenceClassification", overrides=dict(classifier_pooling="mean"))
     ids, mask, _ = random_batch(hf.config.vocab_size, LENGTHS, SEQ, pad_id=0)
-    ref = _hf_forward(hf, ids, mask)
+    ref = hf_forward(hf, ids, mask)
     out = np.asarray(samp_jax.load(tmp_path, plan="bf16")(ids, mask))
     np.testing.assert_allclose(out, ref, atol=0.05, rtol=0.05)
     assert np.abs(out - ref).max() > 0  # it really ran in bf16
@@ -282,7 +276,7 @@ def test_predict_through_the_tokenizer(tmp_path, minilm_dir):
                        overrides=dict(vocab_size=30522, classifier_pooling="mean"))
     texts = ["a subtle and well-crafted chiller .", "this movie is maddening , and far too long for its story ."]
     enc = AutoTokenizer.from_pretrained(minilm_dir)(texts, padding=True, return_tensors="np")
-    logits = _hf_forward(hf, enc["input_ids"], enc["attention_mask"])
+    logits = hf_forward(hf, enc["input_ids"], enc["attention_mask"])
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     for pred, p in zip(samp_jax.load(tmp_path).predict(texts), probs):
         assert pred["label"] == ("neg", "pos")[int(np.argmax(p))]

@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 import samp_jax
-from tests.conftest import make_hf_model, random_batch
+from tests.conftest import hf_forward, make_hf_model, random_batch
 
 torch = pytest.importorskip("torch")
 
 LENGTHS = [12, 7, 3, 12]
 SEQ = 12
-
-
-def _hf_forward(hf_model, ids, mask, types=None):
-    kwargs = dict(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
-    if types is not None:
-        kwargs["token_type_ids"] = torch.tensor(types, dtype=torch.long)
-    with torch.no_grad():
-        out = hf_model(**kwargs)
-    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
 
 
 @pytest.mark.parametrize(
@@ -35,7 +26,7 @@ def test_fp32_matches_hf(tmp_path, arch):
     ids, mask, types = random_batch(cfg.vocab_size, LENGTHS, SEQ, pad_id=pad)
     if arch.startswith("MPNet"):
         types = None  # MPNet has no token types
-    ref = _hf_forward(hf, ids, mask, types)
+    ref = hf_forward(hf, ids, mask, types)
     model = samp_jax.load(tmp_path, plan="fp32")
     out = np.asarray(model(ids, mask, types))
     assert out.shape == ref.shape
@@ -61,7 +52,7 @@ def test_multi_label_head_uses_sigmoid_and_thresholds(tmp_path):
     model = samp_jax.load(tmp_path)
     assert model.task.kind == "multi_label_classification"
     ids, mask, types = random_batch(hf.config.vocab_size, LENGTHS, SEQ, pad_id=0)
-    logits = _hf_forward(hf, ids, mask, types)
+    logits = hf_forward(hf, ids, mask, types)
     np.testing.assert_allclose(np.asarray(model(ids, mask, types)), logits, atol=1e-5)
 
     probs = 1 / (1 + np.exp(-logits[0]))
@@ -86,7 +77,7 @@ def test_cross_encoder_on_pairs_matches_hf(tmp_path, minilm_dir):
     tok = AutoTokenizer.from_pretrained(minilm_dir)
     enc = tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="np")
     assert enc["token_type_ids"].any()
-    logits = _hf_forward(hf, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    logits = hf_forward(hf, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
 
     preds = samp_jax.load(tmp_path).predict(pairs)
