@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from samp_jax import checks
+
 BERTLIKE_MODEL_TYPES = ("roberta", "xlm-roberta", "electra", "distilbert")
 
 # RoBERTa-style positions: pad_token_id + the count of non-padding ids up to and including this one.
@@ -65,9 +67,8 @@ def config_values(model_type: str, read: Callable[..., Any]) -> dict[str, Any]:
         "embedding_size": 0,
     }
     if model_type == "distilbert":
-        sinusoidal = read("sinusoidal_pos_embds", False)
-        if not isinstance(sinusoidal, bool):  # the table is in the weights either way: only its type is checked
-            raise ValueError(f"sinusoidal_pos_embds={sinusoidal!r} must be true or false")
+        # the table is in the weights either way: only the setting's type is checked
+        checks.flag("sinusoidal_pos_embds", read("sinusoidal_pos_embds", False))
         pad = read("pad_token_id", 0)
         return values | dict(type_vocab_size=0, layer_norm_eps=_DISTILBERT_EPS, position_offset=0,
                              pad_token_id=0 if pad is None else pad)  # null: no padding id, 0 pads as well as any

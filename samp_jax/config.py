@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pallas_kernels import ACTIVATIONS
-from samp_jax import bertlike
+from samp_jax import bertlike, checks
 from samp_jax.deberta_config import DebertaOptions, checked_options, deberta_values
 from samp_jax.modernbert.settings import ModernBertSettings
 
@@ -214,9 +213,7 @@ def _checked(values: Mapping[str, Any], names: Mapping[str, str] | None = None) 
     if not _is_number(eps) or not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"{key('layer_norm_eps')}={eps!r} must be a finite number > 0")
     v["layer_norm_eps"] = float(eps)
-    act = v["hidden_act"]
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise ValueError(f"unsupported {key('hidden_act')}={act!r}; known: {sorted(ACTIVATIONS)}")
+    checks.activation(key("hidden_act"), v["hidden_act"])
 
     for name in (*_POSITIVE, *_NON_NEGATIVE):
         low = 1 if name in _POSITIVE else 0

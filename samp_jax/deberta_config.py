@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from pallas_kernels import ACTIVATIONS
+from samp_jax import checks
 
 MODEL_TYPE = "deberta-v2"
 POS_ATT_TYPES = ("c2p", "p2c")  # content->position and position->content terms
@@ -58,11 +58,8 @@ class DebertaOptions:
             raise ValueError(f"pos_att_type={list(types)} names {unknown}; known: {list(POS_ATT_TYPES)}")
         object.__setattr__(self, "pos_att_type", tuple(t for t in POS_ATT_TYPES if t in types))
         for name in ("norm_rel_ebd", "position_biased_input"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
-        act = self.pooler_hidden_act
-        if not isinstance(act, str) or act not in ACTIVATIONS:
-            raise ValueError(f"unsupported pooler_hidden_act={act!r}; known: {sorted(ACTIVATIONS)}")
+            checks.flag(name, getattr(self, name))
+        checks.activation("pooler_hidden_act", self.pooler_hidden_act)
 
     @property
     def attention_span(self) -> int:
@@ -90,10 +87,7 @@ class DebertaOptions:
 
 
 def _flag(hf: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = hf.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key}={value!r} must be true or false")
-    return value
+    return checks.flag(key, hf.get(key, default))
 
 
 def _int(hf: Mapping[str, Any], key: str, default: int) -> int:

@@ -205,3 +205,15 @@ def hf_forward(hf_model, ids, mask, types=None) -> np.ndarray:
     with torch.no_grad():
         out = hf_model(**kwargs)
     return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
+
+
+def nested_close(got, want, tol: dict) -> bool:
+    """Equal structure (dicts, lists), labels and spans; floats within `tol` (numpy.isclose's rtol/atol)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(nested_close(got[k], want[k], tol)
+                                                                           for k in want)
+    if isinstance(want, (list, tuple)):
+        return len(got) == len(want) and all(nested_close(g, w, tol) for g, w in zip(got, want))
+    if isinstance(want, float):
+        return bool(np.isclose(got, want, **tol))
+    return got == want

@@ -30,7 +30,7 @@ import pytest
 import samp_jax
 from samp_jax.serving import Engine, EngineConfig
 from samp_jax.serving.app import create_app
-from tests.conftest import make_hf_model
+from tests.conftest import make_hf_model, nested_close
 
 TOL: dict[str, Any] = dict(rtol=1e-5, atol=2e-6)  # rows batched in another shape: float reduction order only (1e-7 measured)
 START_TIMEOUT = 180.0  # seconds for a server to compile and listen on the 2-core CI machine
@@ -130,13 +130,7 @@ def small_server(folders, cache):
 
 
 def _close(got, want) -> bool:
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
-    if isinstance(want, (list, tuple)):
-        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want))
-    if isinstance(want, float):
-        return bool(np.isclose(got, want, **TOL))
-    return got == want
+    return nested_close(got, want, TOL)
 
 
 def _tei_classes(pred: dict) -> list[dict]:

@@ -33,7 +33,7 @@ from samp_jax.serving import (
     TokenizationFailed,
 )
 from samp_jax.serving.scheduler import BatchQueue, Entry, pad, row_buckets
-from tests.conftest import make_hf_model
+from tests.conftest import make_hf_model, nested_close
 
 # Rows computed in another [rows, seq] shape differ from model.predict's by float reduction order only
 # (XLA picks its GEMM and reduction tiling per shape): 1e-7 on unit vectors and softmax scores, measured.
@@ -349,11 +349,4 @@ def _logits(model, texts):
 
 
 def _close(got, want) -> bool:
-    """Equal structure, labels and spans; floats within TOL."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
-    if isinstance(want, (list, tuple)):
-        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want))
-    if isinstance(want, float):
-        return bool(np.isclose(got, want, **TOL))
-    return got == want
+    return nested_close(got, want, TOL)

@@ -14,7 +14,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from pallas_kernels import ACTIVATIONS
+from samp_jax import checks
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
 POOLINGS = ("cls", "mean")
@@ -61,13 +61,10 @@ class ModernBertSettings:
         for name in ("global_rope_theta", "local_rope_theta"):
             object.__setattr__(self, name, _positive_float(name, getattr(self, name)))
         for name in ("norm_bias", "attention_bias", "mlp_bias", "classifier_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+            checks.flag(name, getattr(self, name))
         if self.classifier_pooling not in POOLINGS:
             raise ValueError(f"unsupported classifier_pooling={self.classifier_pooling!r}; supported: {POOLINGS}")
-        act = self.classifier_activation
-        if not isinstance(act, str) or act not in ACTIVATIONS:
-            raise ValueError(f"unsupported classifier_activation={act!r}; known: {sorted(ACTIVATIONS)}")
+        checks.activation("classifier_activation", self.classifier_activation)
 
     @property
     def window(self) -> int:
