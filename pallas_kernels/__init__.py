@@ -14,6 +14,7 @@ from pallas_kernels._platform import default_device, interpret_kernels
 from pallas_kernels.activations import ACTIVATIONS
 from pallas_kernels.attention.api import attention, attention_packed
 from pallas_kernels.embedding.api import embedding_layer_norm
+from pallas_kernels.flash.reference import allowed_keys
 from pallas_kernels.fused import Codes, dense_residual_layer_norm, quantized_dense_residual_layer_norm
 from pallas_kernels.layer_norm.api import residual_layer_norm
 from pallas_kernels.matmul.api import matmul
@@ -30,6 +31,7 @@ __all__ = [
     "Codes",
     "Implementation",
     "PackedWeight",
+    "allowed_keys",
     "attention",
     "attention_packed",
     "default_device",

@@ -16,8 +16,9 @@ from pallas_kernels.flash.program import LOG2E, NN, FlashProgram, call
 from pallas_kernels.triton_math import exp2
 
 
-def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, heads=1, compiled=True):
-    prog = FlashProgram(refs, 0, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=has_bias, bias_batched=bias_batched)
+def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, segments=False, heads=1, compiled=True):
+    prog = FlashProgram(refs, 0, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=has_bias, bias_batched=bias_batched,
+                        segments=segments)
     logit_scale = scale * LOG2E  # base-2 logits
     m0, l0, acc0 = prog.empty_state()
 

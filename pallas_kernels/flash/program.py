@@ -47,8 +47,8 @@ def load_rows(ref, rows, ok, col0: int, d: int, wide=None):
 
 
 def logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int, bk: int):
-    """float32 logits `[bq, bk]` in base 2 (`logit_scale` includes log2(e)): scaled, biased, padding keys at
-    MASK_VALUE, keys past S at -inf."""
+    """float32 logits `[bq, bk]` in base 2 (`logit_scale` includes log2(e)): scaled, biased, keys not `valid`
+    (`[bk]`, or `[bq, bk]` with segments) at MASK_VALUE, keys past S at -inf."""
     if q.dtype == jnp.int8:  # exact int32 sums, the same integers the fp16 dot forms
         x = jax.lax.dot_general(q, k, NT, preferred_element_type=jnp.int32).astype(jnp.float32) * logit_scale
     else:
@@ -58,7 +58,7 @@ def logits(q, k, kpos, valid, s: int, logit_scale, bias_ref, bias_rows, bq: int,
         ok = tile(bias_rows >= 0, 0, shape) & tile(kpos < s, 1, shape)
         x = x + pltriton.load(bias_ref.at[tile(bias_rows, 0, shape), tile(kpos, 1, shape)], mask=ok,
                               other=0).astype(jnp.float32) * LOG2E
-    x = jnp.where(tile(valid, 1, (bq, bk)), x, MASK_VALUE)
+    x = jnp.where(valid if valid.ndim == 2 else tile(valid, 1, (bq, bk)), x, MASK_VALUE)
     return jnp.where(tile(kpos < s, 1, (bq, bk)), x, -jnp.inf)
 
 
@@ -66,7 +66,7 @@ class FlashProgram:
     """One program's refs and query rows. Built first thing in a kernel: it reads the program ids."""
 
     def __init__(self, refs, n_scales: int, *, s: int, n: int, d: int, bq: int, bk: int, has_bias: bool,
-                 bias_batched: bool):
+                 bias_batched: bool, segments: bool = False):
         qkv_ref, mask_ref, *rest = refs
         self.scale_refs = [rest.pop(0) for _ in range(n_scales)]  # [1] arrays, as stored
         bias_ref = rest.pop(0) if has_bias else None
@@ -77,6 +77,9 @@ class FlashProgram:
         self.qpos = i * bq + jax.lax.iota(jnp.int32, bq)
         self.q_ok = self.qpos < s
         self.n_blocks = pl.cdiv(s, bk)
+        # segment ids (several sequences packed in a row): each query row's, read once for every head and key block
+        self.q_segment = (pltriton.load(mask_ref.at[self.b * s + self.qpos], mask=self.q_ok, other=0)
+                          if segments else None)
 
     def row(self, vec, width: int):
         """A per-query-row vector broadcast to `[bq, width]`."""
@@ -118,7 +121,12 @@ class FlashHead:
         p, b, s, n, d, h = self.prog, self.prog.b, self.prog.s, self.prog.n, self.prog.d, self.h
         kpos = j * p.bk + jax.lax.iota(jnp.int32, p.bk)
         k_ok = kpos < s
-        valid = pltriton.load(p.mask_ref.at[b * s + kpos], mask=k_ok, other=0) != 0
+        key = pltriton.load(p.mask_ref.at[b * s + kpos], mask=k_ok, other=0)
+        valid = key != 0
+        if p.q_segment is not None:  # its own segment's keys; a padding query (0) every real key (allowed_keys)
+            shape = (p.bq, p.bk)
+            qs, ks = tile(p.q_segment, 0, shape), tile(key, 1, shape)
+            valid = tile(valid, 1, shape) & ((qs == ks) | (qs == 0))
         k = load_rows(p.qkv_ref, b * s + kpos, k_ok, (n + h) * d, d, self.qk_wide)
         v = load_rows(p.qkv_ref, b * s + kpos, k_ok, (2 * n + h) * d, d, self.wide)
         return logits(self.q, k, kpos, valid, s, self.logit_scale, p.bias_ref, self.bias_rows, p.bq, p.bk), v
@@ -145,7 +153,10 @@ def _attention_call(*args, kernel, out_shape, grid, config: AttentionConfig, int
 def call(kernel: Callable, qkv, key_mask, bias, scales, *, out_dtype, interpret: bool, name: str,
          config: AttentionConfig, **static):
     """Runs `kernel` (a module-level function taking the refs and `FlashProgram`'s keywords, `scale`, `heads`,
-    `compiled` and `static`) over the packed `[B, S, 3, N, D]` QKV: returns the `[B, S, N, D]` context."""
+    `compiled` and `static`) over the packed `[B, S, 3, N, D]` QKV: returns the `[B, S, N, D]` context.
+
+    `key_mask`: bool, or integer segment ids (`reference.allowed_keys`: each query sees its own segment's keys).
+    """
     b, s, _, n, d = qkv.shape
     bq, bk = config.block_q, config.block_k
     args = [qkv.reshape(b * s, 3 * n * d), key_mask.reshape(b * s).astype(jnp.int32)]
@@ -154,6 +165,7 @@ def call(kernel: Callable, qkv, key_mask, bias, scales, *, out_dtype, interpret:
     if bias is not None:
         args.append(bias.reshape(-1, s))
     kernel = StaticPartial(kernel, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=bias is not None,
+                           segments=key_mask.dtype != jnp.bool_,
                            bias_batched=bias is not None and bias.shape[0] == b, heads=config.heads,
                            compiled=not interpret, **static)
     # one lowering per executable for all layers (_launch)

@@ -41,8 +41,9 @@ def probability_codes(e, scale, compiled: bool):
 
 
 def _kernel(*refs, s, n, d, bq, bk, scale, bias_batched, has_bias, probs, p_qtype, out_qtype=None, int_qk=False,
-            heads=1, compiled=True):
-    prog = FlashProgram(refs, 6, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=has_bias, bias_batched=bias_batched)
+            segments=False, heads=1, compiled=True):
+    prog = FlashProgram(refs, 6, s=s, n=n, d=d, bq=bq, bk=bk, has_bias=has_bias, bias_batched=bias_batched,
+                        segments=segments)
     wide = jnp.float16
     qk_wide = None if int_qk else wide
     # [1] arrays as stored (no per-call stack of them, a launch each): Q, K, V, P, 1 / P, output
