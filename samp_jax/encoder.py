@@ -22,6 +22,7 @@ from samp_jax.config import EncoderConfig
 from samp_jax.disentangled import attention_terms, dequantized_qk
 from samp_jax.embeddings import Embeddings
 from samp_jax.layers import Dense, LayerNorm, QuantDense, _init, built_param
+from samp_jax.packing import segment_positions
 from samp_jax.plan import LayerMode, Plan
 from samp_jax.positions import position_ids_for, relative_position_buckets
 from samp_jax.quant import points
@@ -106,7 +107,7 @@ def _probs(q, k, key_mask, bias, scale):
     logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32) * scale
     if bias is not None:
         logits = logits + bias
-    return jax.nn.softmax(jnp.where(key_mask[:, None, None, :], logits, -jnp.inf), axis=-1)
+    return jax.nn.softmax(jnp.where(ops.allowed_keys(key_mask), logits, -jnp.inf), axis=-1)
 
 
 class FeedForward(nn.Module):
@@ -200,16 +201,20 @@ class Encoder(nn.Module):
         return self.plan or Plan.uniform(LayerMode.FLOAT, self.config.num_layers, dtype="fp32")
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False):
-        """The last hidden state; with `inputs_only`, what layer 0 takes: (embeddings, key mask, position bias)."""
+    def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False, packed: bool = False):
+        """The last hidden state; with `inputs_only`, what layer 0 takes: (embeddings, key mask, position bias).
+
+        `packed`: `attention_mask` holds segment ids, several sequences to a row (`samp_jax.packing`): positions
+        restart at each sequence and each token attends to its own sequence only.
+        """
         cfg = self.config
-        position_ids = position_ids_for(cfg, input_ids)
+        position_ids = segment_positions(cfg, attention_mask) if packed else position_ids_for(cfg, input_ids)
         plan = self._plan
         emb_qtype = None if plan.embedding == "float" else plan.embedding
         h = Embeddings(cfg, emb_qtype, plan.input_codes(0) is not None, name="embeddings")(
             input_ids, position_ids, token_type_ids, out_dtype=plan.compute_dtype
         )
-        key_mask = attention_mask.astype(bool)
+        key_mask = attention_mask.astype(jnp.int32 if packed else bool)
         position_bias = None
         if cfg.relative_attention_num_buckets:
             table = self.param(

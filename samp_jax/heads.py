@@ -29,6 +29,7 @@ from samp_jax.encoder import Encoder
 from samp_jax.layers import Dense
 from samp_jax.modernbert.encoder import ModernBertEncoder
 from samp_jax.modernbert.heads import ModernBertHead
+from samp_jax.packing import first_tokens, max_per_row, unpackable
 from samp_jax.plan import Plan
 
 TASKS = ("encoder", "sequence_classification", "multi_label_classification", "token_classification")
@@ -111,19 +112,32 @@ class EncoderWithHead(nn.Module):
     plan: Plan | None = None  # None: float32 everywhere
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids, output: str = "head") -> jax.Array:
+    def __call__(self, input_ids, attention_mask, token_type_ids, output: str = "head", packed: bool = False) -> jax.Array:
+        """The head's float32 output (`output="hidden"`: the last hidden state).
+
+        `packed` (`samp_jax.packing`): `attention_mask` holds segment ids; the hidden state and token heads stay
+        `[R, W, ...]`, sequence heads answer per slot, `[R, K, labels]` (K = `packing.max_per_row(W)`).
+        """
+        if packed and (why := unpackable(self.config)) is not None:
+            raise ValueError(why)
         if self.config.model_type == "modernbert":  # pre-LN, rotary; its heads read the mask (mean pooling)
             h = ModernBertEncoder(self.config, self.plan, name="encoder")(input_ids, attention_mask)
             if output == "hidden" or self.task.kind == "encoder":
                 return h.astype(jnp.float32)
             pool = self.task.kind != "token_classification"
             return ModernBertHead(self.config, self.task.num_labels, pool, name="head")(h, attention_mask)
-        h = encoder_module(self.config, self.plan, name="encoder")(
-            input_ids, attention_mask, token_type_ids
-        )
+        encoder = encoder_module(self.config, self.plan, name="encoder")
+        h = encoder(input_ids, attention_mask, token_type_ids, packed=True) if packed else \
+            encoder(input_ids, attention_mask, token_type_ids)
         if output == "hidden" or self.task.kind == "encoder":
             return h.astype(jnp.float32)
-        return task_head(self.config, self.task, name="head")(h)
+        head = task_head(self.config, self.task, name="head")
+        if not packed or self.task.kind == "token_classification":
+            return head(h)
+        rows, width, hidden = h.shape
+        per_row = max_per_row(width)  # each slot's first token, as a batch of one-token sequences
+        first = first_tokens(h, attention_mask, per_row).reshape(rows * per_row, 1, hidden)
+        return head(first).reshape(rows, per_row, -1)
 
 
 def encoder_module(config: EncoderConfig, plan: Plan | None = None, **kwargs) -> nn.Module:

@@ -39,8 +39,9 @@ from samp_jax.checkpoint import Checkpoint
 from samp_jax.compiled import OUTPUT_KINDS, CompiledForward
 from samp_jax.decoding import Span, decode_entities
 from samp_jax.heads import EncoderWithHead
+from samp_jax.packing import MIN_WIDTH, PackedBatch, max_per_row, pack, place, slot_pool, unpackable
 from samp_jax.plan import Plan
-from samp_jax.pooling import DEFAULT_POOLING, embed_hidden, pool
+from samp_jax.pooling import DEFAULT_POOLING, embed_hidden, l2_normalize, pool
 from samp_jax.quant import points
 from samp_jax.quant.build import build_params
 from samp_jax.sharding import DataParallel, Devices
@@ -55,6 +56,9 @@ from samp_jax.validation import check_inputs
 
 DEFAULT_PLAN = "fp32"
 MAX_EXECUTABLES = 64
+# `packing=None` packs a batch where its rows compute at most this share of the padded layout's tokens: a
+# packed row attends over its whole width (masked per sequence), so a small saving in GEMM rows is not worth it
+PACK_BELOW = 0.8
 
 
 class SampModel:
@@ -85,8 +89,8 @@ class SampModel:
         if self.parallel is not None:
             self._params = self.parallel.replicate(self._params)
         # One compiled executable per (output kind, batch, seq), built ahead of time; least recently used go first.
-        self._executables: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
-        self._compile_locks: dict[tuple[str, int, int], threading.Lock] = {}
+        self._executables: OrderedDict[tuple[str, int, int, bool], Any] = OrderedDict()
+        self._compile_locks: dict[tuple[str, int, int, bool], threading.Lock] = {}
         self._lock = threading.Lock()
         self._observe_fn: Any = None  # the jitted observing forward pass, made on first use
         self._pool_fn: Any = None  # the jitted pooling of hidden states without normalization, made on first use
@@ -115,23 +119,29 @@ class SampModel:
         ids, mask, types = check_inputs(self.config, input_ids, attention_mask, token_type_ids)
         return self._run_bucketed("hidden", ids, mask, types)
 
-    def _forward(self, kind: str, params, ids, mask, types):
+    def _forward(self, kind: str, params, ids, mask, types, packed: bool = False):
         if kind == "embed":  # the model's pooling, always L2-normalized: cosines are dot products
-            hidden = self._module.apply({"params": params}, ids, mask, types, output="hidden")
-            return embed_hidden(cast(jax.Array, hidden), mask, self.pooling, normalize=True)
-        return self._module.apply({"params": params}, ids, mask, types, output=kind)
+            hidden = cast(jax.Array, self._module.apply({"params": params}, ids, mask, types, output="hidden",
+                                                        packed=packed))
+            if packed:  # per slot, [R, K, hidden]
+                return l2_normalize(slot_pool(hidden, mask, max_per_row(ids.shape[1]), self.pooling.mode))
+            return embed_hidden(hidden, mask, self.pooling, normalize=True)
+        return self._module.apply({"params": params}, ids, mask, types, output=kind, packed=packed)
 
-    def compiled(self, kind: str, batch: int, seq: int) -> CompiledForward:
+    def compiled(self, kind: str, batch: int, seq: int, *, packed: bool = False) -> CompiledForward:
         """The forward pass for `kind` ("head", "hidden", "embed") compiled for `[batch, seq]` ids, with this
-        plan's parameters: call it on `(ids, mask, types)` of that shape. Built once per shape and cached."""
+        plan's parameters: call it on `(ids, mask, types)` of that shape. Built once per shape and cached.
+        `packed`: rows of packed sequences, the mask holding segment ids (`samp_jax.packing`)."""
         if kind not in OUTPUT_KINDS:
             raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
-        return CompiledForward(kind, (batch, seq), self.executable(kind, batch, seq), self._params)
+        return CompiledForward(kind, (batch, seq), self.executable(kind, batch, seq, packed=packed), self._params)
 
-    def executable(self, kind: str, batch: int, seq: int):
+    def executable(self, kind: str, batch: int, seq: int, *, packed: bool = False):
         """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once; it takes the
-        parameters as its first argument (`compiled` binds them)."""
-        key = (kind, batch, seq)
+        parameters as its first argument (`compiled` binds them). `packed`: see `compiled`."""
+        if packed and (why := unpackable(self.config, self.pooling.mode if kind == "embed" else None)) is not None:
+            raise ValueError(why)
+        key = (kind, batch, seq, packed)
         with self._lock:
             if key in self._executables:
                 self._executables.move_to_end(key)
@@ -142,9 +152,10 @@ class SampModel:
                 if key in self._executables:
                     return self._executables[key]
             def forward(p, i, m, t):
-                return self._forward(kind, p, i, m, t)
+                return self._forward(kind, p, i, m, t, packed)
 
-            forward.__name__ = f"samp_jax_{kind}"  # names the executable (and its persistent-cache entry)
+            # names the executable (and its persistent-cache entry)
+            forward.__name__ = f"samp_jax_{kind}" + ("_packed" if packed else "")
             jitted: Any
             if self.parallel is None:
                 ids, jitted = jax.ShapeDtypeStruct((batch, seq), jnp.int32), jax.jit(forward)
@@ -196,6 +207,42 @@ class SampModel:
         out = out[:batch]
         return out[:, :seq] if out.ndim == 3 else out  # [B, S, ...] outputs (hidden states, token logits)
 
+    # ---- packed batches: several sequences to a row ------------------------------
+    def pack(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None) -> PackedBatch:
+        """Packs token id sequences (and token types) into rows this model runs (`samp_jax.packing`): rows as
+        wide as the sequence bucket of the longest (at least `packing.MIN_WIDTH`, at most `max_seq_len`), their
+        count padded to a batch bucket (and to split evenly over `devices`)."""
+        if not ids:
+            raise ValueError("pack: no sequences")
+        width = self._pack_width(max(len(x) for x in ids))
+        rows = place([len(x) for x in ids], width).rows
+        return pack(ids, types, width=width, pad_id=self.config.pad_token_id, rows=self._bucket_shape(rows, width)[0])
+
+    def _pack_width(self, longest: int) -> int:
+        if longest > self.config.max_seq_len:
+            raise ValueError(f"pack: a sequence of {longest} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        return next(b for b in self._seq_buckets if max(longest, min(MIN_WIDTH, self.config.max_seq_len)) <= b)
+
+    def run_packed(self, kind: str, batch: PackedBatch) -> jax.Array:
+        """`kind`'s output for a `PackedBatch` (from `pack`): "hidden" and a token head's `[R, W, ...]` (cut
+        each sequence out with `batch.tokens`), a sequence head's and "embed"'s `[R, K, ...]` per slot (in input
+        order: `batch.sequences`)."""
+        ids, seg, types = batch.input_ids, batch.segment_ids, batch.token_type_ids
+        if batch.max_per_row != max_per_row(ids.shape[1]):
+            raise ValueError(f"a packed batch of width {ids.shape[1]} holds {max_per_row(ids.shape[1])} sequences "
+                             f"a row in this model's executables, not {batch.max_per_row}: pack with model.pack")
+        return self.executable(kind, *ids.shape, packed=True)(self._params, ids, seg, types)
+
+    def packs_better(self, lengths: Sequence[int]) -> bool:
+        """Whether packing sequences of these lengths computes at most `PACK_BELOW` of the tokens of their
+        padded layout (and the model runs packed)."""
+        if unpackable(self.config, self.pooling.mode) is not None or not lengths:
+            return False
+        longest = max(lengths)
+        width = self._pack_width(longest)
+        packed = self._bucket_shape(place(lengths, width).rows, width)[0] * width
+        return bool(packed <= PACK_BELOW * np.prod(self._bucket_shape(len(lengths), longest)))
+
     # ---- calibration: the float model's activations ----------------------------
     def float32(self) -> SampModel:
         """This checkpoint in the fp32 plan (the model itself if that is its plan): what calibration observes."""
@@ -234,38 +281,71 @@ class SampModel:
         Yields `(indices, encodings, batch)`: the items' positions in `items`, their encodings, and the
         `PaddedBatch` (ids, mask, token types padded to the model's buckets).
         """
+        for idx, encs in self._chunks(items, batch_size=batch_size, truncation=truncation, max_length=max_length,
+                                      progress=progress):
+            yield idx, encs, self._tokenizer().pad(encs)
+
+    def _tokenizer(self) -> TokenizerFrontEnd:
         if self.tokenizer is None:
             raise ValueError(f"{self.source} has no tokenizer; call the model on token ids instead")
+        return self.tokenizer
+
+    def _chunks(self, items: Sequence, *, batch_size: int, truncation: bool, max_length: int | None,
+                progress: bool | None) -> Iterator[tuple[np.ndarray, list]]:
+        """`items` tokenized, in chunks of `batch_size` shortest first: `(indices, encodings)`."""
+        tokenizer = self._tokenizer()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        encodings = self.tokenizer.encode(items, truncation=truncation, max_length=max_length)
+        encodings = tokenizer.encode(items, truncation=truncation, max_length=max_length)
         # Sorting by length keeps padding, and so wasted compute, small.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         show = len(chunks) > 4 if progress is None else progress
         for idx in tqdm(chunks, desc="predict", unit="batch", disable=not show):
-            encs = [encodings[i] for i in idx]
-            yield idx, encs, self.tokenizer.pad(encs)
+            yield idx, [encodings[i] for i in idx]
+
+    def _layouts(self, items: Sequence, packing: bool | None, **kw) -> Iterator[tuple[np.ndarray, list, Any]]:
+        """`_chunks` laid out as a `PaddedBatch` or, where `packing` says (None: `packs_better`), a `PackedBatch`."""
+        if packing and (why := unpackable(self.config, self.pooling.mode)) is not None:
+            raise ValueError(f"packing=True: {why}")
+        for idx, encs in self._chunks(items, **kw):
+            lengths = [len(e.ids) for e in encs]
+            if packing or (packing is None and self.packs_better(lengths)):
+                yield idx, encs, self.pack([e.ids for e in encs], [e.type_ids for e in encs])
+            else:
+                yield idx, encs, self._tokenizer().pad(encs)
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32, truncation: bool = False,
-              max_length: int | None = None, progress: bool | None = None, normalize: bool | None = None) -> np.ndarray:
+              max_length: int | None = None, progress: bool | None = None, normalize: bool | None = None,
+              packing: bool | None = None) -> np.ndarray:
         """Bi-encoder embeddings, `[N, hidden]` float32: pooled as the model's sentence-transformers configuration
         says (`self.pooling`; mean pooling where it says nothing), then L2-normalized if `normalize` (default: if
-        the model has a Normalize module, or has no configuration)."""
+        the model has a Normalize module, or has no configuration).
+
+        `packing`: run each batch packed (`samp_jax.packing`: several texts to a row, no padding between them);
+        None packs where it computes markedly fewer tokens (`packs_better`), False never."""
         items, is_pair = normalize_inputs(texts)
         if is_pair:
             raise ValueError("embed takes single texts; use similarity() for pairs")
         if normalize is None:
             normalize = self.pooling.normalize
         out = np.zeros((len(items), self.config.hidden_size), np.float32)
-        for idx, _, b in self.batches(items, batch_size=batch_size, truncation=truncation,
+        for idx, _, b in self._layouts(items, packing, batch_size=batch_size, truncation=truncation,
                                        max_length=max_length, progress=progress):
+            if isinstance(b, PackedBatch):  # "embed" normalizes in the executable
+                out[idx] = b.sequences(self.run_packed("embed", b)) if normalize else self._unnormalized_packed(b)
+                continue
             if normalize:
                 emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
             else:
                 emb = self._pooled(self._run("hidden", b.input_ids, b.attention_mask, b.token_type_ids), b.attention_mask)
             out[idx] = np.asarray(emb)[: b.num_examples]
         return out
+
+    def _unnormalized_packed(self, b: PackedBatch) -> np.ndarray:
+        """The model's pooling of a packed batch, not normalized: `[N, hidden]`."""
+        hidden = self.run_packed("hidden", b)
+        return b.sequences(slot_pool(hidden, jnp.asarray(b.segment_ids), b.max_per_row, self.pooling.mode))
 
     def _pooled(self, hidden: jax.Array, mask: np.ndarray) -> jax.Array:
         """The model's pooling of `[B, S, hidden]` states, not normalized."""
@@ -284,7 +364,7 @@ class SampModel:
         return np.sum(emb[:n] * emb[n:], axis=-1)
 
     def predict(self, inputs, *, batch_size: int = 32, truncation: bool = False,
-                max_length: int | None = None, progress: bool | None = None) -> Any:
+                max_length: int | None = None, progress: bool | None = None, packing: bool | None = None) -> Any:
         """Tokenizes, runs and decodes.
 
         Returns, by task:
@@ -293,19 +373,26 @@ class SampModel:
             (`{"score"}` alone for a single-output regression head).
           multi_label_classification: `{"labels", "scores"}` each, labels over their thresholds.
           token_classification (texts): a list of entity spans each (`Span.to_dict()`).
+
+        `packing`: as `embed`'s.
         """
         items, is_pair = normalize_inputs(inputs)
         kw: dict[str, Any] = dict(batch_size=batch_size, truncation=truncation, max_length=max_length, progress=progress)
         kind = self.task.kind
         if kind == "encoder":
+            kw["packing"] = packing
             return self.similarity(items, **kw) if is_pair else self.embed(items, **kw)
         if kind == "token_classification" and is_pair:
             raise ValueError("token classification takes single texts, not pairs")
         results: list[Any] = [None] * len(items)
-        for idx, encs, b in self.batches(items, **kw):
-            logits = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
+        for idx, encs, b in self._layouts(items, packing, **kw):
+            if isinstance(b, PackedBatch):
+                out = np.asarray(self.run_packed("head", b))
+                rows = [b.tokens(out, j) for j in range(len(idx))] if kind == "token_classification" else b.sequences(out)
+            else:
+                rows = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
             for row, (i, enc) in enumerate(zip(idx, encs)):
-                results[i] = self.decode(logits[row], enc, items[i])
+                results[i] = self.decode(rows[row], enc, items[i])
         return results
 
     def decode(self, logits: np.ndarray, encoding: Encoding | None, item: str | tuple[str, str]) -> Any:
