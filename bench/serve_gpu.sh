@@ -6,10 +6,10 @@
 #      against sentence-transformers fp16, in the time left of TOTAL seconds (its --time-budget).
 # The GPU machine has no network and no samp-jax install: what it lacks travels in .carry_serve (ignored; the
 # call's carry names it), made on the CPU machine once:
-#   .carry_serve/wheels/   cp312 manylinux wheels: starlette, uvicorn, orjson, httptools and the versions of
-#                          httpx, httpcore, h11, anyio, idna, certifi, click, typing_extensions and
-#                          prometheus-client they were tested with here; sentence-transformers, installed
-#                          only where the machine has none
+#   .carry_serve/wheels/   cp312 manylinux wheels: starlette, uvicorn, orjson, httptools, and what they need
+#                          (httpx, httpcore, h11, anyio, idna, certifi, click, typing_extensions,
+#                          prometheus-client; each installed only where the machine's is missing or too
+#                          old) and sentence-transformers (only where the machine has none)
 #   .carry_serve/minilm/   the model folder with fp16 weights (python -m bench._models minilm .carry_serve/minilm)
 #   .carry_serve/data/sst2/  dev.tsv and 8,000 sentences of train.tsv (the load's and calibration's texts)
 # Usage (device tool, carry [".carry_serve"]): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/serve_gpu.sh
@@ -22,20 +22,30 @@ CARRY=${CARRY:-.carry_serve}
 WHEELS=${WHEELS:-$CARRY/wheels}
 PY=${PYTHON:-python3}
 OUT=${OUT:-$(mktemp -d)}
-TOTAL=${TOTAL:-560}           # seconds for the whole script (the device call's limit is 600)
+TOTAL=${TOTAL:-540}           # seconds for the whole script (the device call's limit is 600)
 MESH_TIMEOUT=${MESH_TIMEOUT:-170}
 DEPS=${DEPS:-/tmp/pydeps}
 mkdir -p "$OUT/mesh" "$OUT/serve"
 
 echo "== setup"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
-# The web stack as tested on the CPU machine, first on the path; sentence-transformers only where it is missing
-# (the machine's own matches its torch and transformers).
-$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$DEPS" \
-    $(ls "$WHEELS"/*.whl | grep -v sentence_transformers) || exit 1
-export PYTHONPATH=$PWD:$DEPS
+# What the machine lacks (Starlette, uvicorn, orjson, httptools), resolved against what it has: a package it
+# has in a version that fits (httpx, anyio, h11, click, prometheus-client, ...) stays as it is, since its
+# other packages (huggingface_hub) were installed against it. sentence-transformers only where it is missing.
+# Where site-packages cannot be written, every carried wheel goes first on the path instead.
+export PYTHONPATH=$PWD
+$PY -m pip install --no-index --find-links "$WHEELS" --no-compile --no-cache-dir \
+    starlette uvicorn orjson httptools httpx prometheus-client 2>&1 | grep -v "^Looking in\|^Processing" | cut -c1-160
+if ! $PY -c "import starlette, uvicorn, httpx, prometheus_client" 2>/dev/null; then
+  echo "  installing every carried wheel into $DEPS instead"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$DEPS" \
+      $(ls "$WHEELS"/*.whl | grep -v sentence_transformers) || exit 1
+  export PYTHONPATH=$PWD:$DEPS
+fi
 if ! $PY -c "import sentence_transformers" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$DEPS" "$WHEELS"/sentence_transformers-*.whl
+  $PY -m pip install -q --no-index --find-links "$WHEELS" --no-compile --no-cache-dir sentence-transformers ||
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$DEPS" "$WHEELS"/sentence_transformers-*.whl
+  case ":$PYTHONPATH:" in *":$DEPS:"*) ;; *) export PYTHONPATH=$PYTHONPATH:$DEPS ;; esac
 fi
 DEPS=$DEPS $PY - <<'PY' || exit 1
 import importlib, os, jax
