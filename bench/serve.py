@@ -6,6 +6,7 @@ protocol as the baseline (GPU machine).
     python -m bench.serve --models mpnet=/path/to/mpnet-fp16 --plans fp16,full_int8 --out bench/results/serve
     python -m bench.serve --plot bench/results/serve                  # the PNG and table from every record there
     python -m bench.serve --smoke                                     # CPU: tiny rates, minilm fp32 + full_int8
+    bash bench/serve_gpu.sh                                           # the GPU call, with its carried wheels and data
 
 Each server runs in its own process, one after another, so that one device holds one of them at a time: this
 process only orchestrates (it never starts JAX or PyTorch). Per (model, plan):
@@ -14,7 +15,8 @@ process only orchestrates (it never starts JAX or PyTorch). Per (model, plan):
 - a lone small request: one text of at most 32 tokens, sequentially over one keep-alive connection, p50/p99;
 - Poisson arrivals at rising rates (requests of 1-32 texts drawn from real sentences, `POST /embed`), from
   `--load-procs` load processes, each rate for `--duration` seconds, until the server saturates (it answers
-  under 90% of the offered texts, errs on over 1% of requests, or p99 passes `--max-p99-ms`). Latency counts
+  under 90% of the offered texts, errs on over 1% of requests, or p99 passes `--max-p99-ms`), passes
+  `--max-rate`, or its share of `--time-budget` runs out (the record's `rates_end` says which). Latency counts
   from each request's scheduled time, so a client that falls behind is charged, not hidden;
 - the server's own batch statistics from `/metrics`; then SIGTERM;
 - offline `model.embed(texts, batch_size=256)` throughput on the same texts, in a fresh process.
@@ -225,8 +227,13 @@ def offered_load(url: str, rate: float, duration: float, procs: int, texts_file:
     workers = [subprocess.Popen([sys.executable, "-m", "bench.serve", "_load", url, str(rate / procs), str(duration),
                                  str(seed * 1000 + i), str(texts_file), str(max_texts), str(out)], cwd=REPO)
                for i, out in enumerate(outs)]
-    for w in workers:
-        w.wait(duration * 10 + 300)
+    try:
+        for w in workers:
+            w.wait(duration * 10 + 300)
+    finally:  # this process stopped early (SIGTERM): its load processes stop too
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
     records: list = []
     lag = 0.0
     for out in outs:
@@ -247,12 +254,24 @@ def offered_load(url: str, rate: float, duration: float, procs: int, texts_file:
             "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_client_lag_ms": lag * 1e3}
 
 
-def sweep(url: str, args: argparse.Namespace, texts_file: Path, work: Path) -> list[dict]:
-    results = []
+def sweep(url: str, args: argparse.Namespace, texts_file: Path, work: Path,
+          deadline: float = math.inf) -> tuple[list[dict], str]:
+    """Rising rates from `--start-rate`, doubled each step; returns them and why they stopped: "saturated",
+    "max rate", or "time budget" (the next step would end past `deadline`, a `time.monotonic()`; the first
+    rate always runs)."""
+    results: list[dict] = []
     rate = args.start_rate
     seed = 1
-    while rate <= args.max_rate:
+    step_s = args.duration + 2.0  # a step's time: the load, the load processes' start and the last answers
+    while True:
+        if rate > args.max_rate:
+            return results, "max rate"
+        if results and time.monotonic() + step_s > deadline:
+            print(f"  time budget: no rate past {rate / 2:g} req/s", flush=True)
+            return results, "time budget"
+        t0 = time.monotonic()
         r = offered_load(url, rate, args.duration, args.load_procs, texts_file, args.max_texts, work, seed)
+        step_s = time.monotonic() - t0
         results.append(r)
         fail = sum(r["errors"].values()) / max(1, r["requests"])
         print(f"  {rate:8.1f} req/s offered: {r['throughput_texts_per_s']:9.1f} texts/s answered, p50 "
@@ -260,10 +279,9 @@ def sweep(url: str, args: argparse.Namespace, texts_file: Path, work: Path) -> l
               f"{r['max_client_lag_ms']:.1f} ms", flush=True)
         if (r["throughput_texts_per_s"] < 0.9 * r["offered_texts_per_s"] or fail > 0.01
                 or r["p99_ms"] > args.max_p99_ms):
-            break
+            return results, "saturated"
         rate *= 2
         seed += 1
-    return results
 
 
 def server_stats(url: str) -> dict:
@@ -313,6 +331,8 @@ def _offline_st(hf_dir: str, texts_file: str, n: int, batch_size: int, out: str)
     model = SentenceTransformer(hf_dir, device=device)
     if device == "cuda":
         model.half()
+    else:  # fp32 on the CPU, also from a folder that stores fp16 weights (which transformers loads as fp16)
+        model.float()
     model.max_seq_length = 128
     model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     times = []
@@ -323,8 +343,9 @@ def _offline_st(hf_dir: str, texts_file: str, n: int, batch_size: int, out: str)
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    version = importlib.import_module("sentence_transformers").__version__
     Path(out).write_text(json.dumps({"texts_per_s": n / min(times), "n": n, "batch_size": batch_size,
-                                     "device": f"{name}, torch {torch.__version__}"}))
+                                     "device": f"{name}, torch {torch.__version__}, sentence-transformers {version}"}))
 
 
 def _st_server(hf_dir: str, host: str, port: int, batch_size: int) -> None:
@@ -345,6 +366,8 @@ def _st_server(hf_dir: str, host: str, port: int, batch_size: int) -> None:
     model = SentenceTransformer(hf_dir, device=device)
     if device == "cuda":
         model.half()
+    else:  # fp32 on the CPU, also from a folder that stores fp16 weights (which transformers loads as fp16)
+        model.float()
     model.max_seq_length = 128
     lock = asyncio.Lock()
 
@@ -367,11 +390,42 @@ def _st_server(hf_dir: str, host: str, port: int, batch_size: int) -> None:
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
 
 
-def offline(cmd: list[str], work: Path, tag: str) -> dict:
+def offline(cmd: list[str], work: Path, tag: str, cache: Path) -> dict:
+    """One offline run in a fresh process; samp-jax's shares the servers' compilation cache."""
     out = work / f"offline_{tag}.json"
+    env = {"JAX_PLATFORMS": "cpu"} if cmd[0] == "_offline_st" else {"SAMP_JAX_COMPILATION_CACHE": str(cache)}
     subprocess.run([sys.executable, "-m", "bench.serve", *cmd, str(out)], cwd=REPO, check=True,
-                   env={**os.environ, **({"JAX_PLATFORMS": "cpu"} if cmd[0] == "_offline_st" else {})})
+                   env={**os.environ, **env})
     return json.loads(out.read_text())
+
+
+class Budget:
+    """`--time-budget`: the run's wall-clock seconds, shared among the servers' rising rates.
+
+    When a sweep starts, the time left, less what each later server is expected to need outside its sweep
+    (as long as this one took to get there, plus an offline run each), is split evenly between this sweep
+    and the later ones. A sweep that would end past its share stops rising (its first rate always runs)."""
+
+    OFFLINE_S = 20.0  # an offline run: a fresh process, its model and compiles, four passes
+
+    def __init__(self, seconds: float | None, servers: int):
+        self.end = time.monotonic() + seconds if seconds else math.inf
+        self.servers_left = servers
+        self.started = time.monotonic()
+
+    def server_starts(self) -> None:
+        self.started = time.monotonic()
+
+    def sweep_deadline(self) -> float:
+        now = time.monotonic()
+        self.servers_left -= 1
+        later = self.servers_left
+        pool = self.end - now - later * (now - self.started) - (later + 1) * self.OFFLINE_S
+        return now + pool / (later + 1)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally`s that stop the servers
 
 
 # ---- records and the plot -------------------------------------------------------------------------------
@@ -422,21 +476,19 @@ def plot(out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "serve.png", dpi=120)
     print(f"\n{'model':<10} {'server':<22} {'plan':<10} {'lone p50 ms':>11} {'max texts/s':>12} {'p99 there ms':>13} "
-          f"{'offline texts/s':>16} {'server/offline':>15}")
+          f"{'offline texts/s':>16} {'server/offline':>15}  rates end")
     for r in records:
         best = max(r["rates"], key=lambda p: p["throughput_texts_per_s"], default=None)
         off = (r.get("offline") or {}).get("texts_per_s")
         top = best["throughput_texts_per_s"] if best else math.nan
         print(f"{r['model']:<10} {r['server']:<22} {r['plan']:<10} {r['lone']['p50_ms']:11.2f} {top:12.0f} "
               f"{best['p99_ms'] if best else math.nan:13.1f} {off or math.nan:16.0f} "
-              f"{top / off if off else math.nan:15.2f}")
+              f"{top / off if off else math.nan:15.2f}  {r.get('rates_end', '')}")
     print(f"plot: {out / 'serve.png'}")
 
 
 # ---- main -------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> None:
-    from bench._models import model_dir
-
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_serve_"))
@@ -449,11 +501,26 @@ def run(args: argparse.Namespace) -> None:
     meta = {"command": " ".join([Path(sys.executable).name, "-m", "bench.serve", *sys.argv[1:]]),
             "commit": _commit(), "date": datetime.date.today().isoformat(), "max_texts": args.max_texts,
             "duration_s": args.duration, "load_procs": args.load_procs}
-    for spec in args.models.split(","):
+    models, plans = args.models.split(","), args.plans.split(",")
+    budget = Budget(args.time_budget, len(models) * (len(plans) + int(args.baseline)))
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # e.g. `timeout`: stop the server running, keep the records
+    try:
+        _run_servers(args, models, plans, out, work, texts, texts_file, calib, cache, meta, budget)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    plot(out)
+
+
+def _run_servers(args: argparse.Namespace, models: list[str], plans: list[str], out: Path, work: Path,
+                 texts: list[str], texts_file: Path, calib: Path, cache: Path, meta: dict, budget: Budget) -> None:
+    from bench._models import model_dir
+
+    for spec in models:
         name, _, path = spec.partition("=")
         hf_dir = Path(path) if path else model_dir(name)
         lone_texts: list[str] = []
-        for plan in args.plans.split(","):
+        for plan in plans:
+            budget.server_starts()
             ckpt = checkpoint(name, hf_dir, plan, work, calib)
             print(f"== {name} {plan}: samp-jax serve", flush=True)
             server = Served([sys.executable, "-m", "samp_jax.cli", "serve", f"{name}={ckpt}", "--plan", plan, "--port", "0",
@@ -463,15 +530,15 @@ def run(args: argparse.Namespace) -> None:
                 lone_texts = lone_texts or short_texts(server.url, texts)
                 lone = lone_requests(server.url, lone_texts, args.lone)
                 print(f"  lone request: p50 {lone['p50_ms']:.2f} ms, p99 {lone['p99_ms']:.2f} ms", flush=True)
-                rates = sweep(server.url, args, texts_file, work)
+                rates, rates_end = sweep(server.url, args, texts_file, work, budget.sweep_deadline())
                 stats = server_stats(server.url)
             finally:
                 code = server.stop()
             record = {**meta, "server": "samp-jax", "model": name, "plan": plan, "startup_s": server.startup_s,
                       "startup_compile_s": server.compile_s(), "max_batch_tokens": args.max_batch_tokens,
-                      "exit_code": code, "lone": lone, "rates": rates, "batches": stats}
+                      "exit_code": code, "lone": lone, "rates": rates, "rates_end": rates_end, "batches": stats}
             record["offline"] = offline(["_offline_samp", str(ckpt), plan, str(texts_file), str(args.offline_n),
-                                         "256"], work, f"{name}_{plan}")
+                                         "256"], work, f"{name}_{plan}", cache)
             record["device"] = record["offline"]["device"]
             _write(out / f"serve_{name}_samp-jax_{plan.replace(':', '-').replace(',', '_')}.json", record)
         if args.baseline:
@@ -479,22 +546,21 @@ def run(args: argparse.Namespace) -> None:
                 print("sentence-transformers is not installed: no baseline", flush=True)
                 continue
             print(f"== {name}: sentence-transformers fp16", flush=True)
+            budget.server_starts()
             server = Served([sys.executable, "-m", "bench.serve", "_st_server", str(hf_dir), "127.0.0.1", "0", "256"],
                             env={"JAX_PLATFORMS": "cpu"})
             try:
                 lone = lone_requests(server.url, lone_texts or texts[:50], args.lone)
-                rates = sweep(server.url, args, texts_file, work)
+                rates, rates_end = sweep(server.url, args, texts_file, work, budget.sweep_deadline())
             finally:
                 server.stop()
             record = {**meta, "server": "sentence-transformers", "model": name, "plan": "fp16",
-                      "startup_s": server.startup_s, "lone": lone, "rates": rates}
+                      "startup_s": server.startup_s, "lone": lone, "rates": rates, "rates_end": rates_end}
             record["offline"] = offline(["_offline_st", str(hf_dir), str(texts_file), str(args.offline_n), "256"], work,
-                                        f"{name}_st")
+                                        f"{name}_st", cache)
             record["device"] = record["offline"]["device"]
             record["plan"] = "fp32" if record["device"].startswith("cpu") else "fp16"  # half() on CUDA only
             _write(out / f"serve_{name}_sentence-transformers.json", record)
-    shutil.rmtree(work, ignore_errors=True)
-    plot(out)
 
 
 def _write(path: Path, record: dict) -> None:
@@ -527,6 +593,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lone", type=int, default=300, help="lone small requests timed")
     ap.add_argument("--offline-n", type=int, default=16384, help="texts of the offline embed() run")
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument("--time-budget", type=float, metavar="S",
+                    help="seconds for the whole run: each server's rising rates stop early to fit (see Budget)")
     ap.add_argument("--compilation-cache", help="JAX's persistent cache for the servers (default: a temporary one)")
     ap.add_argument("--plot", type=Path, metavar="OUT", help="only redraw the plot and table from the records in OUT")
     ap.add_argument("--smoke", action="store_true", help="CPU: minilm fp32 and full_int8, two low rates, 3 s each")
