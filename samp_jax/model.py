@@ -59,6 +59,7 @@ MAX_EXECUTABLES = 64
 # `packing=None` packs a batch where its rows compute at most this share of the padded layout's tokens: a
 # packed row attends over its whole width (masked per sequence), so a small saving in GEMM rows is not worth it
 PACK_BELOW = 0.8
+PACKED_ROW_STEP = 16
 
 
 class SampModel:
@@ -215,8 +216,18 @@ class SampModel:
         if not ids:
             raise ValueError("pack: no sequences")
         width = self._pack_width(max(len(x) for x in ids))
-        rows = place([len(x) for x in ids], width).rows
-        return pack(ids, types, width=width, pad_id=self.config.pad_token_id, rows=self._bucket_shape(rows, width)[0])
+        rows = self._packed_rows(place([len(x) for x in ids], width).rows)
+        return pack(ids, types, width=width, pad_id=self.config.pad_token_id, rows=rows)
+
+    def _packed_rows(self, rows: int) -> int:
+        """The row count a packed batch is padded to: a batch bucket up to `PACKED_ROW_STEP`, then whole
+        multiples of it (a packed batch is sized by its tokens, often past the largest batch bucket, where
+        doubling would pad away what packing saved)."""
+        if rows <= PACKED_ROW_STEP:
+            rows = next(b for b in DEFAULT_BATCH_BUCKETS if rows <= b)
+        else:
+            rows = -(-rows // PACKED_ROW_STEP) * PACKED_ROW_STEP
+        return rows if self.parallel is None else self.parallel.rows(rows)
 
     def _pack_width(self, longest: int) -> int:
         if longest > self.config.max_seq_len:
@@ -240,7 +251,7 @@ class SampModel:
             return False
         longest = max(lengths)
         width = self._pack_width(longest)
-        packed = self._bucket_shape(place(lengths, width).rows, width)[0] * width
+        packed = self._packed_rows(place(lengths, width).rows) * width
         return bool(packed <= PACK_BELOW * np.prod(self._bucket_shape(len(lengths), longest)))
 
     # ---- calibration: the float model's activations ----------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -208,6 +209,26 @@ def test_attention_kernels_in_the_packed_model(kernel_bert, monkeypatch, plan, k
         b = model.pack(ids, types)
         hidden = np.asarray(model.run_packed("hidden", b), np.float64)
     assert set(calls) == {kernel}, calls
+    rel = lambda a, w: float(np.linalg.norm(a - w) / np.linalg.norm(w))  # noqa: E731
+    for i, x in enumerate(ids):
+        n = len(x)
+        assert rel(b.tokens(hidden, i), want[i, :n]) < max(0.3 * rel(want[i, :n], fp32[i, :n]), 2e-3), i
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiled kernels need an NVIDIA GPU; run through the "
+                    "device tool (bench/gpu_suite.sh), see bench/RESULTS.md")
+@pytest.mark.parametrize("plan", ["fp16", "full_int8", "full_fp8"])
+def test_compiled_kernel_path_packed_against_padded(kernel_bert, plan):
+    """The whole kernel path compiled (Mosaic GEMMs, Triton attention with segments): packed rows of 128 against
+    the padded layout on the same kernels, sequence by sequence, within the kernel path's tolerance."""
+    ids, types = _sequences([20, 12, 30, 2, 9, 17, 64, 100, 5], seed=4)
+    pid, mask, ty = _padded(ids, types, 0)
+    model = SampModel(kernel_bert, plan)
+    b = model.pack(ids, types)
+    hidden = np.asarray(model.run_packed("hidden", b), np.float64)
+    want = np.asarray(model.hidden_states(pid, mask, ty), np.float64)
+    fp32 = np.asarray(SampModel(kernel_bert, "fp32", kernels="xla").hidden_states(pid, mask, ty), np.float64)
     rel = lambda a, w: float(np.linalg.norm(a - w) / np.linalg.norm(w))  # noqa: E731
     for i, x in enumerate(ids):
         n = len(x)
