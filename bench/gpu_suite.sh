@@ -5,13 +5,14 @@
 # The baseline tree travels as an ignored folder named in the call's carry, e.g.
 #   mkdir -p .carry/base && git archive REV pallas_kernels samp_jax convert bench tests pyproject.toml | tar -x -C .carry/base
 # Usage (device tool, carry [".carry"]): SUITE="tests/test_gpu_parity.py pallas_kernels" PAIRS="base1 new1" bash bench/gpu_suite.sh
+# LAT_ARGS replaces the latency shapes and plans (default "--batches 1,128 --seqs 128 --plans fp16,full_int8").
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 for run in $PAIRS; do
   t=${run%%[0-9]*}; d=.; [ $t = base ] && d=${BASE_TREE:-.carry/base}
   echo "== $run"
-  (cd $d && PYTHONPATH=$PWD timeout ${LAT_TIMEOUT:-150} python3 bench/latency.py --batches 1,128 --seqs 128 --plans fp16,full_int8 --no-torch --no-check \
+  (cd $d && PYTHONPATH=$PWD timeout ${LAT_TIMEOUT:-150} python3 bench/latency.py ${LAT_ARGS:---batches 1,128 --seqs 128 --plans fp16,full_int8} --no-torch --no-check \
      --pipelined --out $OUT/$run --run $run 2>&1 | grep -E "FAILED|x 128|latency ms|Error" )
 done
 if [ -n "$SUITE" ]; then
