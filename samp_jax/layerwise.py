@@ -81,7 +81,9 @@ class LayerwiseModel(SampModel):
     For measuring plans (`Tuner(..., layerwise=True)`); serve with `SampModel`.
     """
 
-    def executable(self, kind: str, batch: int, seq: int):
+    def executable(self, kind: str, batch: int, seq: int, *, packed: bool = False):
+        if packed:
+            raise ValueError("LayerwiseModel measures plans on padded batches; run packed ones with SampModel")
         if kind not in OUTPUT_KINDS:
             raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
         if self.config.model_type == "modernbert":  # its layers differ by index: one function per mode cannot serve them

@@ -89,7 +89,7 @@ def test_one_executable_per_shape(minilm):
     model(ids)
     model(ids + 1)
     model(np.full((1, 6), 2000, np.int32))
-    assert sorted(model._executables) == [("head", 1, 32), ("head", 2, 32)]  # direct calls run in bucket shapes
+    assert sorted(model._executables) == [("head", 1, 32, False), ("head", 2, 32, False)]  # bucket shapes, padded
     assert isinstance(model.executable("head", 2, 32), jax.stages.Compiled)
 
 
