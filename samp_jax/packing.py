@@ -111,22 +111,22 @@ def place(lengths: Sequence[int], width: int, per_row: int | None = None) -> Pla
         bad = int(np.argmax((n < 1) | (n > width)))
         raise ValueError(f"pack: sequence {bad} has {n[bad]} tokens; each needs 1..width={width}")
     row, start = np.zeros(n.size, np.int32), np.zeros(n.size, np.int32)
-    used: list[int] = []  # tokens taken in each row
-    count: list[int] = []  # sequences in each row
+    room = np.zeros(n.size, np.int64)  # tokens left in each row (at most one row a sequence); rows used: `rows`
+    count = np.zeros(n.size, np.int64)
+    rows = 0
     for i in np.argsort(-n, kind="stable"):
-        r = next((r for r in range(len(used)) if used[r] + n[i] <= width and count[r] < k), None)
-        if r is None:
-            r = len(used)
-            used.append(0)
-            count.append(0)
-        row[i], start[i] = r, used[r]
-        used[r] += int(n[i])
+        fits = np.flatnonzero((room[:rows] >= n[i]) & (count[:rows] < k))
+        r = int(fits[0]) if fits.size else rows
+        if r == rows:
+            room[r], rows = width, rows + 1
+        row[i], start[i] = r, width - room[r]
+        room[r] -= n[i]
         count[r] += 1
     slot = np.zeros(n.size, np.int32)
     order = np.lexsort((start, row))  # by row, then by column
     first_of_row = np.searchsorted(row[order], row[order])
     slot[order] = np.arange(n.size) - first_of_row
-    return Placement(row, slot, start, len(used))
+    return Placement(row, slot, start, rows)
 
 
 def pack(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None, *, width: int,
@@ -148,12 +148,13 @@ def pack(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = N
     input_ids = np.full((total, width), pad_id, np.int32)
     segment_ids = np.zeros((total, width), np.int32)
     token_type_ids = np.zeros((total, width), np.int32)
-    for i, x in enumerate(ids):
-        r, s, n = at.row[i], at.start[i], lengths[i]
-        input_ids[r, s : s + n] = x
-        segment_ids[r, s : s + n] = at.slot[i] + 1
+    if len(ids):  # every token's (row, column) at once
+        r = np.repeat(at.row, lengths)
+        c = np.repeat(at.start, lengths) + np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        input_ids[r, c] = np.concatenate([np.asarray(x, np.int32).reshape(-1) for x in ids])
+        segment_ids[r, c] = np.repeat(at.slot + 1, lengths)
         if types is not None:
-            token_type_ids[r, s : s + n] = types[i]
+            token_type_ids[r, c] = np.concatenate([np.asarray(t, np.int32).reshape(-1) for t in types])
     return PackedBatch(input_ids, segment_ids, token_type_ids, at.row, at.slot, at.start, lengths, k)
 
 

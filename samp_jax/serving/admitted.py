@@ -67,7 +67,7 @@ class Admitted:
         for i, enc in enumerate(encodings):
             ids = np.asarray(enc.ids, np.int32)
             entries.append(Entry(self, i, ids, np.asarray(enc.type_ids, np.int32), served.name, work.kind,
-                                 tok.seq_bucket(len(ids)), now, enc if work.keep_encodings else None))
+                                 served.group(len(ids)), now, enc if work.keep_encodings else None))
         self.prompt_tokens = sum(e.length for e in entries)
         self.t_tokenized = now
         return entries

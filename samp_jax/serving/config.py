@@ -28,6 +28,8 @@ class EngineConfig:
         waits behind it, so the device never waits for the host).
       warmup: compile every shape the budget allows at start-up, so that no request waits for a compile.
       compile_workers: threads compiling at start-up (None: up to 8, the cores).
+      packing: lay each batch's sequences end to end in rows (`samp_jax.packing`) instead of padding each to
+        its bucket, for the models that run packed; the others pad as before.
     """
 
     max_batch_tokens: int = 16384
@@ -42,6 +44,7 @@ class EngineConfig:
     pipeline_depth: int = 2
     warmup: bool = True
     compile_workers: int | None = None
+    packing: bool = False
 
     def __post_init__(self) -> None:
         positive = {"max_batch_tokens": self.max_batch_tokens, "max_concurrent_requests": self.max_concurrent_requests,

@@ -58,14 +58,16 @@ class Engine:
         for name, model in pairs:
             if name in self.models:
                 raise ValueError(f"model name {name!r} given twice; name each model once")
-            self.models[name] = ServedModel(name, model, config.max_input_length)
+            self.models[name] = ServedModel(name, model, config.max_input_length, config.packing)
         self.default_model = pairs[0][0]
         self.metrics = metrics or Metrics()
-        self._queue = BatchQueue(config.max_batch_tokens, config.max_wait_ms / 1000.0, config.max_batch_requests)
+        packed = frozenset(name for name, served in self.models.items() if served.packed)
+        self._queue = BatchQueue(config.max_batch_tokens, config.max_wait_ms / 1000.0, config.max_batch_requests,
+                                 packed)
         for served in self.models.values():  # every bucket must fit the budget before anything is compiled
-            for seq in served.seq_buckets:
+            for seq in served.shapes_compiled:
                 try:
-                    self._queue.buckets(seq)
+                    self._queue.packed_buckets(seq) if served.packed else self._queue.buckets(seq)
                 except ValueError as e:
                     raise ValueError(f"model {served.name!r}, max_input_length={served.max_input_length}: {e}") from None
         self.forwards = Forwards({name: s.model for name, s in self.models.items()})
@@ -84,8 +86,10 @@ class Engine:
         t0 = time.perf_counter()
         for served in self.models.values():
             t = time.perf_counter()
-            shapes = [(rows, seq) for seq in served.seq_buckets for rows in self._queue.buckets(seq)]
-            self.forwards.compile(served.name, served.primary_kind, shapes, workers=self.config.compile_workers)
+            rows_of = self._queue.packed_buckets if served.packed else self._queue.buckets
+            shapes = [(rows, seq) for seq in served.shapes_compiled for rows in rows_of(seq)]
+            self.forwards.compile(served.name, served.primary_kind, shapes, workers=self.config.compile_workers,
+                                  packed=served.packed)
             served.compile_s, served.shapes = time.perf_counter() - t, len(shapes)
             self.metrics.startup_compile.labels(served.name).set(served.compile_s)
             self.metrics.startup_shapes.labels(served.name).set(served.shapes)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from samp_jax.model import SampModel
+from samp_jax.packing import max_per_row, slot_pool
 from samp_jax.pooling import pool as pool_hidden
 from samp_jax.serving.jobs import POOLED
 
@@ -51,42 +52,49 @@ class _PaddedRows:
 
 
 class Forwards:
-    """Compiled forwards by `(model name, kind, rows, seq)`, compiled on first use or ahead of time."""
+    """Compiled forwards by `(model name, kind, rows, seq, packed)`, compiled on first use or ahead of time.
+
+    A packed forward (`samp_jax.packing`) takes `(ids, segment ids, types)` of packed rows; its sequence outputs
+    are per slot, `[rows, K, ...]`."""
 
     def __init__(self, models: Mapping[str, SampModel]):
         self.models = dict(models)
-        self._forwards: dict[tuple[str, str, int, int], Forward] = {}
+        self._forwards: dict[tuple[str, str, int, int, bool], Forward] = {}
 
     def __len__(self) -> int:
         return len(self._forwards)
 
-    def get(self, model: str, kind: str, rows: int, seq: int) -> Forward:
+    def get(self, model: str, kind: str, rows: int, seq: int, packed: bool = False) -> Forward:
         """The forward for `[rows, seq]` inputs; compiled now if it was not (a request that needs a shape
         start-up skipped waits for that compile)."""
-        key = (model, kind, rows, seq)
+        key = (model, kind, rows, seq, packed)
         forward = self._forwards.get(key)
         if forward is None:
             forward = self._forwards[key] = self._build(*key)
         return forward
 
-    def compile(self, model: str, kind: str, shapes: Iterable[tuple[int, int]], *, workers: int | None = None) -> None:
+    def compile(self, model: str, kind: str, shapes: Iterable[tuple[int, int]], *, workers: int | None = None,
+                packed: bool = False) -> None:
         """Compiles `kind` at each `(rows, seq)`, several at once (XLA compiles outside the GIL)."""
         shapes = list(shapes)
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max(1, min(workers, len(shapes)))) as pool:
-            for _ in pool.map(lambda shape: self.get(model, kind, *shape), shapes):
+            for _ in pool.map(lambda shape: self.get(model, kind, *shape, packed=packed), shapes):
                 pass
 
-    def _build(self, model: str, kind: str, rows: int, seq: int) -> Forward:
+    def _build(self, model: str, kind: str, rows: int, seq: int, packed: bool) -> Forward:
         m = self.models[model]
         full = rows if m.parallel is None else m.parallel.rows(rows)
         forward: Forward
         if kind != POOLED:
-            forward = m.compiled(kind, full, seq)
+            forward = m.compiled(kind, full, seq, packed=packed)
         else:
-            hidden = m.compiled("hidden", full, seq)
+            hidden = m.compiled("hidden", full, seq, packed=packed)
             split = {} if m.parallel is None else {"sharding": m.parallel.split}  # where the hidden states are
-            pool = jax.jit(functools.partial(pool_hidden, mode=m.pooling.mode)).lower(
+            mode = m.pooling.mode
+            pooling = (functools.partial(slot_pool, per_row=max_per_row(seq), mode=mode) if packed
+                       else functools.partial(pool_hidden, mode=mode))
+            pool = jax.jit(pooling).lower(
                 jax.ShapeDtypeStruct((full, seq, m.config.hidden_size), jnp.float32, **split),
                 jax.ShapeDtypeStruct((full, seq), jnp.int32, **split)).compile()
             forward = _Pooled(hidden, pool)

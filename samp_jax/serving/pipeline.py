@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from samp_jax.packing import PackedBatch, pack, place
 from samp_jax.serving.admitted import Admitted
 from samp_jax.serving.config import EngineConfig
 from samp_jax.serving.errors import BackendFailure, DeadlineExceeded, ServingError, ShuttingDown
 from samp_jax.serving.forwards import Forwards
+from samp_jax.serving.jobs import HEAD
 from samp_jax.serving.metrics import Metrics
-from samp_jax.serving.scheduler import Batch, BatchQueue, pad
+from samp_jax.serving.scheduler import Batch, BatchQueue, packed_rows, pad
 from samp_jax.serving.served import ServedModel
 
 logger = logging.getLogger("samp_jax.serving")
@@ -179,21 +181,28 @@ class Pipeline:
             live.append(e)
         if not live:
             return 0
-        rows = next(b for b in self.queue.buckets(batch.seq) if b >= len(live))
-        batch = Batch(batch.model, batch.kind, rows, batch.seq, live)
         pad_id = self.models[batch.model].model.config.pad_token_id
+        layout: PackedBatch | None = None
         try:
-            ids, mask, types = pad(live, rows, batch.seq, pad_id)
-            out = self.forwards.get(batch.model, batch.kind, rows, batch.seq)(ids, mask, types)
+            if batch.packed:  # laid end to end again: a cancelled sequence leaves no gap
+                rows = packed_rows(self.queue.packed_buckets(batch.seq), place([e.length for e in live], batch.seq).rows)
+                layout = pack([e.ids for e in live], [e.types for e in live], width=batch.seq, pad_id=pad_id, rows=rows)
+                ids, mask, types = layout.input_ids, layout.segment_ids, layout.token_type_ids
+            else:
+                rows = next(b for b in self.queue.buckets(batch.seq) if b >= len(live))
+                ids, mask, types = pad(live, rows, batch.seq, pad_id)
+            batch = Batch(batch.model, batch.kind, rows, batch.seq, live, packed=batch.packed)
+            out = self.forwards.get(batch.model, batch.kind, rows, batch.seq, batch.packed)(ids, mask, types)
             start_copy = getattr(out, "copy_to_host_async", None)
             if start_copy is not None:  # the copy back starts when the device finishes, not when collected
                 start_copy()
         except Exception as e:
-            logger.exception("batch [%d, %d] of %r failed to dispatch", rows, batch.seq, batch.model)
+            logger.exception("batch of %d sequences, width %d, of %r failed to dispatch", len(live), batch.seq,
+                             batch.model)
             for entry in live:
                 self.fail(entry.request, BackendFailure(f"the model failed on this request's batch: {type(e).__name__}: {e}"))
             return 0
-        self._collect.put((batch, out, now))
+        self._collect.put((batch, out, now, layout))
         return 1
 
     # ---- stage 3: the collector thread ---------------------------------------------
@@ -204,7 +213,7 @@ class Pipeline:
             except Exception:  # as in the scheduler: log, and go on collecting
                 logger.exception("the collector failed on a batch; it goes on")
 
-    def _collect_batch(self, batch: Batch, out: Any, t_dispatch: float) -> None:
+    def _collect_batch(self, batch: Batch, out: Any, t_dispatch: float, layout: PackedBatch | None) -> None:
         try:
             rows = np.asarray(out)  # waits for the device
         except Exception as e:
@@ -220,11 +229,17 @@ class Pipeline:
         self.metrics.batch_tokens.labels(m).observe(batch.padded_tokens)
         self.metrics.batch_real_tokens.labels(m).observe(batch.real_tokens)
         self.metrics.batch_duration.labels(m).observe(now - t_dispatch)
+        # packed: a token head's output is [R, W, labels], cut per sequence; the others' [R, K, ...] per slot
+        per_token = batch.kind == HEAD and self.models[m].model.task.kind == "token_classification"
         for row, entry in enumerate(batch.entries):
             request = entry.request
             if request.future.done():
                 continue
-            request.outputs[entry.index] = rows[row]
+            if layout is None:
+                request.outputs[entry.index] = rows[row]
+            else:  # packed: the sequence's tokens of a per-token output, else its slot's row
+                request.outputs[entry.index] = (layout.tokens(rows, row) if per_token
+                                                else rows[layout.row[row], layout.slot[row]])
             if request.encodings is not None:
                 request.encodings[entry.index] = entry.encoding
             request.remaining -= 1

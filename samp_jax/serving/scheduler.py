@@ -13,6 +13,10 @@ The rules:
   `max_wait`, so the age of a sequence caps how far it is reordered and nothing starves.
 - Rows the power-of-two padding leaves empty take the oldest sequences of shorter buckets of the same model
   and kind: they ride in padding that runs anyway.
+- A packed model's (`samp_jax.packing`) groups are keyed by row width instead (every sequence of up to 128
+  tokens in the 128-wide group): a batch takes the group's sequences in arrival order while their tokens fit
+  `max rows x width`, laid end to end in rows (`packed_row_buckets`); it is full once its sequences hold
+  `PACKED_FULL` of that.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
-GroupKey = tuple[str, str, int]  # (model name, output kind, sequence bucket)
+from samp_jax.packing import place
+
+GroupKey = tuple[str, str, int]  # (model name, output kind, sequence bucket or packed row width)
+PACKED_FULL = 0.9  # a packed group is full at this share of its largest batch's tokens (rows end in gaps)
+PACKED_ROW_STEP = 16  # packed row counts: powers of two up to this, then its multiples
 
 
 @dataclasses.dataclass(eq=False)
@@ -49,13 +57,15 @@ class Entry:
 
 @dataclasses.dataclass(eq=False)
 class Batch:
-    """Sequences of one model and kind, padded together to `[rows, seq]`."""
+    """Sequences of one model and kind, padded together to `[rows, seq]` (`packed`: laid end to end in `rows`
+    rows of `seq` tokens)."""
 
     model: str
     kind: str
     rows: int
     seq: int
     entries: list[Entry]
+    packed: bool = False
 
     @property
     def padded_tokens(self) -> int:
@@ -82,10 +92,25 @@ def row_buckets(max_batch_tokens: int, seq: int, max_batch_requests: int | None 
     return tuple(out)
 
 
-class BatchQueue:
-    """Pending sequences and the choice of the next batch. One owner; no locking."""
+def packed_row_buckets(max_batch_tokens: int, width: int) -> tuple[int, ...]:
+    """The row counts compiled for packed rows of `width`: powers of two up to `PACKED_ROW_STEP`, then its
+    multiples, with `rows * width <= max_batch_tokens`."""
+    cap = max_batch_tokens // width
+    if cap < 1:
+        raise ValueError(f"packed rows of {width} exceed max_batch_tokens={max_batch_tokens}: "
+                         "raise max_batch_tokens or lower max_input_length")
+    out = [r for r in (1, 2, 4, 8) if r < PACKED_ROW_STEP and r <= cap]
+    out += list(range(PACKED_ROW_STEP, cap + 1, PACKED_ROW_STEP))
+    return tuple(out)
 
-    def __init__(self, max_batch_tokens: int, max_wait: float, max_batch_requests: int | None = None):
+
+class BatchQueue:
+    """Pending sequences and the choice of the next batch. One owner; no locking.
+
+    `packed`: the models whose batches are packed (their entries' `seq` is the row width)."""
+
+    def __init__(self, max_batch_tokens: int, max_wait: float, max_batch_requests: int | None = None,
+                 packed: frozenset[str] = frozenset()):
         if max_batch_tokens <= 0:
             raise ValueError(f"max_batch_tokens={max_batch_tokens} must be positive")
         if max_wait < 0:
@@ -93,6 +118,8 @@ class BatchQueue:
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait
         self.max_batch_requests = max_batch_requests
+        self.packed = packed
+        self._packed_rows: dict[int, tuple[int, ...]] = {}
         self._groups: dict[GroupKey, deque[Entry]] = {}
         self._rows: dict[int, tuple[int, ...]] = {}
         self._size = 0
@@ -106,9 +133,21 @@ class BatchQueue:
             rows = self._rows[seq] = row_buckets(self.max_batch_tokens, seq, self.max_batch_requests)
         return rows
 
+    def packed_buckets(self, width: int) -> tuple[int, ...]:
+        rows = self._packed_rows.get(width)
+        if rows is None:
+            rows = self._packed_rows[width] = packed_row_buckets(self.max_batch_tokens, width)
+        return rows
+
+    def _full(self, key: GroupKey, group: deque[Entry]) -> bool:
+        if key[0] in self.packed:
+            return sum(e.length for e in group) >= PACKED_FULL * self.packed_buckets(key[2])[-1] * key[2]
+        return len(group) >= self.buckets(key[2])[-1]
+
     def push(self, entries: list[Entry]) -> None:
         for e in entries:
-            self.buckets(e.seq)  # refuses a bucket over the budget before it waits
+            # refuses a bucket over the budget before it waits
+            self.packed_buckets(e.seq) if e.model in self.packed else self.buckets(e.seq)
             self._groups.setdefault((e.model, e.kind, e.seq), deque()).append(e)
         self._size += len(entries)
 
@@ -141,13 +180,14 @@ class BatchQueue:
         """
         best: GroupKey | None = None
         for key, group in self._groups.items():
-            ready = (flush or idle or len(group) >= self.buckets(key[2])[-1]
-                     or now - group[0].arrived >= self.max_wait)
+            ready = flush or idle or self._full(key, group) or now - group[0].arrived >= self.max_wait
             if ready and (best is None or group[0].arrived < self._groups[best][0].arrived):
                 best = key
         if best is None:
             return None
         model, kind, seq = best
+        if model in self.packed:
+            return self._packed_batch(best)
         buckets = self.buckets(seq)
         taken = self._take(best, buckets[-1])
         rows = next(b for b in buckets if b >= len(taken))
@@ -166,6 +206,22 @@ class BatchQueue:
         self._groups.clear()
         self._size = 0
         return out
+
+    def _packed_batch(self, key: GroupKey) -> Batch:
+        """The group's oldest sequences that fit its largest packed batch, in as few rows as `place` lays them."""
+        model, kind, width = key
+        buckets = self.packed_buckets(width)
+        group, tokens, n = self._groups[key], 0, 0
+        capacity = buckets[-1] * width
+        limit = len(group) if self.max_batch_requests is None else min(len(group), self.max_batch_requests)
+        while n < limit and tokens + group[n].length <= capacity:
+            tokens += group[n].length
+            n += 1
+        while n > 1 and place([e.length for e in list(group)[:n]], width).rows > buckets[-1]:
+            n -= 1  # rows end in gaps: give back the newest until the rest fit
+        taken = self._take(key, max(n, 1))
+        rows = packed_rows(buckets, place([e.length for e in taken], width).rows)
+        return Batch(model, kind, rows, width, taken, packed=True)
 
     def _take(self, key: GroupKey, n: int) -> list[Entry]:
         group = self._groups[key]
@@ -189,3 +245,8 @@ def pad(entries: Sequence[Entry], rows: int, seq: int, pad_id: int) -> tuple[np.
     mask[r, c] = 1
     types[r, c] = np.concatenate([e.types for e in entries])
     return ids, mask, types
+
+
+def packed_rows(buckets: Sequence[int], rows: int) -> int:
+    """The smallest of the packed row `buckets` that holds `rows` rows."""
+    return next(b for b in buckets if b >= rows)
