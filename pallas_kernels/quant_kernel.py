@@ -45,7 +45,10 @@ def int8_codes_from_half(q: jax.Array) -> jax.Array:
     """int8 codes of float16 `q`, already clipped to [-127, 127], rounded to nearest-even.
 
     `q + 1536` rounds (one half-precision add, two values per instruction) onto float16's integer grid,
-    where the low byte of its bits is the code, as `int_codes_in_kernel` does in float32.
+    where the low byte of its bits is the code, as `int_codes_in_kernel` does in float32. The interpreter's
+    form of the compiled epilogue's byte permute (`gemm.store.int8_codes_from_pairs`): XLA's GPU compiler does
+    not keep the float16 add's rounding (H200, 2026-12-07: 8161 of 8192 codes wrong), so no XLA path on a
+    GPU takes it.
     """
     bits = jax.lax.bitcast_convert_type(q + jnp.float16(HALF_RNE_SHIFT), jnp.int16)
     return bits.astype(jnp.int8)  # truncation to the low byte

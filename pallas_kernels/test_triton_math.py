@@ -80,6 +80,13 @@ class TestCompiled:
         np.testing.assert_array_equal(_apply(fma, a, b, c, compiled=True), exact.astype(np.float32))
 
     def test_fma_compiled_agrees_with_interpreted(self):
+        """The interpreter's `a * b + c` may round the product first (XLA's GPU compiler does not always fuse it):
+        half an ulp of the product, then half of the result's, against the fused form's one rounding. Where the
+        sum cancels, the product's ulp is many of the result's (H200: 1 ulp of the result was exceeded)."""
         a, b, c = _fma_inputs()
         got, interpreted = _apply(fma, a, b, c, compiled=True), _apply(fma, a, b, c, compiled=False)
-        assert np.all(np.abs(got - interpreted) <= np.spacing(np.abs(got)))
+        product = np.abs(a * b)
+        bound = 0.5 * np.spacing(product) + np.spacing(np.abs(got))
+        worst = int(np.argmax(np.abs(got - interpreted) - bound))
+        assert np.all(np.abs(got - interpreted) <= bound), (
+            f"a={a[worst]:.9g} b={b[worst]:.9g} c={c[worst]:.9g}: fused {got[worst]:.9g}, interpreted {interpreted[worst]:.9g}")

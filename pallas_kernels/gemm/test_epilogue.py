@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pallas_kernels.activations import GELU_TANH_ERROR, HALF_GELU_ERROR, gelu_scaled, gelu_tanh_fit
-from pallas_kernels.quant_kernel import int8_codes_from_half, quantize_in_kernel
+from pallas_kernels.quant_kernel import quantize_in_kernel
 from pallas_kernels.quant_types import quantize_scaled
 from pallas_kernels.testing import gelu_np
 from pallas_kernels.testing_modes import needs_hopper
@@ -129,15 +129,15 @@ def test_int8_codes_from_pairs_interpreted():
 
 @pytest.mark.parametrize("mode", [pytest.param("compiled", marks=needs_hopper())])
 def test_int8_codes_byte_permute_compiled_only(mode):
-    """The compiled epilogue's codes (one `prmt` byte permute a pair, inline PTX) equal the jnp form's
-    (`quant_kernel.int8_codes_from_half`, run by XLA on the same GPU) and nearest-even rounding."""
+    """The compiled epilogue's codes (one `prmt` byte permute a pair, inline PTX) round to nearest-even, every
+    half-step tie included: what the interpreter's form gives (`test_int8_codes_from_pairs_interpreted`). That
+    form is the interpreter's only: XLA's GPU compile of it does not keep the float16 add's rounding (H200,
+    2026-12-07: 8161 of these 8192 codes came out -1), so it is not compared here."""
     x, got = _codes_in_kernel(False)
     want = np.round(x.astype(np.float64))
-    twin = np.asarray(jax.jit(int8_codes_from_half)(jnp.asarray(x, jnp.float16)), np.float64)
-    for name, codes in (("kernel", got), ("XLA twin", twin)):
-        bad = np.flatnonzero(codes != want)
-        assert bad.size == 0, (f"{name}: {bad.size} of {want.size} codes differ from nearest-even rounding, first at "
-                               + ", ".join(f"x={x.flat[i]:g} got {codes.flat[i]:g}" for i in bad[:6]))
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, (f"{bad.size} of {want.size} codes differ from nearest-even rounding, first at "
+                           + ", ".join(f"x={x.flat[i]:g} got {got.flat[i]:g}" for i in bad[:6]))
 
 
 @MODES
