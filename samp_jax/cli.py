@@ -250,7 +250,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
         max_concurrent_requests=args.max_concurrent_requests, max_client_batch_size=args.max_client_batch_size,
         max_wait_ms=args.max_wait_ms, max_input_length=args.max_input_length, auto_truncate=args.auto_truncate,
-        tokenization_workers=args.tokenization_workers, warmup=not args.no_warmup, compile_workers=args.compile_workers)
+        tokenization_workers=args.tokenization_workers, warmup=not args.no_warmup, compile_workers=args.compile_workers,
+        packing=args.packing)
     settings = ServerSettings(payload_limit=args.payload_limit, request_timeout=args.request_timeout)
     for name, value in (("--payload-limit", args.payload_limit), ("--request-timeout", args.request_timeout),
                         ("--drain-timeout", args.drain_timeout)):
@@ -399,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-input-length", type=int, help="tokens an input may have (default: the model's limit)")
     v.add_argument("--auto-truncate", action="store_true",
                    help="truncate inputs over the limit when a request does not say (else they are refused)")
+    v.add_argument("--packing", action="store_true",
+                   help="lay each batch's sequences end to end in rows of 128+ tokens instead of padding each "
+                        "(docs/packing.md: 1.9-4.8x the tokens/s on real length mixes under load; a lone short "
+                        "request runs a 128-token row)")
     v.add_argument("--compilation-cache", metavar="DIR",
                    help="JAX's persistent compilation cache (default: $SAMP_JAX_COMPILATION_CACHE, else "
                         "~/.cache/samp-jax/compilation; 'none': off)")
