@@ -432,3 +432,16 @@ def test_sigterm_drains_the_requests_held_then_exits_0(small_server, models, rea
 def _ids(model, items):
     b = model.tokenizer.pad(model.tokenizer.encode(items), pad_batch=False)
     return b.input_ids, b.attention_mask, b.token_type_ids
+
+
+def test_a_packing_server_answers_as_the_model(folders, models, cache, real_sentences):
+    """`--packing`: batches of sequences laid end to end (docs/packing.md); every answer still the model's."""
+    s = ServerProcess([f"minilm={folders['minilm']}", f"ner={folders['ner']}", *LIMITS, "--packing"], cache)
+    try:
+        got = s.client.post("/embed", json={"inputs": real_sentences}).json()
+        np.testing.assert_allclose(np.asarray(got, np.float32), models["minilm"].embed(real_sentences, packing=False),
+                                   **TOL)
+        ner = s.client.post("/predict", json={"inputs": [[t] for t in real_sentences], "model": "ner"}).json()
+        assert _close(ner, models["ner"].predict(real_sentences, packing=False))
+    finally:
+        assert s.stop() == 0
