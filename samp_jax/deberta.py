@@ -81,8 +81,11 @@ class DebertaEncoder(Encoder):
     """DeBERTa-v2's embeddings, relative embeddings and `num_layers` Transformer layers, each in its plan mode."""
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False):
-        """The last hidden state; with `inputs_only`, what layer 0 takes: (embeddings, key mask, `Disentangled`)."""
+    def __call__(self, input_ids, attention_mask, token_type_ids, *, inputs_only: bool = False, packed: bool = False):
+        """The last hidden state; with `inputs_only`, what layer 0 takes: (embeddings, key mask, `Disentangled`).
+        Runs padded batches only (`packing.unpackable`)."""
+        if packed:
+            raise ValueError("model_type='deberta-v2' runs padded only: its disentangled bias reads row positions")
         cfg = self.config
         opts = cfg.deberta
         assert opts is not None  # EncoderConfig checks that a deberta-v2 config has its options

@@ -71,7 +71,7 @@ class PackedBatch:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.input_ids.shape  # type: ignore[return-value]
+        return self.input_ids.shape
 
     @property
     def num_sequences(self) -> int:
@@ -102,7 +102,7 @@ class Placement:
     rows: int
 
 
-def place(lengths: Sequence[int], width: int, per_row: int | None = None) -> Placement:
+def place(lengths: Sequence[int] | np.ndarray, width: int, per_row: int | None = None) -> Placement:
     """First fit, longest first: each sequence into the first row with room for it and a free slot (at most
     `per_row`, default `max_per_row(width)`); slots numbered left to right along each row."""
     k = per_row or max_per_row(width)
@@ -129,8 +129,8 @@ def place(lengths: Sequence[int], width: int, per_row: int | None = None) -> Pla
     return Placement(row, slot, start, rows)
 
 
-def pack(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None, *, width: int,
-         pad_id: int = 0, rows: int | None = None, per_row: int | None = None) -> PackedBatch:
+def pack(ids: Sequence[Sequence[int] | np.ndarray], types: Sequence[Sequence[int] | np.ndarray] | None = None, *,
+         width: int, pad_id: int = 0, rows: int | None = None, per_row: int | None = None) -> PackedBatch:
     """Packs sequences of token ids (and token types) into rows of `width` (`place`).
 
     `rows`: the row count to pad to (a bucket; at least the rows the sequences need); `per_row`: at most this

@@ -79,7 +79,7 @@ class Forwards:
         shapes = list(shapes)
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max(1, min(workers, len(shapes)))) as pool:
-            for _ in pool.map(lambda shape: self.get(model, kind, *shape, packed=packed), shapes):
+            for _ in pool.map(lambda shape: self.get(model, kind, shape[0], shape[1], packed=packed), shapes):
                 pass
 
     def _build(self, model: str, kind: str, rows: int, seq: int, packed: bool) -> Forward:
