@@ -76,3 +76,26 @@ def time_torch(fn, iterations: int = 50, warmup: int = 5) -> float:
 def write_records(records: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=1) + "\n")
+
+
+def wall_ms(fn, iterations: int = 30) -> float:
+    """Median ms of one `fn()` and its `block_until_ready`, host clock: launch gaps count, as in serving."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def pipelined_ms(fn, calls: int = 20, repeats: int = 5) -> float:
+    """Milliseconds per call with `calls` calls queued back to back, as a server streams batches: the host's
+    launch and synchronization latency overlaps the device work, which `wall_ms` exposes once per call."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready([fn() for _ in range(calls)])
+        times.append((time.perf_counter() - t0) * 1e3 / calls)
+    return float(statistics.median(times))

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, whe
 import jax
 import numpy as np
 
-from bench._timing import commit, device_name, time_torch, today, write_records
+from bench._timing import commit, device_name, pipelined_ms, time_torch, today, wall_ms, write_records
 
 PLANS = ["fp16", "ffn_int8", "full_int8", "ffn_fp8", "full_fp8"]
 RECORDS: list[dict] = []
@@ -66,28 +65,6 @@ def record(implementation: str, plan: str, batch: int, seq: int, ms: float, **ex
     )
     built = f"  (built in {extra['compile_s']} s)" if "compile_s" in extra else ""
     print(f"  {implementation:<26} {plan:<10} {batch:>4} x {seq:<4} {ms:9.3f} ms{built}", flush=True)
-
-
-def wall_ms(fn, iterations: int = 30) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
-
-
-def pipelined_ms(fn, calls: int = 20) -> float:
-    """Milliseconds per call with `calls` calls queued back to back, as a server streams batches: the host's
-    launch and synchronization latency overlaps the device work, which `wall_ms` exposes once per call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        jax.block_until_ready([fn() for _ in range(calls)])
-        times.append((time.perf_counter() - t0) * 1e3 / calls)
-    return float(statistics.median(times))
 
 
 def random_ids(batch: int, seq: int, seed: int = 0):

@@ -40,7 +40,7 @@ if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, whe
 import jax
 import numpy as np
 
-from bench._timing import commit, device_name, today, write_records
+from bench._timing import commit, device_name, pipelined_ms, today, wall_ms, write_records
 
 TARGET = 0.97  # the mesh path's speed as a fraction of the plain path's (issue 30)
 PATHS = ("plain", "mesh")
@@ -86,28 +86,6 @@ def on_device(model, arrays: tuple[np.ndarray, ...]) -> tuple[jax.Array, ...]:
     return tuple(jax.device_put(a, model.parallel.split) for a in arrays)
 
 
-def time_call(fn, iterations: int) -> float:
-    """Median ms of `fn()` with `block_until_ready`, host clock."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
-
-
-def time_queued(fn, calls: int = 20, repeats: int = 5) -> float:
-    """Median ms per call with `calls` calls queued back to back before one `block_until_ready`."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready([fn() for _ in range(calls)])
-        times.append((time.perf_counter() - t0) * 1e3 / calls)
-    return float(statistics.median(times))
-
-
 def bench_shape(models: dict, kind: str, batch: int, seq: int, rounds: int, iterations: int) -> dict:
     """{timing: {path: [ms per round]}}, plus the compile times and the outputs' largest difference."""
     host = random_ids(batch, seq, seed=batch * 1000 + seq)
@@ -126,9 +104,9 @@ def bench_shape(models: dict, kind: str, batch: int, seq: int, rounds: int, iter
     ms: dict[str, dict[str, list[float]]] = {t: {p: [] for p in PATHS} for t in TIMINGS}
     for r in range(rounds):
         for path in PATHS if r % 2 == 0 else PATHS[::-1]:
-            ms["call"][path].append(time_call(runs[path]["call"], iterations))
-            ms["queued"][path].append(time_queued(runs[path]["call"]))
-            ms["host"][path].append(time_call(runs[path]["host"], iterations))
+            ms["call"][path].append(wall_ms(runs[path]["call"], iterations))
+            ms["queued"][path].append(pipelined_ms(runs[path]["call"]))
+            ms["host"][path].append(wall_ms(runs[path]["host"], iterations))
     return {"ms": ms, "compile_s": compile_s, "max_abs_diff": diff}
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-from bench._timing import commit, device_name, today, write_records
+from bench._timing import commit, device_name, today, wall_ms, write_records
 from bench.accuracy import FAMILY_ORDER, modes_key
-from bench.latency import random_ids, wall_ms
+from bench.latency import random_ids
 
 ARCHS = {  # the PyPI encoders' shapes (bench/_models.py)
     "minilm": ("BertForSequenceClassification", dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,

@@ -143,6 +143,19 @@ def make_hf_model(
     return model
 
 
+def load_tiny_models(tmp_path_factory, minilm_dir: Path, specs, prefix: str, seed: int = 1) -> dict:
+    """`{name: samp_jax.load(folder)}` for `(name, architecture, make_hf_model keywords)` specs: tiny random models
+    with MiniLM's tokenizer, each its own seed from `seed` on."""
+    import samp_jax
+
+    out = {}
+    for name, arch, kw in specs:
+        folder = tmp_path_factory.mktemp(f"{prefix}_{name}")
+        make_hf_model(folder, arch, tokenizer_from=minilm_dir, seed=seed + len(out), **kw)
+        out[name] = samp_jax.load(folder)
+    return out
+
+
 def random_batch(vocab: int, lengths: list[int], seq: int, pad_id: int, seed: int = 0):
     """ids/mask/types with padding after each row's length; ids avoid the pad id."""
     rng = np.random.default_rng(seed)

@@ -33,7 +33,7 @@ from samp_jax.serving import (
     TokenizationFailed,
 )
 from samp_jax.serving.scheduler import BatchQueue, Entry, pad, row_buckets
-from tests.conftest import make_hf_model, nested_close
+from tests.conftest import load_tiny_models, nested_close
 
 # Rows computed in another [rows, seq] shape differ from model.predict's by float reduction order only
 # (XLA picks its GEMM and reduction tiling per shape): 1e-7 on unit vectors and softmax scores, measured.
@@ -131,7 +131,6 @@ def test_pad_lays_rows_out_as_the_tokenizer_front_end_does(minilm_dir):
 # ---- the engine on tiny random models -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, minilm_dir):
-    out = {}
     specs: list[tuple[str, str, dict[str, Any]]] = [
         ("cls", "BertForSequenceClassification", {}),
         ("multi", "BertForSequenceClassification",
@@ -140,11 +139,7 @@ def models(tmp_path_factory, minilm_dir):
         ("cross", "BertForSequenceClassification", dict(labels=("relevance",))),
         ("enc", "BertModel", {}),
     ]
-    for name, arch, kw in specs:
-        folder = tmp_path_factory.mktemp(f"engine_{name}")
-        make_hf_model(folder, arch, tokenizer_from=minilm_dir, seed=len(out) + 1, **kw)
-        out[name] = samp_jax.load(folder)
-    return out
+    return load_tiny_models(tmp_path_factory, minilm_dir, specs, "engine")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import samp_jax
 from samp_jax.serving import Embed, Engine, EngineConfig, Predict, Similarity
 from samp_jax.serving.scheduler import BatchQueue, Entry, packed_row_buckets
-from tests.conftest import make_hf_model, nested_close
+from tests.conftest import load_tiny_models, make_hf_model, nested_close
 
 TOL: dict[str, Any] = dict(rtol=1e-5, atol=2e-6)  # rows of another batch shape: float reduction order
 WAIT = 20.0
@@ -47,14 +47,10 @@ def test_a_packed_batch_takes_what_fits_its_rows_in_arrival_order():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, minilm_dir):
-    out = {}
-    for name, arch, kw in (("cls", "BertForSequenceClassification", {}),
-                           ("ner", "BertForTokenClassification", dict(labels=("O", "B-PER", "I-PER", "B-LOC", "I-LOC"))),
-                           ("enc", "BertModel", {})):
-        folder = tmp_path_factory.mktemp(f"packed_{name}")
-        make_hf_model(folder, arch, tokenizer_from=minilm_dir, seed=len(out) + 7, **kw)
-        out[name] = samp_jax.load(folder)
-    return out
+    specs = [("cls", "BertForSequenceClassification", {}),
+             ("ner", "BertForTokenClassification", dict(labels=("O", "B-PER", "I-PER", "B-LOC", "I-LOC"))),
+             ("enc", "BertModel", {})]
+    return load_tiny_models(tmp_path_factory, minilm_dir, specs, "packed", seed=7)
 
 
 @pytest.fixture(scope="module")
