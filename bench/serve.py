@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import datetime
 import importlib
@@ -177,7 +178,8 @@ def short_texts(url: str, texts: list[str], limit: int = 32) -> list[str]:
 
 def _load_worker(url: str, rate: float, duration: float, seed: int, texts_file: str, max_texts: int,
                  out: str) -> None:
-    """One load process: Poisson arrivals at `rate` requests/s for `duration` s; writes its records."""
+    """One load process: Poisson arrivals at `rate` requests/s for `duration` s; writes its records. `url` may
+    name several servers, comma-separated: the requests go to them in turn (round robin, from `seed`'s turn)."""
     import httpx
 
     texts = json.loads(Path(texts_file).read_text())
@@ -190,11 +192,11 @@ def _load_worker(url: str, rate: float, duration: float, seed: int, texts_file: 
     records: list[tuple[float, float, int, int]] = []  # (scheduled offset, latency s, status, texts)
     lags: list[float] = []
 
-    async def one(session: httpx.AsyncClient, start: float, i: int) -> None:
+    async def one(sessions: list[httpx.AsyncClient], start: float, i: int) -> None:
         body = {"inputs": [texts[j] for j in picks[i]]}
         status = 0
         try:
-            r = await session.post("/embed", json=body)
+            r = await sessions[(seed + i) % len(sessions)].post("/embed", json=body)
             status = r.status_code
             if status == 200 and i % 100 == 0:  # a sample is parsed: the rest are counted, not decoded
                 assert len(r.json()) == len(picks[i])
@@ -204,7 +206,9 @@ def _load_worker(url: str, rate: float, duration: float, seed: int, texts_file: 
 
     async def main() -> None:
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as session:
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = [await stack.enter_async_context(httpx.AsyncClient(base_url=u, timeout=120, limits=limits))
+                        for u in url.split(",")]
             start = time.perf_counter()
             tasks = []
             for i, t in enumerate(offsets):
@@ -213,7 +217,7 @@ def _load_worker(url: str, rate: float, duration: float, seed: int, texts_file: 
                     await asyncio.sleep(delay)
                 else:
                     lags.append(-delay)
-                tasks.append(asyncio.ensure_future(one(session, start, i)))
+                tasks.append(asyncio.ensure_future(one(sessions, start, i)))
             await asyncio.gather(*tasks)
 
     asyncio.run(main())
@@ -222,7 +226,8 @@ def _load_worker(url: str, rate: float, duration: float, seed: int, texts_file: 
 
 def offered_load(url: str, rate: float, duration: float, procs: int, texts_file: Path, max_texts: int,
                  work: Path, seed: int) -> dict:
-    """`rate` requests/s split over `procs` load processes; throughput and latency of what came back."""
+    """`rate` requests/s split over `procs` load processes; throughput and latency of what came back. `url`: one
+    server, or several comma-separated, sent the requests in turn (round robin)."""
     outs = [work / f"load_{seed}_{i}.json" for i in range(procs)]
     workers = [subprocess.Popen([sys.executable, "-m", "bench.serve", "_load", url, str(rate / procs), str(duration),
                                  str(seed * 1000 + i), str(texts_file), str(max_texts), str(out)], cwd=REPO)
