@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     ap.add_argument("--host-devices", type=int, metavar="N", help="CPU dry run: N forced host devices (XLA_FLAGS)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--tiny", action="store_true", help="CPU check: a 2-layer 128-wide BERT, 512 sequences, 16 rows "
-                                                        "a device, 2 rounds; small server rates")
+                                                        "a device, 2 rounds; the first plan served, at small rates")
     args = ap.parse_args(argv)
     if args.data_dir is None:
         from samp_jax.default_model import default_data_dir
@@ -648,6 +648,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
         args.rows_per_device = 16 if args.rows_per_device == d("rows_per_device") else args.rows_per_device
         args.rounds = min(args.rounds, 2)
         args.server_batch_tokens = min(args.server_batch_tokens, 1024)
+        args.server_plans = args.server_plans or args.plans.split(",")[0]  # a server start compiles for ~12 s
         args.start_rate, args.max_rate, args.duration = 2.0, min(args.max_rate, 4.0), min(args.duration, 2.0)
         args.load_procs, args.max_texts, args.min_server_s = 1, min(args.max_texts, 4), min(args.min_server_s, 10.0)
     command = " ".join(["python", "-m", "bench.scale", *argv])
