@@ -135,7 +135,10 @@ def tokenizer_folder(given: str | None) -> Path | None:
     """The folder whose tokenizer.json the random BERT gets (BERT's uncased vocabulary): `--tokenizer`, else the
     installed all-MiniLM-L6-v2, else none (offline only: a server needs a tokenizer)."""
     if given:
-        return Path(given) if (Path(given) / "tokenizer.json").is_file() else None
+        if (Path(given) / "tokenizer.json").is_file():
+            return Path(given)
+        print(f"--tokenizer {given}: no tokenizer.json there; the random models get none", flush=True)
+        return None
     from samp_jax.default_model import default_model_dir
 
     try:
