@@ -1,13 +1,16 @@
 """Data parallelism over the GPUs of one host (issue 31): offline `embed` throughput on 1 and N devices, and
 `samp-jax serve` over all N in one process against one server per GPU behind a round-robin client.
 
-    python -m bench.scale --lengths FILE [--models bert-base,mpnet,NAME=FOLDER] [--plans fp16,full_int8]
+    python -m bench.scale --lengths FILE [--models bert-base,mpnet-base,mpnet,NAME=FOLDER] [--plans fp16,full_int8]
                           [--devices N] [--counts 1,2] [--tokenizer FOLDER] [--data-dir DIR] [--time-budget S]
                           [--server | --no-server] [--out DIR]
     python -m bench.scale --tiny --host-devices 4    # CPU dry run: a 2-layer, 128-wide BERT, 4 forced host devices
 
 This process only orchestrates (it never starts JAX): the offline part runs in one child process that holds every
-device and exits (freeing their memory) before the servers start.
+device and exits (freeing their memory) before the servers start. Models: `bert-base` and `mpnet-base` are random
+weights in BERT-base's and all-mpnet-base-v2's shapes (speed does not depend on weights), given the tokenizer of
+`--tokenizer` (default: the installed all-MiniLM-L6-v2) for serving; `minilm`, `mpnet` (bench/_models.py) and
+Hugging Face folders are real models, skipped with the reason where they are not on the machine.
 
 Offline, per model and plan, one `SampModel` per device count k in `--counts` (default 1, 2, 4, ... and N; N is
 every local device or `--devices`), all from one converted checkpoint calibrated on random ids (speed does not
@@ -39,8 +42,10 @@ process gets this process's environment unchanged plus only XLA_FLAGS/JAX_PLATFO
 CUDA_VISIBLE_DEVICES (pinning); this script never sets or clears an NCCL, NVSHMEM or PyTorch variable. The
 data-parallel program holds no collective anyway.
 
-Records (command, commit, device, date, device count in each) go to DIR/scale.json, a table is printed last, and
-DIR/scale.png (throughput against device count; the servers' texts/s) is drawn where matplotlib is installed.
+`--time-budget S`: the offline part stops starting plans past 40% of S, the servers' sweeps share the rest
+(`bench.serve.Budget`), and no server setup starts with under `--min-server-s` left; what was skipped is named in
+a record. Records (command, commit, device, date, device count in each) go to DIR/scale.json, a table is printed
+last, and DIR/scale.png (throughput against device count; the servers' texts/s) is drawn where matplotlib is installed.
 """
 
 from __future__ import annotations
