@@ -632,12 +632,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     ap.add_argument("--server-devices", type=int, help="N for the servers (default: N; on the CPU at most 2)")
     ap.add_argument("--server-batch-tokens", type=int, default=16384,
                     help="a single server's --max-batch-tokens; the one process gets N times it")
-    ap.add_argument("--start-rate", type=float, default=200.0, help="requests/s of the first rate; doubled each step")
-    ap.add_argument("--max-rate", type=float, default=12800.0)
-    ap.add_argument("--duration", type=float, default=4.0, help="seconds per rate")
-    ap.add_argument("--max-texts", type=int, default=32, help="texts per request: uniform in 1..N")
-    ap.add_argument("--max-p99-ms", type=float, default=2000.0, help="saturated past this p99")
-    ap.add_argument("--load-procs", type=int, default=8, help="load-generating processes")
+    serve.add_load_arguments(ap, start_rate=200.0, duration=4.0)
     ap.add_argument("--time-budget", type=float, metavar="S", help="seconds for the whole run: 40%% for the offline "
                     "part when servers follow (checked between plans), the rest shared by the servers' sweeps")
     ap.add_argument("--min-server-s", type=float, default=60.0, help="no server setup starts with less time left")

@@ -573,6 +573,16 @@ def _write(path: Path, record: dict) -> None:
     print(f"  record: {path}", flush=True)
 
 
+def add_load_arguments(ap: argparse.ArgumentParser, *, start_rate: float, duration: float) -> None:
+    """The open-loop load's options (`sweep`), shared with bench/scale.py."""
+    ap.add_argument("--start-rate", type=float, default=start_rate, help="requests/s of the first rate; doubled each step")
+    ap.add_argument("--max-rate", type=float, default=12800.0)
+    ap.add_argument("--duration", type=float, default=duration, help="seconds per rate")
+    ap.add_argument("--max-texts", type=int, default=32, help="texts per request: uniform in 1..N")
+    ap.add_argument("--max-p99-ms", type=float, default=2000.0, help="saturated (stop rising) past this p99")
+    ap.add_argument("--load-procs", type=int, default=8, help="load-generating processes")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     internal = {"_load": _load_worker, "_offline_samp": _offline_samp, "_offline_st": _offline_st,
@@ -589,12 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip sentence-transformers")
     ap.add_argument("--data-dir", type=Path, default=None, help="datasets (default: $SAMP_DATA, then ../shared/data)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve")
-    ap.add_argument("--start-rate", type=float, default=50.0, help="requests/s of the first rate; doubled each step")
-    ap.add_argument("--max-rate", type=float, default=12800.0)
-    ap.add_argument("--duration", type=float, default=8.0, help="seconds per rate")
-    ap.add_argument("--max-texts", type=int, default=32, help="texts per request: uniform in 1..N")
-    ap.add_argument("--max-p99-ms", type=float, default=2000.0, help="stop rising past this p99")
-    ap.add_argument("--load-procs", type=int, default=8, help="load-generating processes")
+    add_load_arguments(ap, start_rate=50.0, duration=8.0)
     ap.add_argument("--lone", type=int, default=300, help="lone small requests timed")
     ap.add_argument("--offline-n", type=int, default=16384, help="texts of the offline embed() run")
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
