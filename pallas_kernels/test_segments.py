@@ -57,10 +57,10 @@ def test_allowed_keys_own_segment_padding_queries_see_every_real_key():
 class SegmentsTest:
     implementation = "xla"
 
-    @pytest.mark.parametrize("dtype", ["float16", "float32"])
-    def test_float_sequences_as_if_alone(self, dtype):
-        if self.implementation == "triton" and dtype == "float32":
-            pytest.skip("the triton kernel takes 16-bit Q, K, V")
+    def test_float16_sequences_as_if_alone(self):
+        self._float_sequences_as_if_alone("float16")
+
+    def _float_sequences_as_if_alone(self, dtype):
         qkv = np.random.default_rng(0).standard_normal((len(LENGTHS), S, 3, N, D)).astype(dtype)
         run = lambda x, m: attention_packed(x, m, scale=D**-0.5, implementation=self.implementation)  # noqa: E731
         got = _packed_rows(np.asarray(run(jnp.asarray(qkv), jnp.asarray(_segments())), np.float32))
@@ -99,7 +99,8 @@ class SegmentsTest:
 
 
 class TestSegmentsReference(SegmentsTest):
-    pass
+    def test_float32_sequences_as_if_alone(self):  # the kernels take 16-bit Q, K, V
+        self._float_sequences_as_if_alone("float32")
 
 
 class TestSegmentsTritonInterpreted(Interpreted, SegmentsTest):
