@@ -216,8 +216,7 @@ class SampModel:
         if not ids:
             raise ValueError("pack: no sequences")
         width = self._pack_width(max(len(x) for x in ids))
-        rows = self._packed_rows(place([len(x) for x in ids], width).rows)
-        return pack(ids, types, width=width, pad_id=self.config.pad_token_id, rows=rows)
+        return pack(ids, types, width=width, pad_id=self.config.pad_token_id, rows=self._packed_rows)
 
     def _packed_rows(self, rows: int) -> int:
         """The row count a packed batch is padded to: a batch bucket up to `PACKED_ROW_STEP`, then whole
@@ -249,10 +248,11 @@ class SampModel:
         padded layout (and the model runs packed)."""
         if unpackable(self.config, self.pooling.mode) is not None or not lengths:
             return False
-        longest = max(lengths)
-        width = self._pack_width(longest)
-        packed = self._packed_rows(place(lengths, width).rows) * width
-        return bool(packed <= PACK_BELOW * np.prod(self._bucket_shape(len(lengths), longest)))
+        width = self._pack_width(max(lengths))
+        return self._pays(self._packed_rows(place(lengths, width).rows) * width, lengths)
+
+    def _pays(self, packed_tokens: int, lengths: Sequence[int]) -> bool:
+        return bool(packed_tokens <= PACK_BELOW * np.prod(self._bucket_shape(len(lengths), max(lengths))))
 
     # ---- calibration: the float model's activations ----------------------------
     def float32(self) -> SampModel:
@@ -319,10 +319,11 @@ class SampModel:
         """`_chunks` laid out as a `PaddedBatch` or, where `packing` says (None: `packs_better`), a `PackedBatch`."""
         if packing and (why := unpackable(self.config, self.pooling.mode)) is not None:
             raise ValueError(f"packing=True: {why}")
+        packable = packing is not False and unpackable(self.config, self.pooling.mode) is None
         for idx, encs in self._chunks(items, **kw):
-            lengths = [len(e.ids) for e in encs]
-            if packing or (packing is None and self.packs_better(lengths)):
-                yield idx, encs, self.pack([e.ids for e in encs], [e.type_ids for e in encs])
+            packed = self.pack([e.ids for e in encs], [e.type_ids for e in encs]) if packable else None
+            if packed is not None and (packing or self._pays(packed.input_ids.size, [len(e.ids) for e in encs])):
+                yield idx, encs, packed  # packed once: the layout itself says whether it pays
             else:
                 yield idx, encs, self._tokenizer().pad(encs)
 

@@ -20,7 +20,7 @@ Executables are keyed by `(rows, width)`, both bucketed, so packed batches reuse
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -130,11 +130,13 @@ def place(lengths: Sequence[int] | np.ndarray, width: int, per_row: int | None =
 
 
 def pack(ids: Sequence[Sequence[int] | np.ndarray], types: Sequence[Sequence[int] | np.ndarray] | None = None, *,
-         width: int, pad_id: int = 0, rows: int | None = None, per_row: int | None = None) -> PackedBatch:
+         width: int, pad_id: int = 0, rows: int | Callable[[int], int] | None = None,
+         per_row: int | None = None) -> PackedBatch:
     """Packs sequences of token ids (and token types) into rows of `width` (`place`).
 
-    `rows`: the row count to pad to (a bucket; at least the rows the sequences need); `per_row`: at most this
-    many sequences a row (default `max_per_row(width)`).
+    `rows`: the row count to pad to (at least the rows the sequences need), or a function of the rows they
+    need giving it (a bucket: one placement serves both); `per_row`: at most this many sequences a row
+    (default `max_per_row(width)`).
     """
     k = per_row or max_per_row(width)
     lengths = np.array([len(x) for x in ids], np.int32)
@@ -142,7 +144,7 @@ def pack(ids: Sequence[Sequence[int] | np.ndarray], types: Sequence[Sequence[int
         raise ValueError("pack: token types must match the ids sequence for sequence")
     at = place(lengths, width, k)
     need = max(at.rows, 1)
-    total = need if rows is None else rows
+    total = need if rows is None else rows(need) if callable(rows) else rows
     if total < need:
         raise ValueError(f"pack: {len(ids)} sequences need {need} rows of {width}, more than rows={rows}")
     input_ids = np.full((total, width), pad_id, np.int32)

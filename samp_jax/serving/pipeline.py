@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from samp_jax.packing import PackedBatch, pack, place
+from samp_jax.packing import PackedBatch, pack
 from samp_jax.serving.admitted import Admitted
 from samp_jax.serving.config import EngineConfig
 from samp_jax.serving.errors import BackendFailure, DeadlineExceeded, ServingError, ShuttingDown
@@ -184,10 +184,12 @@ class Pipeline:
         pad_id = self.models[batch.model].model.config.pad_token_id
         layout: PackedBatch | None = None
         try:
-            if batch.packed:  # laid end to end again: a cancelled sequence leaves no gap
-                rows = packed_rows(self.queue.packed_buckets(batch.seq), place([e.length for e in live], batch.seq).rows)
-                layout = pack([e.ids for e in live], [e.types for e in live], width=batch.seq, pad_id=pad_id, rows=rows)
+            if batch.packed:  # laid out here (a cancelled sequence leaves no gap), rows bucketed as queued
+                buckets = self.queue.packed_buckets(batch.seq)
+                layout = pack([e.ids for e in live], [e.types for e in live], width=batch.seq, pad_id=pad_id,
+                              rows=lambda need: packed_rows(buckets, need))
                 ids, mask, types = layout.input_ids, layout.segment_ids, layout.token_type_ids
+                rows = layout.shape[0]
             else:
                 rows = next(b for b in self.queue.buckets(batch.seq) if b >= len(live))
                 ids, mask, types = pad(live, rows, batch.seq, pad_id)

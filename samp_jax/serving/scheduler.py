@@ -22,6 +22,7 @@ The rules:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -217,11 +218,11 @@ class BatchQueue:
         while n < limit and tokens + group[n].length <= capacity:
             tokens += group[n].length
             n += 1
-        while n > 1 and place([e.length for e in list(group)[:n]], width).rows > buckets[-1]:
-            n -= 1  # rows end in gaps: give back the newest until the rest fit
-        taken = self._take(key, max(n, 1))
-        rows = packed_rows(buckets, place([e.length for e in taken], width).rows)
-        return Batch(model, kind, rows, width, taken, packed=True)
+        lengths = [e.length for e in itertools.islice(group, max(n, 1))]
+        while (need := place(lengths, width).rows) > buckets[-1] and len(lengths) > 1:
+            lengths.pop()  # rows end in gaps: give back the newest until the rest fit
+        taken = self._take(key, len(lengths))
+        return Batch(model, kind, packed_rows(buckets, need), width, taken, packed=True)
 
     def _take(self, key: GroupKey, n: int) -> list[Entry]:
         group = self._groups[key]
