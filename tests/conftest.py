@@ -143,6 +143,17 @@ def make_hf_model(
     return model
 
 
+def converted_tiny(tmp_path_factory, minilm_dir: Path, arch: str, name: str, seed: int) -> Path:
+    """A tiny random `arch` with MiniLM's tokenizer, converted to a samp-jax checkpoint folder (`name`_ckpt/ckpt)."""
+    from convert import convert_hf_checkpoint
+
+    hf = tmp_path_factory.mktemp(f"{name}_hf")
+    make_hf_model(hf, arch, tokenizer_from=minilm_dir, seed=seed)
+    out = tmp_path_factory.mktemp(f"{name}_ckpt") / "ckpt"
+    convert_hf_checkpoint(hf, out)
+    return out
+
+
 def load_tiny_models(tmp_path_factory, minilm_dir: Path, specs, prefix: str, seed: int = 1) -> dict:
     """`{name: samp_jax.load(folder)}` for `(name, architecture, make_hf_model keywords)` specs: tiny random models
     with MiniLM's tokenizer, each its own seed from `seed` on."""

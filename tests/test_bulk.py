@@ -13,10 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from convert import convert_hf_checkpoint
 from samp_jax.bulk import run_bulk
 from samp_jax.cli import main
-from tests.conftest import FALLBACK_SENTENCES, REPO, make_hf_model
+from tests.conftest import FALLBACK_SENTENCES, REPO, converted_tiny
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -26,20 +25,12 @@ ROWS = 2000
 
 @pytest.fixture(scope="module")
 def clf(tmp_path_factory, minilm_dir):
-    hf = tmp_path_factory.mktemp("bulk_hf")
-    make_hf_model(hf, "BertForSequenceClassification", tokenizer_from=minilm_dir, seed=4)
-    out = tmp_path_factory.mktemp("bulk_ckpt") / "ckpt"
-    convert_hf_checkpoint(hf, out)
-    return out
+    return converted_tiny(tmp_path_factory, minilm_dir, "BertForSequenceClassification", "bulk", seed=4)
 
 
 @pytest.fixture(scope="module")
 def enc(tmp_path_factory, minilm_dir):
-    hf = tmp_path_factory.mktemp("bulk_enc_hf")
-    make_hf_model(hf, "BertModel", tokenizer_from=minilm_dir, seed=4)
-    out = tmp_path_factory.mktemp("bulk_enc") / "ckpt"
-    convert_hf_checkpoint(hf, out)
-    return out
+    return converted_tiny(tmp_path_factory, minilm_dir, "BertModel", "bulk_enc", seed=4)
 
 
 def _texts(n: int) -> list[str]:

@@ -15,16 +15,12 @@ from convert import convert_hf_checkpoint
 from samp_jax.calibration import calibrate
 from samp_jax.cli import main
 from samp_jax.texts import read_texts
-from tests.conftest import REPO, make_hf_model
+from tests.conftest import REPO, converted_tiny, make_hf_model
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, minilm_dir):
-    hf = tmp_path_factory.mktemp("tiny_hf")
-    make_hf_model(hf, "BertForSequenceClassification", tokenizer_from=minilm_dir, seed=5)
-    out = tmp_path_factory.mktemp("tiny_ckpt") / "ckpt"
-    convert_hf_checkpoint(hf, out)
-    return out
+    return converted_tiny(tmp_path_factory, minilm_dir, "BertForSequenceClassification", "tiny", seed=5)
 
 
 def _predict(capsys, *argv) -> tuple[int, list[dict], str]:

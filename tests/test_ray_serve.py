@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import samp_jax
-from convert import convert_hf_checkpoint
-from tests.conftest import make_hf_model
+from tests.conftest import converted_tiny
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -28,10 +27,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, minilm_dir):
-    hf = tmp_path_factory.mktemp("ray_clf_hf")
-    make_hf_model(hf, "BertForSequenceClassification", tokenizer_from=minilm_dir, seed=2)
-    clf = tmp_path_factory.mktemp("ray_clf") / "ckpt"
-    convert_hf_checkpoint(hf, clf)
+    clf = converted_tiny(tmp_path_factory, minilm_dir, "BertForSequenceClassification", "ray_clf", seed=2)
     from samp_jax.serving.ray_serve import deployment
 
     port = _free_port()

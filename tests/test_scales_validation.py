@@ -6,23 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert import convert_hf_checkpoint
 from convert.amax_import import import_amax, read_amax_state
 from samp_jax.checkpoint import load_checkpoint
 from samp_jax.cli import main
 from samp_jax.quant.scales import SCALES_FILE, Scales
-from tests.conftest import make_hf_model
+from tests.conftest import converted_tiny
 
 POINT = "layer_1/ffn/activation"
 
 
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory, minilm_dir):
-    hf = tmp_path_factory.mktemp("scales_hf")
-    make_hf_model(hf, "BertForSequenceClassification", tokenizer_from=minilm_dir, seed=3)
-    out = tmp_path_factory.mktemp("scales_ckpt") / "ckpt"
-    convert_hf_checkpoint(hf, out)
-    return out
+    return converted_tiny(tmp_path_factory, minilm_dir, "BertForSequenceClassification", "scales", seed=3)
 
 
 @pytest.mark.parametrize("amax", [0.0, -1.0, float("nan"), float("inf"), 1e39])
