@@ -74,8 +74,11 @@ def time_torch(fn, iterations: int = 50, warmup: int = 5) -> float:
 
 
 def write_records(records: list[dict], path: Path) -> None:
+    """The records as indented JSON, written atomically (a reader never sees half a file)."""
+    from samp_jax.fileio import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(records, indent=1) + "\n")
 
 
 def wall_ms(fn, iterations: int = 30) -> float:

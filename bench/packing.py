@@ -37,6 +37,7 @@ if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, whe
 import numpy as np
 
 from bench._timing import commit, device_name, today, write_records
+from samp_jax.fileio import atomic_write_text
 
 SETS = ("sst2", "mrpc", "conll", "uniform")
 PADDED_ROWS = 128  # sequences a padded call: the largest batch bucket (issue 27's fill table pads batches of 128)
@@ -176,7 +177,7 @@ def main() -> None:
     else:
         lengths = {}
     if args.write_lengths is not None:
-        args.write_lengths.write_text(json.dumps(lengths))
+        atomic_write_text(args.write_lengths, json.dumps(lengths))
         print(f"wrote {args.write_lengths}: " + ", ".join(f"{k} {len(v)}" for k, v in lengths.items()))
         return
     lengths["uniform"] = [128] * 128

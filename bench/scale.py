@@ -588,8 +588,10 @@ def run(args: argparse.Namespace, command: str) -> list[dict]:
 
 
 def write_json(records: list[dict], out: Path) -> None:
+    from samp_jax.fileio import atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(records, indent=1) + "\n")
+    atomic_write_text(out / "scale.json", json.dumps(records, indent=1) + "\n")
 
 
 def _commit() -> str:
