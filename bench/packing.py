@@ -154,6 +154,31 @@ def build(plans: list[str], tiny: bool) -> dict:
     return {plan: SampModel(ckpt, plan, kernels="auto") for plan in plans}
 
 
+def breakdown(model, plan: str, rows: int = 128, seq: int = 128, top: int = 10) -> None:
+    """Device time of the padded and the packed embed programs on uniform full-length rows, split by kernel
+    family (CUPTI), to show where the packed program's extra time goes."""
+    from jax.experimental.mosaic.gpu import profiler
+
+    from bench.latency import kernel_family
+
+    ids = [np.random.default_rng(0).integers(1000, 30000, seq).tolist() for _ in range(rows)]
+    packed = model.pack(ids)
+    families: dict[str, dict[str, float]] = {}
+    totals = {}
+    for layout, args, is_packed in (("padded", padded(model, ids), False),
+                                    ("packed", (packed.input_ids, packed.segment_ids, packed.token_type_ids), True)):
+        forward = model.compiled("embed", *args[0].shape, packed=is_packed)
+        _, kernels = profiler.measure(forward.executable, aggregate=False, iterations=5)(*forward.args(*args))
+        totals[layout] = sum(ms for _, ms in kernels[-1])
+        for name, ms in kernels[-1]:
+            fam = families.setdefault(kernel_family(name), {})
+            fam[layout] = fam.get(layout, 0.0) + ms
+    print(f"breakdown {plan} uniform {rows}x{seq}: device padded {totals['padded']:.3f} ms, packed {totals['packed']:.3f} ms")
+    diff = sorted(families.items(), key=lambda kv: -abs(kv[1].get("packed", 0) - kv[1].get("padded", 0)))
+    for fam, t in diff[:top]:
+        print(f"    {t.get('padded', 0):8.3f} {t.get('packed', 0):8.3f} ms  {fam}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plans", default="fp16,full_int8")
@@ -166,6 +191,7 @@ def main() -> None:
     ap.add_argument("--write-lengths", type=Path, metavar="FILE", help="only count the tokens and write them")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tiny", action="store_true", help="CPU check: a 2-layer, 128-wide BERT, 2 passes")
+    ap.add_argument("--breakdown", action="store_true", help="GPU: only split uniform 128x128 device time by kernel")
     args = ap.parse_args()
     sets = args.sets.split(",")
     if unknown := [s for s in sets if s not in SETS]:
@@ -182,6 +208,10 @@ def main() -> None:
         return
     lengths["uniform"] = [128] * 128
     models = build(args.plans.split(","), args.tiny)
+    if args.breakdown:
+        for plan, model in models.items():
+            breakdown(model, plan)
+        return
     records = []
     cmd = " ".join(sys.argv)
     print(f"{'plan':<11}{'set':<9}{'padded tok/s':>14}{'fill':>6}{'packed tok/s':>14}{'fill':>6}{'speedup':>9}{'target':>8}")

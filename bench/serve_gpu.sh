@@ -12,6 +12,10 @@
 #                          old) and sentence-transformers (only where the machine has none)
 #   .carry_serve/minilm/   the model folder with fp16 weights (python -m bench._models minilm .carry_serve/minilm)
 #   .carry_serve/data/sst2/  dev.tsv and 8,000 sentences of train.tsv (the load's and calibration's texts)
+#   .carry_serve/mpnet/    optional: all-mpnet-base-v2's configs and tokenizer only (python -m bench._models mpnet
+#                          .carry_serve/mpnet --configs); its 219 MB of fp16 weights do not fit a call, so the
+#                          machine draws random ones (bench._models --random): speed is real, accuracy is not
+# MODELS: which of them to serve (default minilm; e.g. MODELS=mpnet); MESH=0 skips the mesh part.
 # Usage (device tool, carry [".carry_serve"]): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/serve_gpu.sh
 # Records and logs go to $OUT (mesh/mesh.json, serve/*.json, serve/serve.png, mesh.log, serve.log); the two
 # tables come last. On the CPU: SMOKE=1 (bench.mesh --tiny, bench.serve --smoke), with WHEELS and PYTHON set
@@ -61,19 +65,29 @@ PY
 echo "setup done at ${SECONDS} s"
 
 echo "== 1. mesh (devices=1) against plain"
+if [ "${MESH:-1}" = 0 ]; then MESH_TIMEOUT=0; echo "  skipped"; fi
 if [ -n "${SMOKE:-}" ]; then MESH_ARGS="--tiny"; else MESH_ARGS=""; fi
-timeout -k 10 "$MESH_TIMEOUT" $PY -m bench.mesh $MESH_ARGS --out "$OUT/mesh" >"$OUT/mesh.log" 2>&1
+[ "$MESH_TIMEOUT" -gt 0 ] && timeout -k 10 "$MESH_TIMEOUT" $PY -m bench.mesh $MESH_ARGS --out "$OUT/mesh" >"$OUT/mesh.log" 2>&1
 echo "mesh exit $? at ${SECONDS} s"
 grep -E "^device|converted|FAILED|Error" "$OUT/mesh.log" | head -20
 
 echo "== 2. serve under load"
+SPECS=""
+for m in ${MODELS:-minilm}; do
+  if [ "$m" = mpnet ]; then
+    rm -rf /tmp/mpnet-random && cp -r "$CARRY/mpnet" /tmp/mpnet-random && $PY -m bench._models --random /tmp/mpnet-random || exit 1
+    SPECS="$SPECS,mpnet-random-weights=/tmp/mpnet-random"
+  else
+    SPECS="$SPECS,$m=$CARRY/$m"
+  fi
+done
 BUDGET=$((TOTAL - SECONDS - 45))   # bench.serve's share; what is left covers the offline runs' overrun and the tables
 if [ -n "${SMOKE:-}" ]; then
   SERVE_ARGS="--smoke"
 else
   SERVE_ARGS="--plans fp16,full_int8 --start-rate 100 --max-rate 6400 --duration 4 --load-procs 8 --lone 300 --offline-n 16384"
 fi
-timeout -k 20 $((BUDGET + 25)) $PY -m bench.serve --models minilm="$CARRY/minilm" --data-dir "$CARRY/data" \
+timeout -k 20 $((BUDGET + 25)) $PY -m bench.serve --models "${SPECS#,}" --data-dir "$CARRY/data" \
     $SERVE_ARGS --time-budget "$BUDGET" --out "$OUT/serve" >"$OUT/serve.log" 2>&1
 rc=$?
 echo "serve exit $rc at ${SECONDS} s"
