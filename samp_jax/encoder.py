@@ -50,6 +50,7 @@ class SelfAttention(nn.Module):
     qtype: str | None = None
     probs: str = "uint8"
     ffn_qtype: str | None = None
+    smooth: bool = False  # full_*: the input codes are per channel (`samp_jax.quant.smoothing`)
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias, *, dtype=None):
@@ -82,7 +83,10 @@ class SelfAttention(nn.Module):
         in_scale = built_param(self, points.INPUT.scale_param("attention"))
         q_scale, k_scale, v_scale = (built_param(self, p.scale_param("attention")) for p in (points.Q, points.K, points.V))
         probs_scale = built_param(self, points.PROBS.scale_param("attention")) if self.probs == points.PROBS.probs else None
-        x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
+        # the residual's scale: per tensor, or (smoothed) per channel, the input scale times the migrated divisors
+        res_scale = built_param(self, points.param_in(points.RESIDUAL_SCALE[points.INPUT.name], "attention")) \
+            if self.smooth else in_scale
+        x_q = x if is_codes(x) else quantize_values(x, res_scale, qt)
         qkv_dense = QuantDense(qt, name="qkv")  # packed to requantize Q, K, V with their scales
         qkv = qkv_dense(x_q).reshape(b, s, 3, cfg.num_heads, cfg.head_dim)
         ctx_scale = built_param(self, points.CONTEXT.scale_param("attention"))
@@ -98,7 +102,7 @@ class SelfAttention(nn.Module):
         # the product leaves in the compute dtype, as a float GEMM's does: half the bytes the LayerNorm reads
         return ops.quantized_dense_residual_layer_norm(
             ctx_q.reshape(b, s, h), QuantDense(qt, name="output").packed, x_q, ln.scale, ln.bias, eps=eps,
-            out_dtype=dtype, residual_scale=in_scale,
+            out_dtype=dtype, residual_scale=res_scale,
             codes=ops.Codes(built_param(self, points.ATTENTION_OUTPUT.scale_param("attention")), qt))
 
 
@@ -125,6 +129,7 @@ class FeedForward(nn.Module):
     qtype: str | None = None
     quantize_residual: bool = False
     out_qtype: str | None = None
+    smooth: bool = False  # full_*: the input codes are per channel (`samp_jax.quant.smoothing`)
 
     @nn.compact
     def __call__(self, x, *, x_q=None, out_dtype=None) -> jax.Array:
@@ -144,6 +149,8 @@ class FeedForward(nn.Module):
 
         qt = self.qtype
         in_scale = built_param(self, points.ATTENTION_OUTPUT.scale_param("ffn"))
+        if self.smooth:  # per channel: the input scale times the migrated divisors
+            in_scale = built_param(self, points.param_in(points.RESIDUAL_SCALE[points.ATTENTION_OUTPUT.name], "ffn"))
         out_dtype = out_dtype or x.dtype
         if x_q is None:
             x_q = x if is_codes(x) else quantize_values(x, in_scale, qt)
@@ -169,6 +176,7 @@ class TransformerLayer(nn.Module):
     probs: str = "uint8"
     dtype: Any = None
     out_qtype: str | None = None
+    smooth: bool = False  # a full_* layer of a `smooth:` plan (`samp_jax.quant.smoothing`)
 
     @nn.compact
     def __call__(self, x, key_mask, position_bias) -> jax.Array:
@@ -180,14 +188,16 @@ class TransformerLayer(nn.Module):
         if _observing(self):
             self.sow("intermediates", points.INPUT.sow, x)
         dtype, x_q = self.dtype or x.dtype, None
-        x = SelfAttention(self.config, qtype if full else None, self.probs, None if full else qtype, name="attention")(
+        x = SelfAttention(self.config, qtype if full else None, self.probs, None if full else qtype,
+                          self.smooth and full, name="attention")(
             x, key_mask, position_bias, dtype=dtype
         )  # full_* modes: 8-bit codes; ffn_* modes: (float, codes)
         if isinstance(x, tuple):
             x, x_q = x
         if _observing(self):
             self.sow("intermediates", points.ATTENTION_OUTPUT.sow, x)
-        return FeedForward(self.config, qtype, full, self.out_qtype, name="ffn")(x, x_q=x_q, out_dtype=dtype)
+        return FeedForward(self.config, qtype, full, self.out_qtype, self.smooth and full, name="ffn")(
+            x, x_q=x_q, out_dtype=dtype)
 
 
 class Encoder(nn.Module):
@@ -232,7 +242,7 @@ def run_layers(cfg: EncoderConfig, plan: Plan, h, key_mask, position_bias) -> ja
     """The plan's `TransformerLayer`s `layer_{i}` in order, as submodules of the calling (compact) module."""
     for i in range(cfg.num_layers):  # 8-bit codes between layers where the next one is full_*
         nxt = plan.input_codes(i + 1)
-        h = TransformerLayer(cfg, plan.modes[i], plan.probs, plan.compute_dtype, nxt, name=f"layer_{i}")(
+        h = TransformerLayer(cfg, plan.modes[i], plan.probs, plan.compute_dtype, nxt, plan.smooths(i), name=f"layer_{i}")(
             h, key_mask, position_bias
         )
     return h

@@ -13,6 +13,11 @@ Plan-wide settings:
              8-bit when layer 0 is full_*, since its input is then 8-bit)
   probs      softmax-probability treatment in full_* layers: uint8 (default,
              whole 8-bit range), int8 (naive symmetric, SAMP's), float
+  smooth     outlier migration strength alpha in [0, 1] for full_* layers (default:
+             none): the residual stream each LayerNorm writes as 8-bit codes is
+             quantized per channel, channel j divided by s_j = amax_j^alpha /
+             wmax_j^(1 - alpha) and the consuming GEMM's weight row j multiplied
+             by it (`samp_jax.quant.smoothing`); needs per-channel calibration
 
 String form: comma-separated terms, e.g. "ffn_int8:0-7,fp16:8-11",
 "full_int8:0-5,probs:int8", "full_fp8,dtype:bf16". `MODE` alone applies to
@@ -102,7 +107,7 @@ QTYPES = ("int8", "fp8")
 _SPELLED = {**{m.value: m for m in LayerMode}, "float": LayerMode.FLOAT}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 EMBEDDING_MODES = ("float", "int8", "fp8")
-SETTINGS = ("dtype", "embedding", "probs")
+SETTINGS = ("dtype", "embedding", "probs", "smooth")
 SPELLINGS = (f"layer modes {', '.join(LAYER_MODES)} or float (alone, or MODE:FIRST-LAST+LAYER); float plans "
              f"{', '.join(DTYPES)} (alone); settings {', '.join(s + ':...' for s in SETTINGS)}")
 
@@ -124,6 +129,7 @@ class Plan:
     dtype: str = "fp16"
     embedding: str = ""  # "" -> derived from layer 0
     probs: str = "uint8"
+    smooth: str = ""  # "" -> no outlier migration; else alpha in [0, 1], spelled as `f"{alpha:g}"`
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, (list, tuple)):
@@ -156,6 +162,11 @@ class Plan:
                 f"layer 0 is {self.layers[0]}, which takes {first} input: embedding precision must be "
                 f"{first!r}, not {self.embedding!r}"
             )
+        if self.smooth:
+            object.__setattr__(self, "smooth", _smooth_spelling(self.smooth))
+            if not any(m.quantizes_attention for m in self.modes):
+                raise ValueError(f"smooth:{self.smooth} migrates outliers in full_* layers and this plan has none: "
+                                 f"{[str(m) for m in self.modes]}")
 
     # ---- construction --------------------------------------------------------
     @classmethod
@@ -229,15 +240,18 @@ class Plan:
             )
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown or "layers" not in d:
-            raise ValueError(f"plan JSON needs 'layers' and allows dtype/embedding/probs; got keys {sorted(d)}")
+            raise ValueError(f"plan JSON needs 'layers' and allows dtype/embedding/probs/smooth; got keys {sorted(d)}")
         return cls(**d)
 
     # ---- output ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [str(m) for m in self.layers], "dtype": self.dtype, "embedding": self.embedding, "probs": self.probs}
+        d = {"layers": [str(m) for m in self.layers], "dtype": self.dtype, "embedding": self.embedding,
+             "probs": self.probs}
+        return {**d, "smooth": self.smooth} if self.smooth else d  # plans without it read as they always have
 
     def to_string(self) -> str:
-        if set(self.layers) == {LayerMode.FLOAT} and self.embedding == "float" and self.probs == "uint8":
+        if set(self.layers) == {LayerMode.FLOAT} and self.embedding == "float" and self.probs == "uint8" \
+                and not self.smooth:
             return self.dtype
         runs: dict[LayerMode, list[str]] = {}
         start = 0
@@ -249,8 +263,7 @@ class Plan:
                 start = i
         terms = [str(m) if len(runs) == 1 else f"{m}:{'+'.join(r)}" for m, r in runs.items()]
         default = Plan(self.layers)
-        terms += [f"{k}:{getattr(self, k)}" for k in ("dtype", "embedding", "probs")
-                  if getattr(self, k) != getattr(default, k)]
+        terms += [f"{k}:{getattr(self, k)}" for k in SETTINGS if getattr(self, k) != getattr(default, k)]
         return ",".join(terms)
 
     def __str__(self) -> str:
@@ -282,6 +295,26 @@ class Plan:
         `i == len(layers)` is the encoder's output, which is float.
         """
         return None if i == len(self.layers) else self.modes[i].input_qtype
+
+    @property
+    def smooth_alpha(self) -> float | None:
+        """The outlier migration strength, None without it."""
+        return float(self.smooth) if self.smooth else None
+
+    def smooths(self, i: int) -> bool:
+        """Whether layer `i`'s LayerNorm-written points (its input and its attention output) are smoothed: a
+        `full_*` layer of a plan with `smooth`."""
+        return bool(self.smooth) and self.modes[i].quantizes_attention
+
+
+def _smooth_spelling(text: str) -> str:
+    try:
+        alpha = float(text)
+    except ValueError:
+        alpha = float("nan")
+    if not 0.0 <= alpha <= 1.0:  # NaN fails too
+        raise ValueError(f"smooth:{text} must be a migration strength alpha in [0, 1], e.g. smooth:0.5")
+    return f"{alpha:g}"
 
 
 def _parse_layers(spec: str, num_layers: int, term: str) -> list[int]:

@@ -127,7 +127,7 @@ def test_plan_must_fit_the_model(tmp_path):
     with pytest.raises(ValueError, match="plan has 4 layer modes, the model has 6 layers"):
         Plan.parse(Plan.uniform("fp16", 4), 6)
     (tmp_path / "bad.json").write_text('{"layers": ["fp16"], "speed": "max"}')
-    with pytest.raises(ValueError, match="allows dtype/embedding/probs; got keys"):
+    with pytest.raises(ValueError, match="allows dtype/embedding/probs/smooth; got keys"):
         Plan.parse(str(tmp_path / "bad.json"), 1)
     with pytest.raises(FileNotFoundError, match="plan file .*missing.json not found"):
         Plan.parse(str(tmp_path / "missing.json"), 1)

@@ -78,7 +78,8 @@ def test_every_point_a_mode_needs_is_built(ckpt, mode, probs):
 
 def test_every_needed_point_is_observed_and_stored(ckpt, tmp_path):
     """The float model sows exactly the table's points in every layer; calibrated scales hold them all and
-    round-trip through the scales file under `act/<key>`."""
+    round-trip through the scales file under `act/<key>`, and the LayerNorm-written ones per channel under
+    `channel/<key>`."""
     from safetensors import safe_open
 
     from samp_jax.calibration import calibrate_batches
@@ -92,7 +93,8 @@ def test_every_needed_point_is_observed_and_stored(ckpt, tmp_path):
     assert set(scales.activations) == set(seen)
     scales.save(tmp_path / "scales.safetensors")
     with safe_open(str(tmp_path / "scales.safetensors"), framework="numpy") as f:
-        assert set(f.keys()) == {f"act/{k}" for k in seen}
+        assert set(f.keys()) == {f"act/{k}" for k in seen} | {
+            f"channel/{p.key(i)}" for i in range(NUM_LAYERS) for p in POINTS if p.name in points.CHANNEL_POINTS}
     assert Scales.load(tmp_path / "scales.safetensors").activations == scales.activations
     for mode in LayerMode:
         for probs in ("uint8", "int8", "float"):

@@ -49,9 +49,11 @@ def residual_layer_norm(
     if residual is not None and is_codes(residual) != (residual_scale is not None):
         raise ValueError(f"residual_layer_norm: residual.dtype={residual.dtype} with residual_scale="
                          f"{'None' if residual_scale is None else 'set'}: 8-bit codes need their scale, floats none")
-    for name, v in (("residual_scale", residual_scale), ("out_scale", out_scale)):
-        if v is not None and jnp.size(v) != 1:
-            raise ValueError(f"residual_layer_norm: {name}.shape={jnp.shape(v)}, expected a per-tensor scalar")
+    if residual_scale is not None and jnp.size(residual_scale) != 1 and jnp.shape(residual_scale) != (hidden,):
+        raise ValueError(f"residual_layer_norm: residual_scale.shape={jnp.shape(residual_scale)}, expected a per-tensor "
+                         f"scalar or one scale per channel ({hidden},)")
+    if out_scale is not None and jnp.size(out_scale) != 1:
+        raise ValueError(f"residual_layer_norm: out_scale.shape={jnp.shape(out_scale)}, expected a per-tensor scalar")
     if (out_scale is None) != (out_qtype is None) or out_qtype not in (None, "int8", "fp8"):
         raise ValueError(f"residual_layer_norm: out_qtype={out_qtype!r} needs an out_scale and one of 'int8', 'fp8'")
     if with_float and out_scale is None:

@@ -42,7 +42,8 @@ def residual_layer_norm_reference(
       x_bias: optional `[H]` bias of the GEMM that produced `x`.
       eps: variance epsilon (Hugging Face's `layer_norm_eps`).
       out_dtype: default `x.dtype`.
-      residual_scale: scalar; set when `residual` is 8-bit codes (dequantized as `codes * scale`).
+      residual_scale: set when `residual` is 8-bit codes (dequantized as `codes * scale`): a per-tensor
+        scalar, or `[H]`, one scale per channel (a smoothed residual stream, `samp_jax.quant.smoothing`).
       out_scale, out_qtype: when given, the output is `out_qtype` codes (`quantize_values`).
       with_float: with `out_scale`, return `(float output in out_dtype, codes)`: the ffn_* modes
         need the float value as the FFN's residual and the codes as its GEMM input.

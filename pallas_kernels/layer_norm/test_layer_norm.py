@@ -28,17 +28,19 @@ class ResidualLayerNormTest:
         assert out.dtype == jnp.dtype(dtype)
         assert rel_error(out, layer_norm_np(total, scale, bias, 1e-12)) < REL_TOL[dtype]
 
-    @pytest.mark.parametrize("qtype", ["int8", "fp8"])
-    def test_8bit_residual_in_codes_out(self, qtype):
-        """The full_* data flow: codes in as the residual, codes out for the next GEMM, against float64."""
+    @pytest.mark.parametrize("qtype,per_channel", [("int8", False), ("fp8", False), ("int8", True), ("fp8", True)])
+    def test_8bit_residual_in_codes_out(self, qtype, per_channel):
+        """The full_* data flow: codes in as the residual (one scale, or one per channel: a smoothed residual
+        stream), codes out for the next GEMM, against float64."""
         rng = np.random.default_rng(5)
         shape, h = (3, 17, 384), 384
         x = jnp.asarray(rng.standard_normal(shape) * 3, jnp.float32)
-        r_scale, o_scale = np.float32(0.03), np.float32(0.04 if qtype == "int8" else 0.01)
+        r_scale = (rng.uniform(0.005, 0.2, h).astype(np.float32) if per_channel else np.float32(0.03))
+        o_scale = np.float32(0.04 if qtype == "int8" else 0.01)
         codes = rng.integers(-127, 128, shape) if qtype == "int8" else rng.standard_normal(shape) * 60
         res = jnp.asarray(codes, jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn)
         xb, scale, bias = (rng.standard_normal(h).astype(np.float32) for _ in range(3))
-        out = residual_layer_norm(x, res, scale, bias, x_bias=xb, eps=1e-12, residual_scale=jnp.float32(r_scale),
+        out = residual_layer_norm(x, res, scale, bias, x_bias=xb, eps=1e-12, residual_scale=jnp.asarray(r_scale),
                                   out_scale=jnp.float32(o_scale), out_qtype=qtype, implementation=self.IMPLEMENTATION)
         assert out.dtype == (jnp.int8 if qtype == "int8" else jnp.float8_e4m3fn) and out.shape == shape
         total = np.asarray(x, np.float64) + xb + np.asarray(res, np.float64) * r_scale

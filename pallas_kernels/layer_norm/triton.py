@@ -22,7 +22,7 @@ from pallas_kernels.triton_rows import RowConfig, call_row_kernel, layer_norm_ro
 
 
 def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scaled_residual, out_qtype, with_float,
-            parts=1, compiled=False):
+            parts=1, channel_residual=False, compiled=False):
     refs = list(refs)
     x_ref = refs.pop(0)
     xb_ref = refs.pop(0) if has_bias else None
@@ -36,7 +36,8 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
     load = lambda ref, t, row0=0: pltriton.load(ref.at[t.r2 + row0, t.c2], mask=t.mask, other=0 if jnp.issubdtype(
         ref.dtype, jnp.integer) else 0.0).astype(jnp.float32)
     vec = lambda ref, t: load_vector(ref, t.cols, n_cols, block_rows)
-    residual_scale = rscale_ref[0] if scaled_residual else None
+    # a per-tensor residual scale is one scalar; per channel (`channel_residual`) it is a `[H]` vector like gamma
+    residual_scale = rscale_ref[0] if scaled_residual and not channel_residual else None
     hs = []
     for t in tiles:
         h = load(x_ref, t)
@@ -45,7 +46,8 @@ def _kernel(*refs, block_rows, n_rows, n_cols, eps, has_bias, has_residual, scal
         if has_bias:
             h = h + vec(xb_ref, t)
         if has_residual:
-            h = fma(load(r_ref, t), residual_scale, h, compiled) if scaled_residual else h + load(r_ref, t)
+            r_scale = vec(rscale_ref, t) if channel_residual else residual_scale
+            h = fma(load(r_ref, t), r_scale, h, compiled) if scaled_residual else h + load(r_ref, t)
         hs.append(h)
     ys = layer_norm_rows(hs, tiles, n_cols, [vec(scale_ref, t) for t in tiles], [vec(bias_ref, t) for t in tiles], eps,
                          compiled)
@@ -80,12 +82,13 @@ def residual_layer_norm_triton(x, residual, scale, bias, *, x_bias=None, eps: fl
     args = [x2] + ([x_bias] if x_bias is not None else []) + (
         [residual.reshape(-1, n_cols)] if residual is not None else []) + [scale, bias]
     f32 = lambda v: jnp.asarray(1.0 if v is None else v, jnp.float32).reshape(1)
-    args += [f32(residual_scale), f32(out_scale)]
+    channel_residual = residual_scale is not None and jnp.size(residual_scale) > 1
+    args += [jnp.asarray(residual_scale, jnp.float32) if channel_residual else f32(residual_scale), f32(out_scale)]
     kernel = StaticPartial(_kernel, block_rows=config.block_rows, n_rows=n_rows, n_cols=n_cols, eps=eps,
                            has_bias=x_bias is not None, has_residual=residual is not None,
                            scaled_residual=residual_scale is not None,
                            out_qtype=out_qtype if out_scale is not None else None, with_float=with_float,
-                           parts=parts, compiled=not interpret)
+                           parts=parts, channel_residual=channel_residual, compiled=not interpret)
     out = call_row_kernel(kernel, args, n_rows=n_rows, n_cols=n_cols, out_dtype=out_dtype, config=config,
                           interpret=interpret, name="residual_layer_norm")
     return tuple(o.reshape(shape) for o in out) if with_float else out.reshape(shape)

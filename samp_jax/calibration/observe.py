@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from samp_jax import texts as texts_module
 from samp_jax.calibration.calibrators import METHODS, make_calibrator
 from samp_jax.config import EncoderConfig
-from samp_jax.quant.points import QuantPoint, parse_key
+from samp_jax.quant.points import CHANNEL_POINTS, QuantPoint, parse_key
 from samp_jax.quant.scales import Scales
 from samp_jax.validation import check_inputs
 
@@ -129,6 +129,7 @@ def calibrate_batches(
     _check_method(method, percentile)
     model = _float_model(model)
     calibrators: dict[str, Any] = {}
+    channels: dict[str, np.ndarray] = {}  # per-channel max |x| of the LayerNorm-written points (`smooth:` plans)
     n = 0
     for ids, mask, types in tqdm(batches, total=total, desc=f"calibrate ({method})", unit="batch",
                                  disable=not progress):
@@ -136,7 +137,11 @@ def calibrate_batches(
         real = np.asarray(mask).astype(bool)
         for key, value in model.observe(ids, mask, types).items():
             _, point = parse_key(key)
-            calibrators.setdefault(key, make_calibrator(method)).collect(_real_values(point, np.asarray(value), real))
+            values = _real_values(point, np.asarray(value), real)
+            calibrators.setdefault(key, make_calibrator(method)).collect(values)
+            if point.name in CHANNEL_POINTS and values.size:
+                peak = np.max(np.abs(values.astype(np.float32)), axis=0)
+                channels[key] = np.maximum(channels[key], peak) if key in channels else peak
         n += 1
     if not calibrators:
         raise ValueError("no calibration batches")
@@ -144,4 +149,4 @@ def calibrate_batches(
     amax = {}
     for name, cal in calibrators.items():
         amax[name] = cal.compute_amax() if method == "max" else cal.compute_amax(method, percentile=percentile)
-    return Scales(amax, method=label, source=f"{n} calibration batches")
+    return Scales(amax, method=label, source=f"{n} calibration batches", channels=channels)

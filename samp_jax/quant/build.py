@@ -21,7 +21,18 @@ import jax.numpy as jnp
 from pallas_kernels import pack_weight, qmax
 from samp_jax.config import EncoderConfig
 from samp_jax.plan import LayerMode, Plan
-from samp_jax.quant.points import BY_NAME, EMBEDDING_INPUT_SCALE, INPUT, NEXT_INPUT_SCALE, dataflow, gemms_for, points_for
+from samp_jax.quant import smoothing
+from samp_jax.quant.points import (
+    BY_NAME,
+    EMBEDDING_INPUT_SCALE,
+    INPUT,
+    NEXT_INPUT_SCALE,
+    RESIDUAL_SCALE,
+    dataflow,
+    gemms_for,
+    parse_key,
+    points_for,
+)
 from samp_jax.quant.qarray import quantize_weight
 from samp_jax.quant.scales import Scales
 
@@ -61,6 +72,7 @@ def check_plan(plan: Plan, config: EncoderConfig, scales: Scales | None) -> None
             f"plan {plan} needs activation scales the checkpoint lacks ({source}); run `samp-jax calibrate` "
             "or import amax values:\n  " + "\n  ".join(missing)
         )
+    smoothing.check(plan, config, scales)
 
 
 def _scale(scales: Scales, key: str, qtype: str) -> jax.Array:
@@ -117,6 +129,10 @@ def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode:
 def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, scales: Scales | None) -> dict:
     """The parameter tree `EncoderWithHead(config, task, plan)` applies."""
     check_plan(plan, config, scales)
+    divisors: dict[str, Any] = {}
+    if plan.smooth:  # outliers migrated into the weights; the residual stream quantized per channel
+        assert scales is not None  # check_plan: a smooth: plan needs per-channel ranges
+        params, scales, divisors = smoothing.migrate(params, config, plan, scales)
     out = cast_params(params, plan.compute_dtype)
     enc = out["encoder"]
     if plan.embedding != "float":
@@ -132,4 +148,9 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
         if nxt is not None and dataflow(config.model_type).next_input_codes:
             assert scales is not None
             _set(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
+    for key, s in divisors.items():  # the residual LayerNorms dequantize a smoothed point per channel
+        i, point = parse_key(key)
+        qt = plan.modes[i].qtype
+        assert scales is not None and qt is not None
+        _set(enc, f"layer_{i}/{RESIDUAL_SCALE[point.name]}", _scale(scales, key, qt) * jnp.asarray(s, jnp.float32))
     return out
