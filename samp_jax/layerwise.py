@@ -51,8 +51,9 @@ def _inputs_fn(config: EncoderConfig, dtype: str, embedding: str, codes: str | N
 
 
 @functools.cache
-def _layer_fn(config: EncoderConfig, mode: LayerMode, probs: str, dtype: str, out_qtype: str | None, xla: bool):
-    module = TransformerLayer(config, mode, probs, DTYPES[dtype], out_qtype)
+def _layer_fn(config: EncoderConfig, mode: LayerMode, probs: str, dtype: str, out_qtype: str | None, xla: bool,
+              smooth: bool = False):
+    module = TransformerLayer(config, mode, probs, DTYPES[dtype], out_qtype, smooth)
 
     def run(params, h, key_mask, position_bias):
         with ops.xla_only(xla):
@@ -92,7 +93,7 @@ class LayerwiseModel(SampModel):
                              "plans with SampModel (Tuner(..., layerwise=False))")
         cfg, plan, xla = self.config, self.plan, self.kernels == "xla"
         inputs = _inputs_fn(cfg, plan.dtype, plan.embedding, plan.input_codes(0), xla)
-        layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla)
+        layers = [_layer_fn(cfg, mode, plan.probs, plan.dtype, plan.input_codes(i + 1), xla, plan.smooths(i))
                   for i, mode in enumerate(plan.modes)]
         output = _output_fn(cfg, self.task, kind, self.pooling)
 

@@ -272,6 +272,8 @@ class Tuner:
 
     def _accuracy_key(self, plan: Plan, threshold: float | None) -> str:
         key = f"{self._acc_key}|{plan.to_string()}" + ("|layerwise" if self.layerwise else "")
+        if plan.smooth:  # a smoothed plan also reads the per-channel ranges
+            key += "|" + _fingerprint([{k: v.tolist() for k, v in sorted(self.scales.channels.items())}])
         if self.bi_encoder:  # None: the threshold best for this plan
             key += "|cos>=" + ("best" if threshold is None else repr(float(threshold)))
         return key

@@ -11,7 +11,7 @@ from samp_jax.layerwise import LayerwiseModel, _layer_fn
 from samp_jax.model import SampModel
 from tests.conftest import make_hf_model, random_batch
 
-PLANS = ["fp16", "full_int8:0,fp16:1", "ffn_fp8:0,full_fp8:1", "full_int8"]
+PLANS = ["fp16", "full_int8:0,fp16:1", "ffn_fp8:0,full_fp8:1", "full_int8", "full_int8,smooth:0.5"]
 
 
 @pytest.fixture(scope="module", params=["BertForSequenceClassification", "MPNetForTokenClassification"])

@@ -1,0 +1,121 @@
+"""Outlier migration (`smooth:ALPHA` plans) against per-tensor scales, all layers in one 8-bit family.
+
+    python bench/smooth_accuracy.py --model minilm --task mrpc [--limit 1000] [--alphas 0.25,0.5,0.75,1]
+
+Takes the checkpoint `bench/finetune.py` cached, calibrates it on training text with each calibrator
+(`--calibrators`), and on held-out labelled data (bench/_tasks.py `selection_set`: a dev split, or training
+rows the fine-tune did not use; never the reported split) chooses, per family (`--families`):
+  - the calibrator of the per-tensor all-layer plan (`FAMILY`), and
+  - the calibrator and strength of the smoothed one (`FAMILY,smooth:ALPHA`);
+then reports both, and the fp16 plan, on the reported split. Accuracy is measured on this machine
+(the plans compute the same on any device). Writes OUT/<model>-<task>/smooth.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
+
+from bench._tasks import TASKS, eval_set, selection_set, task
+from bench.accuracy import calibration_texts
+from bench.finetune import finetuned_dir
+
+
+def main() -> None:
+    from samp_jax.default_model import cache_dir, default_data_dir
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--task", choices=sorted(TASKS), default="mrpc")
+    ap.add_argument("--data-dir", default=str(default_data_dir()))
+    ap.add_argument("--limit", type=int, help="evaluate the first N examples of the reported split")
+    ap.add_argument("--calib-examples", type=int, default=512)
+    ap.add_argument("--calibrators", default="max,percentile,mse")
+    ap.add_argument("--alphas", default="0.25,0.5,0.75,1")
+    ap.add_argument("--families", default="full_int8,full_fp8")
+    ap.add_argument("--select-examples", type=int, default=500, help="held-out examples the choices are made on")
+    ap.add_argument("--layerwise", action="store_true", help="compile per layer mode (samp_jax.layerwise)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "accuracy")
+    args = ap.parse_args()
+
+    from convert import convert_hf_checkpoint
+    from samp_jax.calibration import calibrate
+    from samp_jax.checkpoint import SCALES_FILE, load_checkpoint, save_scales
+    from samp_jax.evaluation import headline
+    from samp_jax.model import SampModel
+    from samp_jax.plan import Plan
+    from samp_jax.tune import Tuner
+
+    t = task(args.task)
+    data = Path(args.data_dir)
+    src = finetuned_dir(args.model, t.name)
+    if not (src / "config.json").is_file():
+        raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
+    finetune_record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
+    name = f"{Path(args.model).name}-{t.name}"
+    texts = calibration_texts(t, data, args.calib_examples)
+    ckpts = {}
+    for method in args.calibrators.split(","):  # beside bench/accuracy.py's, with per-channel ranges
+        path = cache_dir() / "accuracy" / f"{name}-{method}"
+        if not (path / SCALES_FILE).is_file() or not load_checkpoint(path).scales.channels:
+            ck = convert_hf_checkpoint(src, path, overwrite=True)
+            save_scales(path, calibrate(SampModel(ck, "fp32"), texts, method, max_length=t.max_length))
+        ckpts[method] = path
+    held_out = selection_set(t, data, finetune_record, args.select_examples)
+    if held_out is None:
+        raise SystemExit(f"task {t.name} has no held-out labelled data to choose on")
+    dev = eval_set(t, data, args.limit)
+    t0 = time.time()
+
+    def score(method: str, plan: Plan, d) -> float:
+        tu = Tuner(ckpts[method], d, progress=False, layerwise=args.layerwise)
+        if tu.bi_encoder:
+            tu.choose_threshold(tu.float_plan("fp16"))
+        return headline(t.kind, tu.metrics(plan))
+
+    first = next(iter(ckpts))
+    n = load_checkpoint(ckpts[first]).config.num_layers
+    alphas = [a for a in args.alphas.split(",") if a]
+    rec: dict = dict(model=Path(args.model).name, task=t.name, split=t.eval, examples=len(dev),
+                     held_out=dict(split=t.select or f"{t.train}, rows the fine-tune did not use",
+                                   examples=len(held_out)), families={})
+    fp16 = Plan.uniform("fp16", n)
+    rec["fp16"] = score(first, fp16, dev)
+    for family in args.families.split(","):
+        grid = {}
+        for method in ckpts:
+            grid[(method, "")] = score(method, Plan.uniform(family, n), held_out)
+            for a in alphas:
+                grid[(method, a)] = score(method, Plan.parse(f"{family},smooth:{a}", n), held_out)
+            print(f"{family} {method}: held-out " + ", ".join(f"{a or 'per-tensor'} {100 * v:.2f}"
+                                                             for (m, a), v in grid.items() if m == method), flush=True)
+        plain = max((k for k in grid if not k[1]), key=lambda k: grid[k])
+        smooth = max((k for k in grid if k[1]), key=lambda k: grid[k])
+        plain_plan, smooth_plan = Plan.uniform(family, n), Plan.parse(f"{family},smooth:{smooth[1]}", n)
+        rec["families"][family] = dict(
+            held_out={f"{m}|{a or 'per-tensor'}": v for (m, a), v in grid.items()},
+            per_tensor=dict(calibrator=plain[0], plan=str(plain_plan), metric=score(plain[0], plain_plan, dev)),
+            smoothed=dict(calibrator=smooth[0], plan=str(smooth_plan), metric=score(smooth[0], smooth_plan, dev)))
+    rec["seconds"] = round(time.time() - t0)
+    rec["date"] = time.strftime("%Y-%m-%d")
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    from samp_jax.fileio import atomic_write_text
+
+    atomic_write_text(out / "smooth.json", json.dumps(rec, indent=1) + "\n")
+    print(f"\n{name} ({t.eval}, {len(dev)} examples); choices on {len(held_out)} held-out examples")
+    print(f"{'plan':<28}{'calibrator':<12}{'metric':>8}{'vs fp16':>9}")
+    print(f"{'fp16':<28}{'':<12}{100 * rec['fp16']:>8.2f}")
+    for fam in rec["families"].values():
+        for r in (fam["per_tensor"], fam["smoothed"]):
+            print(f"{r['plan']:<28}{r['calibrator']:<12}{100 * r['metric']:>8.2f}{100 * (r['metric'] - rec['fp16']):>+9.2f}")
+
+
+if __name__ == "__main__":
+    main()
