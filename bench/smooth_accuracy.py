@@ -1,6 +1,6 @@
 """Outlier migration (`smooth:ALPHA` plans) against per-tensor scales, all layers in one 8-bit family.
 
-    python bench/smooth_accuracy.py --model minilm --task mrpc [--limit 1000] [--alphas 0.25,0.5,0.75,1]
+    python bench/smooth_accuracy.py --model minilm --task mrpc [--limit 1000] [--alphas 0.5,0.6,0.7,0.8,0.9,1]
 
 Takes the checkpoint `bench/finetune.py` cached, calibrates it on training text with each calibrator
 (`--calibrators`), and on held-out labelled data (bench/_tasks.py `selection_set`: a dev split, or training
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="evaluate the first N examples of the reported split")
     ap.add_argument("--calib-examples", type=int, default=512)
     ap.add_argument("--calibrators", default="max,percentile,mse")
-    ap.add_argument("--alphas", default="0.25,0.5,0.75,1")
+    ap.add_argument("--alphas", default="0.5,0.6,0.7,0.8,0.9,1")
     ap.add_argument("--families", default="full_int8,full_fp8")
     ap.add_argument("--select-examples", type=int, default=500, help="held-out examples the choices are made on")
     ap.add_argument("--layerwise", action="store_true", help="compile per layer mode (samp_jax.layerwise)")

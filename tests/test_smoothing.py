@@ -12,7 +12,7 @@ import pytest
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
 from samp_jax.quant import smoothing
-from samp_jax.quant.points import ATTENTION_OUTPUT, INPUT
+from samp_jax.quant.points import ACTIVATION, ATTENTION_OUTPUT, INPUT
 from samp_jax.quant.scales import Scales
 from tests.conftest import random_batch
 
@@ -41,7 +41,7 @@ def test_factors_follow_smoothquant_and_floor_dead_channels():
 
 def test_calibration_keeps_the_per_channel_range_of_each_layernorm_written_point(tiny):
     ckpt, scales, batches = tiny
-    assert sorted(scales.channels) == sorted(p.key(i) for i in range(2) for p in (INPUT, ATTENTION_OUTPUT))
+    assert sorted(scales.channels) == sorted(p.key(i) for i in range(2) for p in (INPUT, ATTENTION_OUTPUT, ACTIVATION))
 
     model = SampModel(ckpt, plan="fp32", kernels="xla")
     peak = {}
@@ -85,6 +85,11 @@ def test_the_migration_is_exact_in_float_arithmetic(tiny):
             np.testing.assert_allclose(ln_out(enc) @ kernel(enc), ln_out(was) @ kernel(was), rtol=1e-5, atol=1e-5)
             assert migrated.activations[point.key(i)] == pytest.approx(float(np.max(scales.channels[point.key(i)] / s)),
                                                                       rel=1e-6)
+        # the activation: written by ffn/intermediate with per-column output scales, read by ffn/output
+        s = divisors[ACTIVATION.key(i)]
+        act = rng.standard_normal((5, 64))
+        out_now, out_was = (np.asarray(t[f"layer_{i}"]["ffn"]["output"]["kernel"], np.float64) for t in (enc, was))
+        np.testing.assert_allclose((act / s) @ out_now, act @ out_was, rtol=1e-5, atol=1e-5)
     assert migrated.activations[INPUT.key(0)] != scales.activations[INPUT.key(0)]
 
 
@@ -97,6 +102,8 @@ def test_built_layers_dequantize_their_residual_per_channel(tiny):
     assert "residual_scale" not in enc["layer_0"]["attention"]
     for module in ("attention", "ffn"):
         assert np.asarray(enc["layer_1"][module]["residual_scale"]).shape == (32,)
+    inv_out = np.asarray(enc["layer_1"]["ffn"]["intermediate"]["packed"].vectors)[-1]  # 1 / output scale per column
+    assert inv_out.shape == (64,) and np.unique(inv_out).size > 1
     plain = SampModel(ckpt, plan="full_int8:1", kernels="xla")
     ids, mask, types = batches[0]
     out, ref = np.asarray(model(ids, mask, types)), np.asarray(plain(ids, mask, types))
@@ -138,7 +145,7 @@ def test_plans_without_smooth_read_and_write_as_before():
 
 
 def test_smoothing_brings_the_real_minilm_closer_to_fp32(minilm_dir, real_sentences):
-    """On all-MiniLM-L6-v2 (max calibration on 12 real sentences), full_int8 with smooth:0.5 gives embeddings
+    """On all-MiniLM-L6-v2 (max calibration on 12 real sentences), full_int8 with smooth:0.75 gives embeddings
     nearer the fp32 ones than per-tensor full_int8 does."""
     import samp_jax
     from samp_jax.calibration import calibrate
@@ -147,7 +154,7 @@ def test_smoothing_brings_the_real_minilm_closer_to_fp32(minilm_dir, real_senten
     ckpt = dataclasses.replace(fp32.checkpoint, scales=calibrate(fp32, real_sentences, progress=False))
     ref = SampModel(ckpt, plan="fp32", kernels="xla").embed(real_sentences)
     err = {}
-    for plan in ("full_int8", "full_int8,smooth:0.5"):
+    for plan in ("full_int8", "full_int8,smooth:0.75"):
         got = SampModel(ckpt, plan=plan, kernels="xla").embed(real_sentences)
         err[plan] = float(np.mean(1 - np.sum(got * ref, axis=1)))
-    assert err["full_int8,smooth:0.5"] < 0.8 * err["full_int8"], err
+    assert err["full_int8,smooth:0.75"] < 0.5 * err["full_int8"], err

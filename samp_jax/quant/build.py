@@ -102,7 +102,7 @@ def _set(tree: dict[str, Any], path: str, value: Any) -> None:
 
 
 def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode: LayerMode, plan: Plan,
-                    config: EncoderConfig, scales: Scales) -> None:
+                    config: EncoderConfig, scales: Scales, divisors: Mapping[str, Any]) -> None:
     """Puts layer `i`'s 8-bit GEMMs (packed) and point scales into `layer`, its float parameters in the compute dtype.
 
     Every GEMM `mode` quantizes reads its input point's scale and writes its output points' codes
@@ -113,7 +113,9 @@ def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode:
     flow = dataflow(config.model_type)
     scale = {p.name: _scale(scales, p.key(i), qt) for p in points_for(mode, plan.probs)}
     for gemm in gemms_for(mode):
-        outs = [] if gemm.name in flow.float_epilogue else [scale[p.name] for p in gemm.output_points]
+        outs = [] if gemm.name in flow.float_epilogue else [
+            scale[p.name] * jnp.asarray(divisors[p.key(i)], jnp.float32) if p.key(i) in divisors else scale[p.name]
+            for p in gemm.output_points]
         out_scale = None
         if len(outs) == 1:
             out_scale = outs[0]
@@ -142,7 +144,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
         if mode.quantizes_ffn:
             assert scales is not None  # check_plan: a quantized layer needs its points' scales
             enc[f"layer_{i}"] = dict(enc[f"layer_{i}"])
-            _quantize_layer(params["encoder"][f"layer_{i}"], enc[f"layer_{i}"], i, mode, plan, config, scales)
+            _quantize_layer(params["encoder"][f"layer_{i}"], enc[f"layer_{i}"], i, mode, plan, config, scales, divisors)
     for i in range(config.num_layers):  # the LayerNorm before a full_* layer writes that layer's input codes
         nxt = plan.input_codes(i + 1)
         if nxt is not None and dataflow(config.model_type).next_input_codes:
@@ -150,6 +152,8 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
             _set(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
     for key, s in divisors.items():  # the residual LayerNorms dequantize a smoothed point per channel
         i, point = parse_key(key)
+        if point.name not in RESIDUAL_SCALE:
+            continue
         qt = plan.modes[i].qtype
         assert scales is not None and qt is not None
         _set(enc, f"layer_{i}/{RESIDUAL_SCALE[point.name]}", _scale(scales, key, qt) * jnp.asarray(s, jnp.float32))

@@ -166,11 +166,11 @@ FFN_OUT = QuantGemm("ffn/output", FFN, "hidden_size")
 
 GEMMS: tuple[QuantGemm, ...] = (QKV, ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT)
 
-# The points a LayerNorm writes as codes in full_* layers (the residual stream): their per-channel max |x| is
-# calibrated too, and `smooth:` plans quantize them per channel (`samp_jax.quant.smoothing`). Each is read by one
-# GEMM (whose weight rows take the migrated factors) and by a residual LayerNorm (which dequantizes per channel
-# with the `residual_scale` vector here).
-CHANNEL_POINTS = ("input", "attention_output")
+# The points `smooth:` plans quantize per channel (`samp_jax.quant.smoothing`); their per-channel max |x| is
+# calibrated too. Each is read by one GEMM, whose weight rows take the migrated factors. The two a LayerNorm
+# writes (the residual stream) are also read by a residual LayerNorm, which dequantizes them per channel with
+# the `residual_scale` vector here; the activation is written by a GEMM epilogue, one output scale per column.
+CHANNEL_POINTS = ("input", "attention_output", "ffn/activation")
 RESIDUAL_SCALE = {"input": "attention/residual_scale", "attention_output": "ffn/residual_scale"}
 
 # Where a layer's `input` codes are written before it, holding INPUT's scale: in the encoder's embeddings

@@ -1,10 +1,11 @@
 """Outlier migration for `smooth:` plans: the residual stream quantized per channel, its outliers moved into weights.
 
-BERT's residual stream has a few outlier channels (Bondarenko et al., 2021), so one scale per tensor leaves
-the other channels a handful of levels. In a `full_*` layer two points are LayerNorm outputs written as 8-bit
-codes (`points.CHANNEL_POINTS`): the layer's `input` (read by the QKV GEMM and the attention residual) and its
-`attention_output` (read by the FFN's first GEMM and the FFN residual). With migration strength alpha,
-channel j of such a point `x` is divided by
+BERT's residual stream and its FFN activation have a few outlier channels (Bondarenko et al., 2021), so one
+scale per tensor leaves the other channels a handful of levels. In a `full_*` layer three points are smoothed
+(`points.CHANNEL_POINTS`): two LayerNorm outputs written as 8-bit codes, the layer's `input` (read by the QKV
+GEMM and the attention residual) and its `attention_output` (read by the FFN's first GEMM and the FFN
+residual), and the activation (GELU) output the FFN's first GEMM writes for its second. With migration
+strength alpha, channel j of such a point `x` is divided by
 
     s_j = amax_j ** alpha / wmax_j ** (1 - alpha)
 
@@ -12,7 +13,8 @@ channel j of such a point `x` is divided by
 
 - the LayerNorm writing `x` has its gamma and beta divided by s (the embedding's LayerNorm, or its projection's
   columns, for layer 0's input), so it writes the codes of `x / s` with one per-tensor scale, `max_j(amax_j /
-  s_j) / qmax`: no kernel of the producer changes;
+  s_j) / qmax`: no kernel of the producer changes; the GEMM writing the activation takes that scale times s
+  as its per-column output scale (its epilogue has one per column anyway);
 - the GEMM reading it has weight row j multiplied by s_j before its per-output-channel quantization, so its
   product is unchanged in exact arithmetic;
 - the residual LayerNorm dequantizes the codes with the vector `scale * s` (`RESIDUAL_SCALE` parameters): the
@@ -34,7 +36,7 @@ import numpy as np
 
 from samp_jax.config import EncoderConfig
 from samp_jax.plan import Plan
-from samp_jax.quant.points import ATTENTION_OUTPUT, FFN_INTERMEDIATE, INPUT, QKV
+from samp_jax.quant.points import ACTIVATION, ATTENTION_OUTPUT, FFN_INTERMEDIATE, FFN_OUT, INPUT, QKV
 from samp_jax.quant.scales import Scales
 
 # below this share of the largest channel a channel's max counts as this share: a channel never active in the
@@ -61,8 +63,8 @@ def check(plan: Plan, config: EncoderConfig, scales: Scales | None) -> None:
         raise ValueError(f"plan {plan}: smooth: is not supported for model_type {config.model_type!r} "
                          f"({', '.join(UNSMOOTHABLE)} are not; see samp_jax.quant.smoothing)")
     have = scales.channels if scales is not None else {}
-    missing = [p.key(i) for i in range(config.num_layers) if plan.smooths(i) for p in (INPUT, ATTENTION_OUTPUT)
-               if p.key(i) not in have]
+    missing = [p.key(i) for i in range(config.num_layers) if plan.smooths(i)
+               for p in (INPUT, ATTENTION_OUTPUT, ACTIVATION) if p.key(i) not in have]
     if missing:
         raise ValueError(f"plan {plan} needs per-channel activation ranges the checkpoint's scales lack; calibrate "
                          f"again with `samp-jax calibrate` (imported amax values carry none): {', '.join(missing)}")
@@ -88,7 +90,8 @@ def migrate(params: Mapping[str, Any], config: EncoderConfig, plan: Plan,
 
     Returns `(params, scales, divisors)`: the LayerNorms writing each smoothed point divided by s, the GEMMs
     reading it with rows multiplied by s, the point's per-tensor amax `max(amax / s)`, and `divisors` keyed by
-    point (`layer_3/input`). Imported weight amax of the GEMMs whose rows change are dropped (they no longer
+    point (`layer_3/input`): the build makes them the residual LayerNorms' scale vectors and the activation
+    GEMM's per-column output scales. Imported weight amax of the GEMMs whose rows change are dropped (they no longer
     describe the weights). `params` and `scales` are left as they were.
     """
     alpha = plan.smooth_alpha
@@ -103,6 +106,7 @@ def migrate(params: Mapping[str, Any], config: EncoderConfig, plan: Plan,
         for point, gemm, producers in (
             (INPUT, QKV, _input_producers(config, i)),
             (ATTENTION_OUTPUT, FFN_INTERMEDIATE, ((f"layer_{i}/attention/layer_norm", "ln"),)),
+            (ACTIVATION, FFN_OUT, ()),  # written by ffn/intermediate's epilogue: the build scales its columns
         ):
             key = point.key(i)
             kernel_path = f"{enc}/layer_{i}/{gemm.name}/kernel"
