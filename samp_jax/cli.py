@@ -77,7 +77,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     dev = read_dev_set(args.data, args.task, text_field=args.text_field, label_field=args.label_field,
                        limit=args.limit)
     tuner = Tuner(args.checkpoint, dev, batch=args.batch, seq=args.seq, dtype=args.dtype, probs=args.probs,
-                  progress=not args.quiet, repeats=args.repeats, layerwise=args.layerwise)
+                  progress=not args.quiet, repeats=args.repeats, layerwise=args.layerwise, smooth=args.smooth)
     report = tuner.run(args.families.split(","), args.orders.split(","), max_latency_ms=args.max_latency_ms,
                        min_accuracy=args.min_accuracy, rule=args.rule)
     paths = write_report(report, args.out or f"{args.checkpoint}/tune")
@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seq", type=int, default=128, help="latency profile: sequence length")
     t.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
     t.add_argument("--probs", default="uint8", choices=["uint8", "int8", "float"])
+    t.add_argument("--smooth", default="", metavar="ALPHA",
+                   help="outlier migration strength for every plan with full_* layers (docs/quantization.md; "
+                        "bench/smooth_accuracy.py chooses one on held-out data); needs per-channel calibration")
     t.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median and interquartile range)")
     t.add_argument("--layerwise", action="store_true",
                    help="measure accuracy compiling per layer mode, not per plan (many plans on a GPU)")

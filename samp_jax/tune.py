@@ -66,7 +66,8 @@ from samp_jax.evaluation import TASK_METRICS, DevSet, check_model_task, evaluate
 from samp_jax.fileio import atomic_write_text
 from samp_jax.layerwise import LayerwiseModel
 from samp_jax.model import SampModel
-from samp_jax.plan import Plan
+from samp_jax.plan import LayerMode, Plan
+from samp_jax.quant.build import check_plan
 from samp_jax.quant.scales import Scales
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,10 @@ class Tuner:
 
     def __init__(self, checkpoint: str | Path, dev: DevSet, *, batch: int = 32, seq: int = 128,
                  dtype: str = "fp16", probs: str = "uint8", progress: bool = True, repeats: int = 20,
-                 layerwise: bool = False, latency: LatencySource | None = None):
+                 layerwise: bool = False, latency: LatencySource | None = None, smooth: str = ""):
         """`layerwise`: measure accuracy with `LayerwiseModel` (compiled per layer mode, not per plan).
-        `latency`: where plans' latencies come from instead of timing them here (see `LatencySource`)."""
+        `latency`: where plans' latencies come from instead of timing them here (see `LatencySource`).
+        `smooth`: the outlier migration strength every plan with a `full_*` layer takes (`Plan.smooth`)."""
         check_profile(batch, seq, repeats)
         if not len(dev):
             raise ValueError("the dev set holds no examples")
@@ -244,10 +246,13 @@ class Tuner:
             raise ValueError(f"{self.path} has no activation scales: run `samp-jax calibrate` first")
         self.scales: Scales = self.ckpt.scales
         self.dev, self.batch, self.seq, self.dtype, self.probs = dev, batch, seq, dtype, probs
+        self.smooth = smooth
         self.progress, self.repeats, self.layerwise = progress, repeats, layerwise
         self.latency_source = latency
         self.num_layers = self.ckpt.config.num_layers
         self.plan(["fp16"] * self.num_layers)  # validates dtype and probs
+        if smooth:  # validates the strength, and that the scales have the per-channel ranges it needs
+            check_plan(self.plan(["full_int8"] * self.num_layers), self.ckpt.config, self.ckpt.scales)
         self.threshold: float | None = None
         self._output = "embed" if self.bi_encoder else "head"  # the executable a served plan runs
         device = default_device()
@@ -261,7 +266,8 @@ class Tuner:
         self.hits = 0
 
     def plan(self, layers: Sequence[str]) -> Plan:
-        return Plan(tuple(layers), dtype=self.dtype, probs=self.probs)
+        smooth = self.smooth if any(LayerMode.parse(m).quantizes_attention for m in layers) else ""
+        return Plan(tuple(layers), dtype=self.dtype, probs=self.probs, smooth=smooth)
 
     def float_plan(self, dtype: str) -> Plan:
         return Plan.uniform("fp16", self.num_layers, dtype=dtype, probs=self.probs)
@@ -309,6 +315,7 @@ class Tuner:
     def _latency_key(self, plan: Plan) -> str:
         modes = ",".join(f"{m}x{n}" for m, n in sorted(Counter(plan.layers).items()))
         key = f"{self._lat_key}|{modes}|{plan.dtype}|{plan.embedding}|{plan.probs}"
+        key += f"|smooth:{plan.smooth}" if plan.smooth else ""  # timed, not assumed: a vector load per LayerNorm
         return key if self._output == "head" else f"{key}|{self._output}"
 
     def timing(self, plan: Plan) -> Timing:
@@ -446,7 +453,8 @@ class Tuner:
             "date": time.strftime("%Y-%m-%d"), "checkpoint": str(self.path), "task": self.dev.task,
             "metric": TASK_LABEL[self.dev.task], "dev_examples": len(self.dev), "device": self.device,
             "jax": jax.__version__, "profile": {"batch": self.batch, "seq": self.seq}, "dtype": self.dtype,
-            "probs": self.probs, "layerwise": self.layerwise, "scales": self.scales.method, "rule": rule,
+            "probs": self.probs, "smooth": self.smooth, "layerwise": self.layerwise, "scales": self.scales.method,
+            "rule": rule,
             "orders": list(orders), "reference": ref.plan, "reference_dtype": ref_dtype, "repeats": self.repeats,
             "latency_spread": "interquartile range of the timed runs",
             "matching_threshold": self.threshold,

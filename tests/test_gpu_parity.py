@@ -87,7 +87,7 @@ def test_plan_on_gpu_matches_cpu(setup, plan):
 # The kernel path: a model whose shapes fill the kernels' tiles (head dim 64, widths multiples of 256), so
 # every op runs its Pallas kernel on the GPU, against the same plan on the CPU's XLA path.
 KERNEL_PLANS = ["fp16", "ffn_int8,dtype:fp32", "full_int8,dtype:fp32", "full_fp8,dtype:fp32", "ffn_int8", "full_int8",
-                "full_fp8"]
+                "full_fp8", "full_int8,smooth:0.75", "full_fp8,smooth:0.75"]  # smooth: per-channel residual LayerNorm
 
 
 @pytest.fixture(scope="module")
