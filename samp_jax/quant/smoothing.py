@@ -20,6 +20,9 @@ strength alpha, channel j of such a point `x` is divided by
 - the residual LayerNorm dequantizes the codes with the vector `scale * s` (`RESIDUAL_SCALE` parameters): the
   8-bit residual is quantized per channel at the cost of a vector load.
 
+Inside the attention, Q is balanced against K and V's outliers move into the output projection
+(`_inside_attention`), in the weights alone.
+
 alpha = 0 moves all of the spread into the activations (every weight row scaled to max |w| = 1); alpha = 1
 gives each activation channel the whole 8-bit range and moves all of the spread into the weights. The
 strength is chosen on held-out data (`bench/accuracy.py --smooth`). Only BERT's dataflow takes it:
