@@ -174,3 +174,14 @@ def test_smoothing_brings_the_real_minilm_closer_to_fp32(minilm_dir, real_senten
         got = SampModel(ckpt, plan=plan, kernels="xla").embed(real_sentences)
         err[plan] = float(np.mean(1 - np.sum(got * ref, axis=1)))
     assert err["full_int8,smooth:0.75"] < 0.5 * err["full_int8"], err
+
+
+@pytest.mark.parametrize("arch", ["DebertaV2Model", "ModernBertModel"])
+def test_families_whose_dataflow_cannot_take_it_refuse_it(tmp_path_factory, minilm_dir, arch):
+    from samp_jax.checkpoint import load_checkpoint
+    from tests.conftest import converted_tiny
+
+    config = load_checkpoint(converted_tiny(tmp_path_factory, minilm_dir, arch, f"refuse_{arch}", seed=2)).config
+    plan = Plan.uniform("full_int8", config.num_layers, smooth="0.5")
+    with pytest.raises(ValueError, match=f"smooth: is not supported for model_type {config.model_type!r}"):
+        smoothing.check(plan, config, None)
