@@ -12,7 +12,7 @@ import pytest
 from samp_jax.model import SampModel
 from samp_jax.plan import Plan
 from samp_jax.quant import smoothing
-from samp_jax.quant.points import ACTIVATION, ATTENTION_OUTPUT, CHANNEL_POINTS, CONTEXT, INPUT, K, Q, V
+from samp_jax.quant.points import ACTIVATION, ATTENTION_OUTPUT, CHANNEL_POINTS, INPUT
 from samp_jax.quant.scales import Scales
 from tests.conftest import random_batch
 
@@ -49,7 +49,7 @@ def test_calibration_keeps_the_per_channel_range_of_each_layernorm_written_point
         for key, value in model.observe(ids, mask, types).items():
             if key in scales.channels:
                 real = np.asarray(value)[np.asarray(mask).astype(bool)]
-                peak[key] = np.maximum(peak.get(key, 0), np.abs(real).max(axis=0).reshape(-1))
+                peak[key] = np.maximum(peak.get(key, 0), np.abs(real).max(axis=0))
     for key, want in peak.items():
         np.testing.assert_array_equal(scales.channels[key], want.astype(np.float32))
         assert scales.activations[key] == pytest.approx(float(want.max()), rel=1e-6)  # max: the channels' max
@@ -83,8 +83,7 @@ def test_the_migration_is_exact_in_float_arithmetic(tiny):
                 return np.asarray(p["kernel"], np.float64)
 
             np.testing.assert_allclose(ln_out(enc) * s, ln_out(was), rtol=1e-5, atol=1e-6)  # the LayerNorm writes x / s
-            if point is ATTENTION_OUTPUT:  # (the QKV GEMM's columns move too: checked through the attention below)
-                np.testing.assert_allclose(ln_out(enc) @ kernel(enc), ln_out(was) @ kernel(was), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(ln_out(enc) @ kernel(enc), ln_out(was) @ kernel(was), rtol=1e-5, atol=1e-5)
             assert migrated.activations[point.key(i)] == pytest.approx(float(np.max(scales.channels[point.key(i)] / s)),
                                                                       rel=1e-6)
         # the activation: written by ffn/intermediate with per-column output scales, read by ffn/output
@@ -92,20 +91,6 @@ def test_the_migration_is_exact_in_float_arithmetic(tiny):
         act = rng.standard_normal((5, 64))
         out_now, out_was = (np.asarray(t[f"layer_{i}"]["ffn"]["output"]["kernel"], np.float64) for t in (enc, was))
         np.testing.assert_allclose((act / s) @ out_now, act @ out_was, rtol=1e-5, atol=1e-5)
-        # inside the attention: Q . K per head, and P V W_o, unchanged (the layer's input divided by its s)
-        x = rng.standard_normal((6, 32))
-        s_in = divisors[INPUT.key(i)]
-        qkv, probs = {}, np.exp(rng.standard_normal((4, 6, 6)))
-        for name, tree, inp in (("now", enc, x / s_in), ("was", was, x)):
-            a = tree[f"layer_{i}"]["attention"]
-            y = inp @ np.asarray(a["qkv"]["kernel"], np.float64) + np.asarray(a["qkv"]["bias"], np.float64)
-            q, k, v = (y[:, j * 32 : (j + 1) * 32].reshape(6, 4, 8) for j in range(3))
-            qkv[name] = (np.einsum("qnd,knd->nqk", q, k),
-                         np.einsum("nqk,knd->qnd", probs, v).reshape(6, 32) @ np.asarray(a["output"]["kernel"], np.float64))
-        for got, want in zip(qkv["now"], qkv["was"]):
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-        for point in (Q, K, V, CONTEXT):  # each per-tensor range is its channels' after the migration
-            assert migrated.activations[point.key(i)] != scales.activations[point.key(i)]
     assert migrated.activations[INPUT.key(0)] != scales.activations[INPUT.key(0)]
 
 

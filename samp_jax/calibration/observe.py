@@ -140,7 +140,7 @@ def calibrate_batches(
             values = _real_values(point, np.asarray(value), real)
             calibrators.setdefault(key, make_calibrator(method)).collect(values)
             if point.name in CHANNEL_POINTS and values.size:
-                peak = np.max(np.abs(values.astype(np.float32)), axis=0).reshape(-1)  # Q/K/V/context: [N, D] -> [H]
+                peak = np.max(np.abs(values.astype(np.float32)), axis=0)
                 channels[key] = np.maximum(channels[key], peak) if key in channels else peak
         n += 1
     if not calibrators:

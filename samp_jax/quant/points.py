@@ -170,8 +170,7 @@ GEMMS: tuple[QuantGemm, ...] = (QKV, ATTENTION_OUT, FFN_INTERMEDIATE, FFN_OUT)
 # calibrated too. Each is read by one GEMM, whose weight rows take the migrated factors. The two a LayerNorm
 # writes (the residual stream) are also read by a residual LayerNorm, which dequantizes them per channel with
 # the `residual_scale` vector here; the activation is written by a GEMM epilogue, one output scale per column.
-CHANNEL_POINTS = ("input", "attention/q", "attention/k", "attention/v", "attention/context", "attention_output",
-                  "ffn/activation")
+CHANNEL_POINTS = ("input", "attention_output", "ffn/activation")
 RESIDUAL_SCALE = {"input": "attention/residual_scale", "attention_output": "ffn/residual_scale"}
 
 # Where a layer's `input` codes are written before it, holding INPUT's scale: in the encoder's embeddings
