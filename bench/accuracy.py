@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
@@ -178,16 +179,35 @@ def modes_key(layers) -> str:
     return ",".join(f"{m}x{n}" for m, n in sorted(Counter(layers).items()))
 
 
-def main() -> None:
-    from samp_jax.default_model import cache_dir, default_data_dir
+def study_args(description: str, task: str, calibrators: str) -> argparse.ArgumentParser:
+    """The arguments every accuracy study takes: the fine-tuned model and task, the data, the reported split's
+    limit and the calibration."""
+    from samp_jax.default_model import default_data_dir
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default="minilm")
-    ap.add_argument("--task", choices=sorted(TASKS), default="sst2")
+    ap.add_argument("--task", choices=sorted(TASKS), default=task)
     ap.add_argument("--data-dir", default=str(default_data_dir()))
     ap.add_argument("--limit", type=int, help="evaluate the first N examples of the reported split")
     ap.add_argument("--calib-examples", type=int, default=512)
-    ap.add_argument("--calibrators", default="max,percentile,mse,entropy")
+    ap.add_argument("--calibrators", default=calibrators)
+    return ap
+
+
+def study_inputs(args: argparse.Namespace) -> tuple[Any, Path, Path, dict]:
+    """The task, the data folder, the fine-tuned model's folder (`bench/finetune.py` made it) and its record."""
+    t = task(args.task)
+    src = finetuned_dir(args.model, t.name)
+    if not (src / "config.json").is_file():
+        raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
+    record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
+    return t, Path(args.data_dir), src, record
+
+
+def main() -> None:
+    from samp_jax.default_model import cache_dir
+
+    ap = study_args(__doc__.splitlines()[0], "sst2", "max,percentile,mse,entropy")
     ap.add_argument("--select-examples", type=int, default=1000,
                     help="held-out examples on which the calibrator is chosen (bench/_tasks.py selection_set)")
     ap.add_argument("--latency-json", type=Path, help="GPU plan latencies (bench/plan_latency.py)")
@@ -216,12 +236,7 @@ def main() -> None:
     from samp_jax.tune import Tuner
     from samp_jax.tune_report import write_report
 
-    t = task(args.task)
-    data = Path(args.data_dir)
-    src = finetuned_dir(args.model, t.name)
-    if not (src / "config.json").is_file():
-        raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
-    finetune_record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
+    t, data, src, finetune_record = study_inputs(args)
     model_name = Path(args.model).name
     name = f"{model_name}-{t.name}"
     out = args.out / name

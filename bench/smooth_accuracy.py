@@ -18,7 +18,6 @@ Writes OUT/<model>-<task>/smooth.json and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,21 +28,14 @@ import numpy as np
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-from bench._tasks import TASKS, eval_set, selection_set, task
-from bench.accuracy import calibration_texts
-from bench.finetune import finetuned_dir
+from bench._tasks import eval_set, selection_set
+from bench.accuracy import calibration_texts, study_args, study_inputs
 
 
 def main() -> None:
-    from samp_jax.default_model import cache_dir, default_data_dir
+    from samp_jax.default_model import cache_dir
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="minilm")
-    ap.add_argument("--task", choices=sorted(TASKS), default="mrpc")
-    ap.add_argument("--data-dir", default=str(default_data_dir()))
-    ap.add_argument("--limit", type=int, help="evaluate the first N examples of the reported split")
-    ap.add_argument("--calib-examples", type=int, default=512)
-    ap.add_argument("--calibrators", default="max,percentile,mse")
+    ap = study_args(__doc__.splitlines()[0], "mrpc", "max,percentile,mse")
     ap.add_argument("--alphas", default="0.5,0.6,0.7,0.8,0.9,1")
     ap.add_argument("--families", default="full_int8,full_fp8")
     ap.add_argument("--select-examples", type=int, default=500, help="held-out examples the choices are made on")
@@ -60,12 +52,7 @@ def main() -> None:
     from samp_jax.quant.points import CHANNEL_POINTS, parse_key
     from samp_jax.tune import Tuner
 
-    t = task(args.task)
-    data = Path(args.data_dir)
-    src = finetuned_dir(args.model, t.name)
-    if not (src / "config.json").is_file():
-        raise SystemExit(f"{src} not found: run `python bench/finetune.py --model {args.model} --task {t.name}` first")
-    finetune_record = json.loads((src / "finetune.json").read_text()) if (src / "finetune.json").is_file() else {}
+    t, data, src, finetune_record = study_inputs(args)
     name = f"{Path(args.model).name}-{t.name}"
     texts = calibration_texts(t, data, args.calib_examples)
     ckpts = {}

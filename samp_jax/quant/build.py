@@ -35,6 +35,7 @@ from samp_jax.quant.points import (
 )
 from samp_jax.quant.qarray import quantize_weight
 from samp_jax.quant.scales import Scales
+from samp_jax.quant.tree import get_path, set_path
 
 # Float parameters cast to the compute dtype; the rest (LayerNorm, biases) stays float32.
 _CAST_SUFFIXES = ("kernel", "_embeddings")
@@ -86,21 +87,6 @@ def _qdense(p: Mapping[str, Any], qtype: str, w_amax, *, x_scale, out_scale=None
     return {"packed": pack_weight(w.values, w.scale, bias, x_scale=x_scale, out_scale=out_scale, qtype=qtype)}
 
 
-def _get(tree: Mapping[str, Any], path: str) -> Any:
-    for key in path.split("/"):
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    """Sets `tree[a][b]...` for the path "a/b/...", copying each dict on the way (the input tree is left as it was)."""
-    *parents, last = path.split("/")
-    for key in parents:
-        tree[key] = dict(tree[key])
-        tree = tree[key]
-    tree[last] = value
-
-
 def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode: LayerMode, plan: Plan,
                     config: EncoderConfig, scales: Scales, divisors: Mapping[str, Any]) -> None:
     """Puts layer `i`'s 8-bit GEMMs (packed) and point scales into `layer`, its float parameters in the compute dtype.
@@ -121,11 +107,11 @@ def _quantize_layer(src: Mapping[str, Any], layer: dict[str, Any], i: int, mode:
             out_scale = outs[0]
         elif outs:  # one scale per output column: Q, K and V each over their third of the columns
             out_scale = jnp.repeat(jnp.stack(outs), gemm.out_features(config) // len(outs))
-        _set(layer, gemm.name, _qdense(_get(src, gemm.name), qt, scales.weights.get(gemm.key(i)),
+        set_path(layer, gemm.name, _qdense(get_path(src, gemm.name), qt, scales.weights.get(gemm.key(i)),
                                        x_scale=scale[gemm.input_point.name], out_scale=out_scale))
     for name, value in scale.items():
         for path in BY_NAME[name].scale_params + flow.extra_scale_params.get(name, ()):
-            _set(layer, path, value)
+            set_path(layer, path, value)
 
 
 def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, scales: Scales | None) -> dict:
@@ -139,7 +125,7 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
     enc = out["encoder"]
     if plan.embedding != "float":
         assert scales is not None  # check_plan: an 8-bit embedding needs layer 0's input scale
-        _set(enc, EMBEDDING_INPUT_SCALE, _scale(scales, INPUT.key(0), plan.embedding))
+        set_path(enc, EMBEDDING_INPUT_SCALE, _scale(scales, INPUT.key(0), plan.embedding))
     for i, mode in enumerate(plan.modes):
         if mode.quantizes_ffn:
             assert scales is not None  # check_plan: a quantized layer needs its points' scales
@@ -149,12 +135,12 @@ def build_params(params: Mapping[str, Any], config: EncoderConfig, plan: Plan, s
         nxt = plan.input_codes(i + 1)
         if nxt is not None and dataflow(config.model_type).next_input_codes:
             assert scales is not None
-            _set(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
+            set_path(enc, f"layer_{i}/{NEXT_INPUT_SCALE}", _scale(scales, INPUT.key(i + 1), nxt))
     for key, s in divisors.items():  # the residual LayerNorms dequantize a smoothed point per channel
         i, point = parse_key(key)
         if point.name not in RESIDUAL_SCALE:
             continue
         qt = plan.modes[i].qtype
         assert scales is not None and qt is not None
-        _set(enc, f"layer_{i}/{RESIDUAL_SCALE[point.name]}", _scale(scales, key, qt) * jnp.asarray(s, jnp.float32))
+        set_path(enc, f"layer_{i}/{RESIDUAL_SCALE[point.name]}", _scale(scales, key, qt) * jnp.asarray(s, jnp.float32))
     return out

@@ -49,6 +49,7 @@ from samp_jax.quant.points import (
     QKV,
 )
 from samp_jax.quant.scales import Scales
+from samp_jax.quant.tree import get_path, set_path
 
 # below this share of the largest channel a channel's max counts as this share: a channel never active in the
 # calibration data (amax 0) would otherwise get s = 0 and divide by zero
@@ -81,20 +82,6 @@ def check(plan: Plan, config: EncoderConfig, scales: Scales | None) -> None:
                          f"again with `samp-jax calibrate` (imported amax values carry none): {', '.join(missing)}")
 
 
-def _get(tree: Mapping[str, Any], path: str) -> Any:
-    for key in path.split("/"):
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split("/")
-    for key in parents:
-        tree[key] = dict(tree[key])
-        tree = tree[key]
-    tree[last] = value
-
-
 def migrate(params: Mapping[str, Any], config: EncoderConfig, plan: Plan,
             scales: Scales) -> tuple[dict[str, Any], Scales, dict[str, np.ndarray]]:
     """The float parameters and scales with the plan's outliers migrated, and the per-channel divisors.
@@ -121,18 +108,18 @@ def migrate(params: Mapping[str, Any], config: EncoderConfig, plan: Plan,
         ):
             key = point.key(i)
             kernel_path = f"{enc}/layer_{i}/{gemm.name}/kernel"
-            kernel = np.asarray(_get(out, kernel_path), np.float32)
+            kernel = np.asarray(get_path(out, kernel_path), np.float32)
             s = factors(scales.channels[key], kernel, alpha)
-            _set(out, kernel_path, kernel * s[:, None])
+            set_path(out, kernel_path, kernel * s[:, None])
             for module, kind in producers:
                 if kind == "ln":  # gamma and beta: the LayerNorm's output divided by s
                     for name in ("scale", "bias"):
                         path = f"{enc}/{module}/{name}"
-                        _set(out, path, np.asarray(_get(out, path), np.float32) / s)
+                        set_path(out, path, np.asarray(get_path(out, path), np.float32) / s)
                 else:  # a Dense (ELECTRA's embedding projection): its output columns divided by s
                     kpath, bpath = f"{enc}/{module}/kernel", f"{enc}/{module}/bias"
-                    _set(out, kpath, np.asarray(_get(out, kpath), np.float32) / s[None, :])
-                    _set(out, bpath, np.asarray(_get(out, bpath), np.float32) / s)
+                    set_path(out, kpath, np.asarray(get_path(out, kpath), np.float32) / s[None, :])
+                    set_path(out, bpath, np.asarray(get_path(out, bpath), np.float32) / s)
             amax = np.maximum(scales.channels[key], 0.0) / s
             activations[key] = float(max(amax.max(), 1e-12))
             weights.pop(gemm.key(i), None)
