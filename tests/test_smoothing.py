@@ -170,3 +170,25 @@ def test_families_whose_dataflow_cannot_take_it_refuse_it(tmp_path_factory, mini
     plan = Plan.uniform("full_int8", config.num_layers, smooth="0.5")
     with pytest.raises(ValueError, match=f"smooth: is not supported for model_type {config.model_type!r}"):
         smoothing.check(plan, config, None)
+
+
+def test_electras_projection_writes_layer_0s_smoothed_input(tmp_path_factory, minilm_dir):
+    """ELECTRA's layer-0 codes come from the embedding projection, not a LayerNorm: its columns and bias take
+    the divisors."""
+    from samp_jax.calibration import calibrate_batches
+    from samp_jax.checkpoint import load_checkpoint
+    from tests.conftest import converted_tiny
+
+    ckpt = load_checkpoint(converted_tiny(tmp_path_factory, minilm_dir, "ElectraModel", "smooth_electra", seed=4))
+    assert ckpt.config.has_embedding_projection
+    scales = calibrate_batches(SampModel(ckpt, "fp32", kernels="xla"), [random_batch(400, [9, 5], 12, 0, seed=1)],
+                               progress=False)
+    params, _, divisors = smoothing.migrate(ckpt.params, ckpt.config, Plan.parse("full_int8,smooth:1", 2), scales)
+    s = divisors[INPUT.key(0)]
+    now, was = params["encoder"]["embeddings"]["project"], ckpt.params["encoder"]["embeddings"]["project"]
+    np.testing.assert_allclose(np.asarray(now["kernel"]) * s, np.asarray(was["kernel"]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(now["bias"]) * s, np.asarray(was["bias"]), rtol=1e-6, atol=1e-7)
+    ids, mask, types = random_batch(400, [9, 5], 12, 0, seed=2)
+    out = np.asarray(SampModel(dataclasses.replace(ckpt, scales=scales), "full_int8,smooth:1", kernels="xla")(
+        ids, mask, types))
+    assert np.all(np.isfinite(out))

@@ -26,7 +26,7 @@ did not lower the output error (docs/quantization.md).
 
 alpha = 0 moves all of the spread into the activations (every weight row scaled to max |w| = 1); alpha = 1
 gives each activation channel the whole 8-bit range and moves all of the spread into the weights. The
-strength is chosen on held-out data (`bench/accuracy.py --smooth`). Only BERT's dataflow takes it:
+strength is chosen on held-out data (`bench/smooth_accuracy.py`). Only BERT's dataflow takes it:
 DeBERTa's disentangled terms reuse the QKV weights against unsmoothed position embeddings, and ModernBERT
 normalizes each layer's input itself.
 """
