@@ -29,6 +29,7 @@ if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, whe
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
 from bench._tasks import eval_set, selection_set
+from bench._timing import commit
 from bench.accuracy import calibration_texts, study_args, study_inputs
 
 
@@ -120,6 +121,8 @@ def main() -> None:
             smoothed=dict(calibrator=smooth[0], plan=str(smooth_plan), metric=score(smooth[0], smooth_plan, dev)))
     rec["seconds"] = round(time.time() - t0)
     rec["date"] = time.strftime("%Y-%m-%d")
+    rec["commit"] = commit()
+    rec["command"] = " ".join(["python", "bench/smooth_accuracy.py", *sys.argv[1:]])
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     from samp_jax.fileio import atomic_write_text
