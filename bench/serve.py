@@ -444,11 +444,10 @@ def _sample(texts: list[str], n: int) -> list[str]:
 
 
 def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("SAMP_COMMIT", "unknown")
+    """SAMP_COMMIT where set (the GPU machine's copy of the tree has a stale git), else HEAD."""
+    from bench._timing import commit
+
+    return commit()
 
 
 def plot(out: Path) -> None:
