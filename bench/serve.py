@@ -56,6 +56,8 @@ import numpy as np
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
+from bench._timing import commit  # noqa: E402  (after the path fix above; SAMP_COMMIT where the tree has a stale git)
+
 REPO = Path(__file__).resolve().parents[1]
 SERVE_FLAGS = ["--max-input-length", "128"]  # SST-2 sentences fit 128 tokens: buckets 32, 64, 128 only
 START_TIMEOUT = 600.0
@@ -443,13 +445,6 @@ def _sample(texts: list[str], n: int) -> list[str]:
     return [texts[i] for i in rng.integers(0, len(texts), n)]
 
 
-def _commit() -> str:
-    """SAMP_COMMIT where set (the GPU machine's copy of the tree has a stale git), else HEAD."""
-    from bench._timing import commit
-
-    return commit()
-
-
 def plot(out: Path) -> None:
     """`serve.png` (latency against throughput, one panel per model) and a table, from every record in `out`."""
     import matplotlib
@@ -503,7 +498,7 @@ def run(args: argparse.Namespace) -> None:
     calib.write_text("\n".join(_sample(texts, 512)) + "\n")
     cache = Path(args.compilation_cache) if args.compilation_cache else work / "compilation_cache"
     meta = {"command": " ".join([Path(sys.executable).name, "-m", "bench.serve", *sys.argv[1:]]),
-            "commit": _commit(), "date": datetime.date.today().isoformat(), "max_texts": args.max_texts,
+            "commit": commit(), "date": datetime.date.today().isoformat(), "max_texts": args.max_texts,
             "duration_s": args.duration, "load_procs": args.load_procs}
     models, plans = args.models.split(","), args.plans.split(",")
     budget = Budget(args.time_budget, len(models) * (len(plans) + int(args.baseline)))

@@ -120,8 +120,7 @@ def migrate(params: Mapping[str, Any], config: EncoderConfig, plan: Plan,
                     kpath, bpath = f"{enc}/{module}/kernel", f"{enc}/{module}/bias"
                     set_path(out, kpath, np.asarray(get_path(out, kpath), np.float32) / s[None, :])
                     set_path(out, bpath, np.asarray(get_path(out, bpath), np.float32) / s)
-            amax = np.maximum(scales.channels[key], 0.0) / s
-            activations[key] = float(max(amax.max(), 1e-12))
+            activations[key] = float(max((scales.channels[key] / s).max(), 1e-12))  # channels are >= 0 (Scales)
             weights.pop(gemm.key(i), None)
             divisors[key] = s
     migrated = Scales(activations, weights, f"{scales.method},smooth:{plan.smooth}", scales.source, scales.channels)
