@@ -595,7 +595,7 @@ def write_json(records: list[dict], out: Path) -> None:
 
 
 def _commit() -> str:
-    return os.environ.get("SAMP_COMMIT") or serve._commit()
+    return serve.commit()  # bench._timing.commit: SAMP_COMMIT where set, else HEAD
 
 
 def _today() -> str:
