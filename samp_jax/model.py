@@ -24,8 +24,8 @@ folders on the fly.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import jax
@@ -60,6 +60,9 @@ MAX_EXECUTABLES = 64
 # packed row attends over its whole width (masked per sequence), so a small saving in GEMM rows is not worth it
 PACK_BELOW = 0.8
 PACKED_ROW_STEP = 16
+# `embed`/`predict` dispatch this many batches ahead of the one they read back: JAX dispatch returns at once, so
+# the host lays out and dispatches batch n+1 (and n+2) while batch n runs, and reads n back as the device goes on
+IN_FLIGHT = 2
 
 
 class SampModel:
@@ -342,22 +345,24 @@ class SampModel:
         if normalize is None:
             normalize = self.pooling.normalize
         out = np.zeros((len(items), self.config.hidden_size), np.float32)
-        for idx, _, b in self._layouts(items, packing, batch_size=batch_size, truncation=truncation,
-                                       max_length=max_length, progress=progress):
+
+        def dispatch(b: PaddedBatch | PackedBatch) -> Any:
             if isinstance(b, PackedBatch):  # "embed" normalizes in the executable
-                out[idx] = b.sequences(self.run_packed("embed", b)) if normalize else self._unnormalized_packed(b)
-                continue
+                return self.run_packed("embed", b) if normalize else self._unnormalized_packed(b)
             if normalize:
-                emb = self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
-            else:
-                emb = self._pooled(self._run("hidden", b.input_ids, b.attention_mask, b.token_type_ids), b.attention_mask)
-            out[idx] = np.asarray(emb)[: b.num_examples]
+                return self._run("embed", b.input_ids, b.attention_mask, b.token_type_ids)
+            return self._pooled(self._run("hidden", b.input_ids, b.attention_mask, b.token_type_ids), b.attention_mask)
+
+        layouts = self._layouts(items, packing, batch_size=batch_size, truncation=truncation, max_length=max_length,
+                                progress=progress)
+        for idx, _, b, emb in _ahead(layouts, dispatch):
+            out[idx] = b.sequences(emb) if isinstance(b, PackedBatch) else np.asarray(emb)[: b.num_examples]
         return out
 
-    def _unnormalized_packed(self, b: PackedBatch) -> np.ndarray:
-        """The model's pooling of a packed batch, not normalized: `[N, hidden]`."""
+    def _unnormalized_packed(self, b: PackedBatch) -> jax.Array:
+        """The model's pooling of a packed batch, not normalized, per slot: `[R, K, hidden]`."""
         hidden = self.run_packed("hidden", b)
-        return b.sequences(slot_pool(hidden, jnp.asarray(b.segment_ids), b.max_per_row, self.pooling.mode))
+        return slot_pool(hidden, jnp.asarray(b.segment_ids), b.max_per_row, self.pooling.mode)
 
     def _pooled(self, hidden: jax.Array, mask: np.ndarray) -> jax.Array:
         """The model's pooling of `[B, S, hidden]` states, not normalized."""
@@ -397,12 +402,18 @@ class SampModel:
         if kind == "token_classification" and is_pair:
             raise ValueError("token classification takes single texts, not pairs")
         results: list[Any] = [None] * len(items)
-        for idx, encs, b in self._layouts(items, packing, **kw):
+
+        def dispatch(b: PaddedBatch | PackedBatch) -> jax.Array:
             if isinstance(b, PackedBatch):
-                out = np.asarray(self.run_packed("head", b))
+                return self.run_packed("head", b)
+            return self._run("head", b.input_ids, b.attention_mask, b.token_type_ids)
+
+        for idx, encs, b, dev in _ahead(self._layouts(items, packing, **kw), dispatch):
+            out = np.asarray(dev)
+            if isinstance(b, PackedBatch):
                 rows = [b.tokens(out, j) for j in range(len(idx))] if kind == "token_classification" else b.sequences(out)
             else:
-                rows = np.asarray(self._run("head", b.input_ids, b.attention_mask, b.token_type_ids))
+                rows = out
             for row, (i, enc) in enumerate(zip(idx, encs)):
                 results[i] = self.decode(rows[row], enc, items[i])
         return results
@@ -458,3 +469,19 @@ class SampModel:
         offsets = [(spans[w][0], spans[w][1]) for w in words]
         return decode_entities(tags, offsets, scores, text)
 
+
+
+def _ahead(layouts: Iterable[tuple[np.ndarray, list, Any]], dispatch: Callable[[Any], Any]
+           ) -> Iterator[tuple[np.ndarray, list, Any, Any]]:
+    """`(indices, encodings, batch, output)` for each laid-out batch, in order, with `IN_FLIGHT` batches dispatched
+    ahead of the one handed back; each output's copy to the host starts as soon as its batch is dispatched."""
+    pending: deque[tuple[np.ndarray, list, Any, Any]] = deque()
+    for idx, encs, b in layouts:
+        out = dispatch(b)
+        if isinstance(out, jax.Array):
+            out.copy_to_host_async()
+        pending.append((idx, encs, b, out))
+        if len(pending) > IN_FLIGHT:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()

@@ -144,7 +144,7 @@ def test_embeddings_per_slot_every_packable_pooling(tmp_path, mode):
     want = np.asarray(model._run_bucketed("embed", pid, mask, ty))
     np.testing.assert_allclose(b.sequences(model.run_packed("embed", b)), want, atol=2e-7)
     unnormalized = np.asarray(model._pooled(model.hidden_states(pid, mask, ty), mask))
-    np.testing.assert_allclose(model._unnormalized_packed(b), unnormalized, atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(b.sequences(model._unnormalized_packed(b)), unnormalized, atol=2e-6, rtol=1e-6)
 
 
 def test_what_cannot_run_packed_says_why(tmp_path):
