@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One device call of host-path and kernel-family measurements, from the repository root:
+#   1. bench/embed_profile.py: offline embed() split into tokenizing, layout, device and overlap, all-MiniLM-L6-v2
+#      (real weights) and all-mpnet-base-v2 (its configs with random weights: speed only), fp16 and full_int8,
+#      beside sentence-transformers fp16 (issue 25);
+#   2. bench/latency.py at 1/32/128 x 128: fp16 against full_int8 per tensor and with outlier migration
+#      (`full_int8,smooth:0.9`), single and queued, after each plan's check against its XLA path (issue 28);
+#   3. bench/packing.py --breakdown: uniform 128 x 128 device time by kernel family, padded against packed (issue 27).
+# Carry [".carry_serve"] (bench/serve_gpu.sh says how it is made: minilm/, mpnet/ configs, data/sst2, wheels/).
+# Usage (device tool): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/profile_gpu.sh; PARTS="1 3" picks parts.
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+CARRY=${CARRY:-.carry_serve}
+OUT=${OUT:-$(mktemp -d)}
+PARTS=${PARTS:-"1 2 3"}
+nvidia-smi --query-gpu=name --format=csv,noheader
+python3 -c "import sentence_transformers" 2>/dev/null ||
+  python3 -m pip install -q --no-index --find-links "$CARRY/wheels" --no-compile --no-cache-dir sentence-transformers 2>&1 | tail -2
+
+for part in $PARTS; do
+  case $part in
+  1)
+    echo "== 1. embed profile"
+    rm -rf /tmp/mpnet-random && cp -r "$CARRY/mpnet" /tmp/mpnet-random && python3 -m bench._models --random /tmp/mpnet-random >/dev/null
+    for m in "$CARRY/minilm" /tmp/mpnet-random; do
+      timeout -k 10 ${EMBED_TIMEOUT:-150} python3 -m bench.embed_profile --model "$m" --data-dir "$CARRY/data" \
+          --out "$OUT/embed_$(basename "$m")" 2>&1 | grep -v "it/s\]$\|batch/s\]" | tail -5
+    done ;;
+  2)
+    echo "== 2. smoothed full_int8 latency"
+    timeout -k 10 ${LAT_TIMEOUT:-200} python3 bench/latency.py --batches 1,32,128 --seqs 128 \
+        --plans "fp16;full_int8;full_int8,smooth:0.9" --pipelined --no-torch --out "$OUT/latency" 2>&1 | tee "$OUT/latency.log" |
+        grep -E "check|FAILED|x 128|latency ms|Error|error" ;;
+  3)
+    echo "== 3. packing breakdown"
+    timeout -k 10 ${PACK_TIMEOUT:-150} python3 -m bench.packing --breakdown --sets uniform --out "$OUT/packing" 2>&1 | tee "$OUT/packing_breakdown.log" |
+        grep -v "it/s\]$" | tail -40 ;;
+  esac
+  echo "part $part done at ${SECONDS} s"
+done
