@@ -25,7 +25,6 @@ from pathlib import Path
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-import numpy as np
 
 from bench._timing import commit, device_name, today, write_records
 from bench.serve import _sample, read_texts

@@ -5,17 +5,18 @@
 #      beside sentence-transformers fp16 (issue 25);
 #   2. bench/latency.py at 1/32/128 x 128: fp16 against full_int8 per tensor and with outlier migration
 #      (`full_int8,smooth:0.9`), single and queued, after each plan's check against its XLA path (issue 28);
-#   3. bench/packing.py --breakdown: uniform 128 x 128 device time by kernel family, padded against packed (issue 27).
+#   3. bench/packing.py --breakdown: uniform 128 x 128 device time by kernel family, padded against packed (issue 27);
+#   4. bench/serve_lone.py: a lone short request through the executable, embed(), the engine and HTTP (issue 25).
 # Carry [".carry_serve"] (bench/serve_gpu.sh says how it is made: minilm/, mpnet/ configs, data/sst2, wheels/).
 # Usage (device tool): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/profile_gpu.sh; PARTS="1 3" picks parts.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 CARRY=${CARRY:-.carry_serve}
 OUT=${OUT:-$(mktemp -d)}
-PARTS=${PARTS:-"1 2 3"}
+PARTS=${PARTS:-"1 4 2 3"}
 nvidia-smi --query-gpu=name --format=csv,noheader
-python3 -c "import sentence_transformers" 2>/dev/null ||
-  python3 -m pip install -q --no-index --find-links "$CARRY/wheels" --no-compile --no-cache-dir sentence-transformers 2>&1 | tail -2
+python3 -m pip install -q --no-index --find-links "$CARRY/wheels" --no-compile --no-cache-dir \
+    starlette uvicorn orjson httptools httpx prometheus-client sentence-transformers 2>&1 | tail -2
 
 for part in $PARTS; do
   case $part in
@@ -35,6 +36,10 @@ for part in $PARTS; do
     echo "== 3. packing breakdown"
     timeout -k 10 ${PACK_TIMEOUT:-150} python3 -m bench.packing --breakdown --sets uniform --out "$OUT/packing" 2>&1 | tee "$OUT/packing_breakdown.log" |
         grep -v "it/s\]$" | tail -40 ;;
+  4)
+    echo "== 4. lone request"
+    timeout -k 10 ${LONE_TIMEOUT:-120} python3 -m bench.serve_lone --model "$CARRY/minilm" --data-dir "$CARRY/data" \
+        --out "$OUT/lone" 2>&1 | grep -v "^   |" | tail -28 ;;
   esac
   echo "part $part done at ${SECONDS} s"
 done

@@ -254,6 +254,12 @@ class SampModel:
         width = self._pack_width(max(lengths))
         return self._pays(self._packed_rows(place(lengths, width).rows) * width, lengths)
 
+    def _may_pay(self, lengths: Sequence[int]) -> bool:
+        """Whether packing could pay: the fewest rows the tokens fill, unbroken, must pay (`_pays`). Checked
+        before packing, which costs more than the answer is worth where the padded layout is tight (one text)."""
+        width = self._pack_width(max(lengths))
+        return self._pays(self._packed_rows(-(-sum(lengths) // width)) * width, lengths)
+
     def _pays(self, packed_tokens: int, lengths: Sequence[int]) -> bool:
         return bool(packed_tokens <= PACK_BELOW * np.prod(self._bucket_shape(len(lengths), max(lengths))))
 
@@ -312,10 +318,10 @@ class SampModel:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         encodings = tokenizer.encode(items, truncation=truncation, max_length=max_length)
         # Sorting by length keeps padding, and so wasted compute, small.
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        order = np.argsort([len(e) for e in encodings], kind="stable")
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         show = len(chunks) > 4 if progress is None else progress
-        for idx in tqdm(chunks, desc="predict", unit="batch", disable=not show):
+        for idx in tqdm(chunks, desc="predict", unit="batch") if show else chunks:  # no bar object for none
             yield idx, [encodings[i] for i in idx]
 
     def _layouts(self, items: Sequence, packing: bool | None, **kw) -> Iterator[tuple[np.ndarray, list, Any]]:
@@ -324,8 +330,10 @@ class SampModel:
             raise ValueError(f"packing=True: {why}")
         packable = packing is not False and unpackable(self.config, self.pooling.mode) is None
         for idx, encs in self._chunks(items, **kw):
-            packed = self.pack([e.ids for e in encs], [e.type_ids for e in encs]) if packable else None
-            if packed is not None and (packing or self._pays(packed.input_ids.size, [len(e.ids) for e in encs])):
+            lengths = [len(e) for e in encs]
+            packed = (self.pack([e.ids for e in encs], [e.type_ids for e in encs])
+                      if packable and (packing or self._may_pay(lengths)) else None)
+            if packed is not None and (packing or self._pays(packed.input_ids.size, lengths)):
                 yield idx, encs, packed  # packed once: the layout itself says whether it pays
             else:
                 yield idx, encs, self._tokenizer().pad(encs)

@@ -138,7 +138,7 @@ class TokenizerFrontEnd:
             _raise_unencodable(batch)
             raise
         for i, enc in enumerate(encodings):
-            if len(enc.ids) > limit:
+            if len(enc) > limit:
                 raise InputTooLong(i, len(enc.ids), limit)
         return encodings
 
@@ -156,13 +156,13 @@ class TokenizerFrontEnd:
     def pad(self, encodings: Sequence[Encoding], *, pad_batch: bool = True) -> PaddedBatch:
         """Pads to the sequence bucket of the longest encoding and to a batch bucket."""
         n = len(encodings)
-        seq = self.seq_bucket(max(len(e.ids) for e in encodings))
+        seq = self.seq_bucket(max(len(e) for e in encodings))
         rows = self.batch_bucket(n) if pad_batch else n
         ids = np.full((rows, seq), self.pad_id, dtype=np.int32)
         mask = np.zeros((rows, seq), dtype=np.int32)
         types = np.zeros((rows, seq), dtype=np.int32)
         for i, e in enumerate(encodings):
-            length = len(e.ids)
+            length = len(e)
             ids[i, :length] = e.ids
             mask[i, :length] = 1
             types[i, :length] = e.type_ids
