@@ -170,6 +170,21 @@ def test_predict_packed_equals_padded_and_auto_packs_mixed_lengths(bert_ner, rea
     assert not model.packs_better([128] * 8)  # full rows: nothing to gain
 
 
+def test_the_cheap_bound_never_skips_a_packing_that_pays(bert_ner):
+    """`_may_pay` (checked before packing) is a bound: where it says no, the real packing would not pay either."""
+    model = SampModel(bert_ner, "fp32")
+    rng = np.random.default_rng(0)
+    skipped = 0
+    for _ in range(300):
+        lengths = rng.integers(1, rng.integers(2, 129), rng.integers(1, 80)).tolist()
+        real = model.pack([[5] * n for n in lengths]).input_ids.size
+        if not model._may_pay(lengths):
+            skipped += 1
+            assert not model._pays(real, lengths), lengths
+    assert 0 < skipped < 300  # both answers occur
+    assert not model._may_pay([12])  # one text: its padded row is as tight as a packed one
+
+
 def test_similarity_and_embed_packed(minilm_dir, real_sentences):
     model = SampModel(convert_hf_checkpoint(minilm_dir), "fp32")
     a = model.embed(real_sentences, packing=True, batch_size=64)
