@@ -13,7 +13,7 @@ set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 CARRY=${CARRY:-.carry_serve}
 OUT=${OUT:-$(mktemp -d)}
-PARTS=${PARTS:-"1 4 2 3"}
+PARTS=${PARTS:-"1 2 3 4"}
 nvidia-smi --query-gpu=name --format=csv,noheader
 python3 -m pip install -q --no-index --find-links "$CARRY/wheels" --no-compile --no-cache-dir \
     starlette uvicorn orjson httptools httpx prometheus-client sentence-transformers 2>&1 | tail -2
