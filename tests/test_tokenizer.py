@@ -37,6 +37,38 @@ def test_pairs_get_token_types(front):
     assert batch.input_ids.shape == (1, 32)
 
 
+def _pad_row_by_row(front, encodings):
+    """`pad` as a plain loop over rows: what the vectorized one must equal."""
+    seq = front.seq_bucket(max(len(e.ids) for e in encodings))
+    ids = np.full((front.batch_bucket(len(encodings)), seq), front.pad_id, np.int32)
+    mask, types = np.zeros_like(ids), np.zeros_like(ids)
+    for i, e in enumerate(encodings):
+        ids[i, : len(e.ids)], mask[i, : len(e.ids)], types[i, : len(e.ids)] = e.ids, 1, e.type_ids
+    return ids, mask, types
+
+
+@pytest.mark.parametrize("single_type", [0, 1])
+def test_pad_equals_a_row_by_row_loop(minilm_dir, real_sentences, single_type):
+    """Singles, pairs and a template that gives a single text a non-zero type (types are skipped only where
+    the post-processor makes them all 0)."""
+    from tokenizers.processors import TemplateProcessing
+
+    front = TokenizerFrontEnd.from_str((minilm_dir / "tokenizer.json").read_text(), max_seq_len=512, pad_id=7)
+    if single_type:
+        front.tokenizer.post_processor = TemplateProcessing(
+            single="[CLS]:0 $A:1 [SEP]:1", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", 101), ("[SEP]", 102)])
+        front = TokenizerFrontEnd(front.tokenizer, max_seq_len=512, pad_id=7)
+    for items in (real_sentences[:13], list(zip(real_sentences[:5], real_sentences[5:10]))):
+        encs = front.encode(items)
+        b = front.pad(encs)
+        want = _pad_row_by_row(front, encs)
+        for got, ref in zip((b.input_ids, b.attention_mask, b.token_type_ids), want):
+            np.testing.assert_array_equal(got, ref)
+    assert b.token_type_ids.any()  # the pairs' second texts
+    assert bool(front.pad(front.encode(real_sentences[:3])).token_type_ids.any()) == bool(single_type)
+
+
 def test_long_input_raises_unless_truncation(front):
     text = "word " * 600
     with pytest.raises(ValueError, match=r"input 1 is \d+ tokens long, more than max_length=512"):
