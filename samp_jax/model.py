@@ -331,8 +331,10 @@ class SampModel:
         packable = packing is not False and unpackable(self.config, self.pooling.mode) is None
         for idx, encs in self._chunks(items, **kw):
             lengths = [len(e) for e in encs]
-            packed = (self.pack([e.ids for e in encs], [e.type_ids for e in encs])
-                      if packable and (packing or self._may_pay(lengths)) else None)
+            packed = None
+            if packable and (packing or self._may_pay(lengths)):
+                types = [e.type_ids for e in encs] if self._tokenizer().types_needed(encs) else None
+                packed = self.pack([e.ids for e in encs], types)
             if packed is not None and (packing or self._pays(packed.input_ids.size, lengths)):
                 yield idx, encs, packed  # packed once: the layout itself says whether it pays
             else:

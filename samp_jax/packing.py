@@ -20,6 +20,7 @@ Executables are keyed by `(rows, width)`, both bucketed, so packed batches reuse
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -160,11 +161,18 @@ def pack(ids: Sequence[Sequence[int] | np.ndarray], types: Sequence[Sequence[int
     if len(ids):  # every token's (row, column) at once
         r = np.repeat(at.row, lengths)
         c = np.repeat(at.start, lengths) + np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        input_ids[r, c] = np.concatenate([np.asarray(x, np.int32).reshape(-1) for x in ids])
+        input_ids[r, c] = _joined(ids, int(lengths.sum()))
         segment_ids[r, c] = np.repeat(at.slot + 1, lengths)
         if types is not None:
-            token_type_ids[r, c] = np.concatenate([np.asarray(t, np.int32).reshape(-1) for t in types])
+            token_type_ids[r, c] = _joined(types, int(lengths.sum()))
     return PackedBatch(input_ids, segment_ids, token_type_ids, at.row, at.slot, at.start, lengths, k)
+
+
+def _joined(seqs: Sequence[Sequence[int] | np.ndarray], total: int) -> np.ndarray:
+    """The sequences end to end, int32: lists through one iterator (a tenth of the cost of an array each)."""
+    if seqs and isinstance(seqs[0], np.ndarray):
+        return np.concatenate([np.asarray(x, np.int32).reshape(-1) for x in seqs])
+    return np.fromiter(itertools.chain.from_iterable(seqs), np.int32, total)
 
 
 # ---- in the graph ---------------------------------------------------------------------------------------

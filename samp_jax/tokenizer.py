@@ -158,6 +158,11 @@ class TokenizerFrontEnd:
                 self._truncating[limit] = tok
             return tok
 
+    def types_needed(self, encodings: Sequence[Encoding]) -> bool:
+        """Whether any of these encodings may hold a token type other than 0 (a pair's second text, or a
+        template that types single texts): where not, their types need not be read."""
+        return not (self._single_types_zero and all(e.n_sequences == 1 for e in encodings))
+
     def pad(self, encodings: Sequence[Encoding], *, pad_batch: bool = True) -> PaddedBatch:
         """Pads to the sequence bucket of the longest encoding and to a batch bucket."""
         n = len(encodings)
@@ -173,6 +178,6 @@ class TokenizerFrontEnd:
         total = int(lengths.sum())
         ids[:n][real] = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total)
         mask[:n][real] = 1
-        if not (self._single_types_zero and all(e.n_sequences == 1 for e in encodings)):
+        if self.types_needed(encodings):
             types[:n][real] = np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), np.int32, total)
         return PaddedBatch(ids, mask, types, n)
