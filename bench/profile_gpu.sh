@@ -6,7 +6,10 @@
 #   2. bench/latency.py at 1/32/128 x 128: fp16 against full_int8 per tensor and with outlier migration
 #      (`full_int8,smooth:0.9`), single and queued, after each plan's check against its XLA path (issue 28);
 #   3. bench/packing.py --breakdown: uniform 128 x 128 device time by kernel family, padded against packed (issue 27);
-#   4. bench/serve_lone.py: a lone short request through the executable, embed(), the engine and HTTP (issue 25).
+#   4. bench/serve_lone.py: a lone short request through the executable, embed(), the engine and HTTP (issue 25);
+#   5. command buffers (issue 26): fp16 / full_int8 single-call latency at 1x32, 1x128 and 8x128 with XLA's
+#      defaults, then with Pallas's Triton calls named command-buffer capturable (jax-ml/jax#27988's flag;
+#      XLA versions without the flag refuse to start, which the log shows) and a graph of any size.
 # Carry [".carry_serve"] (bench/serve_gpu.sh says how it is made: minilm/, mpnet/ configs, data/sst2, wheels/).
 # Usage (device tool): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/profile_gpu.sh; PARTS="1 3" picks parts.
 set -u
@@ -40,6 +43,15 @@ for part in $PARTS; do
     echo "== 4. lone request"
     timeout -k 10 ${LONE_TIMEOUT:-120} python3 -m bench.serve_lone --model "$CARRY/minilm" --data-dir "$CARRY/data" \
         --out "$OUT/lone" 2>&1 | grep -v "^   |" | tail -28 ;;
+  5)
+    echo "== 5. command buffers"
+    for v in default triton; do
+      flags=""
+      [ $v = triton ] && flags='--legacy_command_buffer_custom_call_targets=__gpu$xla.gpu.triton --xla_gpu_graph_min_graph_size=1'
+      XLA_FLAGS="${XLA_FLAGS:-} $flags" timeout -k 10 ${CB_TIMEOUT:-120} python3 bench/latency.py --batches 1,8 \
+          --seqs 32,128 --plans fp16,full_int8 --no-torch --no-check --out "$OUT/cb_$v" --run "cb_$v" 2>&1 |
+          grep -E "FAILED|x 32|x 128|latency ms|Error|error|nknown" | sed "s/^/  $v: /"
+    done ;;
   esac
   echo "part $part done at ${SECONDS} s"
 done
