@@ -134,6 +134,7 @@ def main() -> None:
     for plan in args.plans.split(","):
         records.append({**meta, **profile_plan(folder, plan, texts, args.batch_size, args.passes)})
         print(records[-1], flush=True)
+        write_records(records, args.out / "embed_profile.json")  # each plan's as it ends: a cut run keeps them
     st = profile_st(folder, texts, args.batch_size, args.passes)
     if st is not None:
         records.append({**meta, **st})
