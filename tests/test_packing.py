@@ -55,6 +55,27 @@ def test_place_first_fit_longest_first_slots_left_to_right():
     assert at.row.tolist() == [1, 2, 0, 1] and at.start.tolist() == [4, 0, 0, 0] and at.slot.tolist() == [1, 0, 0, 0]
 
 
+def _first_fit(lengths, width, per_row):
+    """First fit, longest first, scanning every row: the plain rule `place` must follow."""
+    rows, row, start = [], {}, {}
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # stable: ties keep their order
+        r = next((j for j, (room, n) in enumerate(rows) if room >= lengths[i] and n < per_row), len(rows))
+        if r == len(rows):
+            rows.append((width, 0))
+        row[i], start[i] = r, width - rows[r][0]
+        rows[r] = (rows[r][0] - lengths[i], rows[r][1] + 1)
+    return [row[i] for i in range(len(lengths))], [start[i] for i in range(len(lengths))], len(rows)
+
+
+def test_place_equals_first_fit_over_every_row():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        width, per_row = int(rng.choice([16, 64, 128])), int(rng.integers(1, 9))
+        lengths = rng.integers(1, rng.integers(2, width + 1), int(rng.integers(1, 120))).tolist()
+        at = place(lengths, width, per_row)
+        assert (at.row.tolist(), at.start.tolist(), at.rows) == _first_fit(lengths, width, per_row)
+
+
 def test_pack_rows_segments_types_and_way_back():
     ids, types = _sequences([3, 2, 7, 4])
     b = pack(ids, types, width=8, per_row=2, rows=4)
