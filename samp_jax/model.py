@@ -311,12 +311,12 @@ class SampModel:
         return self.tokenizer
 
     def _chunks(self, items: Sequence, *, batch_size: int, truncation: bool, max_length: int | None,
-                progress: bool | None) -> Iterator[tuple[np.ndarray, list]]:
+                progress: bool | None, offsets: bool = True) -> Iterator[tuple[np.ndarray, list]]:
         """`items` tokenized, in chunks of `batch_size` shortest first: `(indices, encodings)`."""
         tokenizer = self._tokenizer()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        encodings = tokenizer.encode(items, truncation=truncation, max_length=max_length)
+        encodings = tokenizer.encode(items, truncation=truncation, max_length=max_length, offsets=offsets)
         # Sorting by length keeps padding, and so wasted compute, small.
         order = np.argsort([len(e) for e in encodings], kind="stable")
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -364,7 +364,7 @@ class SampModel:
             return self._pooled(self._run("hidden", b.input_ids, b.attention_mask, b.token_type_ids), b.attention_mask)
 
         layouts = self._layouts(items, packing, batch_size=batch_size, truncation=truncation, max_length=max_length,
-                                progress=progress)
+                                progress=progress, offsets=False)  # pooled: no character offsets needed
         for idx, _, b, emb in _ahead(layouts, dispatch):
             out[idx] = b.sequences(emb) if isinstance(b, PackedBatch) else np.asarray(emb)[: b.num_examples]
         return out
@@ -418,7 +418,9 @@ class SampModel:
                 return self.run_packed("head", b)
             return self._run("head", b.input_ids, b.attention_mask, b.token_type_ids)
 
-        for idx, encs, b, dev in _ahead(self._layouts(items, packing, **kw), dispatch):
+        # character offsets only where decoding reads them (entity spans)
+        layouts = self._layouts(items, packing, **kw, offsets=kind == "token_classification")
+        for idx, encs, b, dev in _ahead(layouts, dispatch):
             out = np.asarray(dev)
             if isinstance(b, PackedBatch):
                 rows = [b.tokens(out, j) for j in range(len(idx))] if kind == "token_classification" else b.sequences(out)

@@ -113,3 +113,11 @@ def test_normalize_inputs_errors(inputs, message):
 def test_normalize_inputs_forms():
     assert normalize_inputs("one text") == (["one text"], False)
     assert normalize_inputs([["a", "b"]]) == ([("a", "b")], True)
+
+
+def test_encoding_without_offsets_gives_the_same_tokens(front, real_sentences):
+    pairs = list(zip(real_sentences[:6], real_sentences[6:12]))
+    for items, kw in ((real_sentences, {}), (real_sentences, dict(truncation=True, max_length=12)), (pairs, {})):
+        full, fast = front.encode(items, **kw), front.encode(items, offsets=False, **kw)
+        assert [e.ids for e in fast] == [e.ids for e in full]
+        assert [e.type_ids for e in fast] == [e.type_ids for e in full]

@@ -56,7 +56,8 @@ class Admitted:
         tok = served.model.tokenizer
         assert tok is not None  # ServedModel refuses a model without one
         try:
-            encodings = tok.encode(work.items, truncation=self.truncate, max_length=served.max_input_length)
+            encodings = tok.encode(work.items, truncation=self.truncate, max_length=served.max_input_length,
+                                   offsets=work.keep_encodings)  # offsets and word ids: only NER decodes them
         except TokenizerInputTooLong as e:
             raise InputTooLong(e.index, e.length, e.limit, how="truncate=True") from None
         except ValueError as e:  # text that is not valid Unicode
