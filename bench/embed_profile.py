@@ -4,7 +4,7 @@
 
 On real SST-2 sentences (as bench/serve.py's offline run: dev and train, sampled with seed 0, truncated at 128
 tokens), per plan, each the best of `--passes`:
-  - tokenize: the tokenizer front end's `encode` of every text (Hugging Face `tokenizers`, batched in Rust);
+  - tokenize: the tokenizer front end's `encode` of every text as `embed()` calls it (no offsets);
   - layout: `_layouts`, which tokenizes, sorts by length and pads (or packs) every batch, with nothing run;
   - device: every batch's executable called on device-resident inputs back to back, one wait at the end (what
     the GPU needs when the host never makes it wait);
@@ -84,7 +84,7 @@ def profile_plan(folder: Path, plan: str, texts: list[str], batch_size: int, pas
     rec = dict(implementation="samp-jax", plan=plan, texts=n, batch_size=batch_size, batches=len(layouts),
                packed_batches=sum(isinstance(b, PackedBatch) for _, _, b in layouts),
                in_flight=model_module.IN_FLIGHT)
-    for name, fn in [("tokenize", lambda: tok.encode(texts, truncation=True, max_length=128)),
+    for name, fn in [("tokenize", lambda: tok.encode(texts, truncation=True, max_length=128, offsets=False)),
                      ("layout", lambda: list(model._layouts(texts, None, **kw))), ("device", device),
                      ("embed_serial", serial), ("embed", lambda: model.embed(texts, **kw))]:
         s = best_s(fn, passes)
