@@ -57,7 +57,7 @@ def profile_plan(folder: Path, plan: str, texts: list[str], batch_size: int, pas
     kw = dict(batch_size=batch_size, truncation=True, max_length=128, progress=False)
     model.embed(texts, **kw)  # compiles every shape these texts need
     tok = model._tokenizer()
-    layouts = list(model._layouts(texts, None, **kw))
+    layouts = list(model._layouts(texts, None, **kw, offsets=False))
     on_device = []
     for _, _, b in layouts:
         if isinstance(b, PackedBatch):
@@ -85,7 +85,7 @@ def profile_plan(folder: Path, plan: str, texts: list[str], batch_size: int, pas
                packed_batches=sum(isinstance(b, PackedBatch) for _, _, b in layouts),
                in_flight=model_module.IN_FLIGHT)
     for name, fn in [("tokenize", lambda: tok.encode(texts, truncation=True, max_length=128, offsets=False)),
-                     ("layout", lambda: list(model._layouts(texts, None, **kw))), ("device", device),
+                     ("layout", lambda: list(model._layouts(texts, None, **kw, offsets=False))), ("device", device),
                      ("embed_serial", serial), ("embed", lambda: model.embed(texts, **kw))]:
         s = best_s(fn, passes)
         rec[f"{name}_s"] = round(s, 4)
