@@ -317,9 +317,10 @@ def bench_embedding() -> None:
 
 
 
-def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
+def bench_attention(sweep: bool, shape=(128, 128, 12, 64), segments: int = 0) -> None:
     """Attention on B x S tokens (default 128 x 128), 12 heads of 64 (BERT-base), padded batch: float and 8-bit
-    kernels."""
+    kernels. `segments` > 0: packed rows instead, the key mask holding segment ids, that many sequences of equal
+    length to a row (1: full-length rows, the layout with nothing to remove)."""
     import pallas_kernels as ops
     from pallas_kernels.attention.triton import (
         AttentionConfig,
@@ -330,6 +331,9 @@ def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
     rng = np.random.default_rng(0)
     b, s, n, d = shape
     mask = jnp.asarray(np.arange(s)[None, :] < rng.integers(s // 2, s + 1, (b, 1)))
+    if segments:  # ids 1..segments along each row, equal spans (the last takes the remainder)
+        mask = jnp.asarray(np.broadcast_to(np.minimum(np.arange(s) // (s // segments), segments - 1) + 1, (b, s)),
+                           jnp.int32)
     qkv = jnp.asarray(rng.standard_normal((b, s, 3, n, d)), jnp.bfloat16)
     flops = 4 * b * s * s * n * d
     tops = lambda ms: round(flops / (ms * 1e-3) / 1e12, 1)  # noqa: E731
@@ -378,6 +382,8 @@ def bench_attention(sweep: bool, shape=(128, 128, 12, 64)) -> None:
             else:
                 record("attention-sweep", f"triton {qtype}", shape, ms, tops=tops(ms), equal=round(same, 5),
                        config=dataclasses.asdict(cfg))
+    if segments:  # SDPA takes no segment ids: its baseline is the padded one
+        return
     try:
         import torch
     except ImportError:
@@ -398,6 +404,8 @@ def main() -> None:
     ap.add_argument("--sections", default="copy,layer_norm,embedding,gemm,attention")
     ap.add_argument("--sweep", action="store_true", help="also sweep the GEMM's and the attention's tile configurations")
     ap.add_argument("--attention-shape", default="128x128x12x64", help="BxSxNxD of the attention section")
+    ap.add_argument("--attention-segments", type=int, default=0,
+                    help="packed rows of this many sequences each (segment ids as the key mask); 0: a padding mask")
     ap.add_argument("--gemm-rows", default="128,1024,4096", help="M of the gemm-rows section (tokens per call)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -414,7 +422,7 @@ def main() -> None:
     OUT_DIR.append(args.out)
     runs = {"copy": bench_copy, "layer_norm": lambda: bench_layer_norm(args.sweep), "embedding": bench_embedding,
             "gemm": lambda: bench_gemm(args.sweep), "gemm-rows": lambda: bench_gemm_rows(gemm_rows, args.sweep),
-            "attention": lambda: bench_attention(args.sweep, attention_shape)}
+            "attention": lambda: bench_attention(args.sweep, attention_shape, args.attention_segments)}
     for section in args.sections.split(","):
         try:
             runs[section]()

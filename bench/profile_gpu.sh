@@ -9,7 +9,9 @@
 #   4. bench/serve_lone.py: a lone short request through the executable, embed(), the engine and HTTP (issue 25);
 #   5. command buffers (issue 26): fp16 / full_int8 single-call latency at 1x32, 1x128 and 8x128 with XLA's
 #      defaults, then with Pallas's Triton calls named command-buffer capturable (jax-ml/jax#27988's flag;
-#      XLA versions without the flag refuse to start, which the log shows) and a graph of any size.
+#      XLA versions without the flag refuse to start, which the log shows) and a graph of any size;
+#   6. attention tiles for packed rows (issue 27): bench/kernels.py's attention sweep with segment ids, full-length
+#      rows (one sequence a row, where the 8-bit kernel lost 44% to segments at 128 x 128) and four a row.
 # Carry [".carry_serve"] (bench/serve_gpu.sh says how it is made: minilm/, mpnet/ configs, data/sst2, wheels/).
 # Usage (device tool): SAMP_COMMIT=$(git rev-parse --short HEAD) bash bench/profile_gpu.sh; PARTS="1 3" picks parts.
 set -u
@@ -51,6 +53,12 @@ for part in $PARTS; do
       XLA_FLAGS="${XLA_FLAGS:-} $flags" timeout -k 10 ${CB_TIMEOUT:-120} python3 bench/latency.py --batches 1,8 \
           --seqs 32,128 --plans fp16,full_int8 --no-torch --no-check --out "$OUT/cb_$v" --run "cb_$v" 2>&1 |
           grep -E "FAILED|x 32|x 128|latency ms|Error|error|nknown" | sed "s/^/  $v: /"
+    done ;;
+  6)
+    echo "== 6. attention tiles with segments"
+    for k in 1 4; do
+      timeout -k 10 ${ATTN_TIMEOUT:-150} python3 bench/kernels.py --sections attention --sweep --attention-segments $k \
+          --out "$OUT/attention_seg$k" 2>&1 | grep -E "^attention|^best sweep|FAILED" | sed "s/^/  segments $k: /"
     done ;;
   esac
   echo "part $part done at ${SECONDS} s"
