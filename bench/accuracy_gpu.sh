@@ -17,7 +17,7 @@ OUT=${OUT:-$(mktemp -d)}
 MP=${MP:-/tmp/mp}
 export SAMP_JAX_HOME=${SAMP_JAX_HOME:-/tmp/sjhome}
 export SAMP_DATA=$MP/data
-TASKS=${TASKS:-"mrpc conll2003 sst2"}
+TASKS=${TASKS-"mrpc conll2003 sst2"}  # TASKS="" only joins the weights
 ALPHAS=${ALPHAS:-0.6,0.75,0.9,1}
 FAMILIES=${FAMILIES:-full_int8}
 SHA256=${SHA256:-ac758bf6c7e40e993659a69871fb98863bd3a794d2f53d75de60bde9c51ccad7}
@@ -38,10 +38,10 @@ for t in $TASKS; do
   mkdir -p "$OUT/$t"
   ft=$SAMP_JAX_HOME/finetuned/mpnet-$t
   if [ ! -f "$ft/finetune.json" ]; then
-    python3 bench/finetune.py --model mpnet --task "$t" --epochs "${EPOCHS[$t]}" 2>&1 |
+    ${PYTHON:-python3} bench/finetune.py --model mpnet --task "$t" --epochs "${EPOCHS[$t]}" 2>&1 |
       grep -v "it/s]$" | tee "$OUT/$t/finetune.log" | tail -3
   fi
   cp "$ft/finetune.json" "$OUT/$t/" 2>/dev/null
-  python3 bench/smooth_accuracy.py --model mpnet --task "$t" ${LIMIT[$t]} --layerwise --families "$FAMILIES" \
+  ${PYTHON:-python3} bench/smooth_accuracy.py --model mpnet --task "$t" ${LIMIT[$t]} --layerwise --families "$FAMILIES" \
       --alphas "$ALPHAS" --out "$OUT/accuracy" 2>&1 | grep -v "it/s]$" | tee "$OUT/$t/smooth.log" | tail -12
 done
