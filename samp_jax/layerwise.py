@@ -82,9 +82,13 @@ class LayerwiseModel(SampModel):
     For measuring plans (`Tuner(..., layerwise=True)`); serve with `SampModel`.
     """
 
+    def unpackable(self, pooling_mode: str | None = None) -> str | None:
+        """Always a reason: plans are measured on padded batches (so `predict` and `embed` never pack here)."""
+        return "LayerwiseModel measures plans on padded batches; run packed ones with SampModel"
+
     def executable(self, kind: str, batch: int, seq: int, *, packed: bool = False):
         if packed:
-            raise ValueError("LayerwiseModel measures plans on padded batches; run packed ones with SampModel")
+            raise ValueError(self.unpackable())
         if kind not in OUTPUT_KINDS:
             raise ValueError(f"unknown output kind {kind!r}; known: {OUTPUT_KINDS}")
         if self.config.model_type == "modernbert":  # its layers differ by index: one function per mode cannot serve them

@@ -143,7 +143,7 @@ class SampModel:
     def executable(self, kind: str, batch: int, seq: int, *, packed: bool = False):
         """The compiled executable for `kind` ("head", "hidden", "embed") at one shape, built once; it takes the
         parameters as its first argument (`compiled` binds them). `packed`: see `compiled`."""
-        if packed and (why := unpackable(self.config, self.pooling.mode if kind == "embed" else None)) is not None:
+        if packed and (why := self.unpackable(self.pooling.mode if kind == "embed" else None)) is not None:
             raise ValueError(why)
         key = (kind, batch, seq, packed)
         with self._lock:
@@ -212,6 +212,11 @@ class SampModel:
         return out[:, :seq] if out.ndim == 3 else out  # [B, S, ...] outputs (hidden states, token logits)
 
     # ---- packed batches: several sequences to a row ------------------------------
+    def unpackable(self, pooling_mode: str | None = None) -> str | None:
+        """Why this model cannot run packed batches (None: it can): its architecture or pooling
+        (`samp_jax.packing.unpackable`)."""
+        return unpackable(self.config, pooling_mode)
+
     def pack(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None) -> PackedBatch:
         """Packs token id sequences (and token types) into rows this model runs (`samp_jax.packing`): rows as
         wide as the sequence bucket of the longest (at least `packing.MIN_WIDTH`, at most `max_seq_len`), their
@@ -249,7 +254,7 @@ class SampModel:
     def packs_better(self, lengths: Sequence[int]) -> bool:
         """Whether packing sequences of these lengths computes at most `PACK_BELOW` of the tokens of their
         padded layout (and the model runs packed)."""
-        if unpackable(self.config, self.pooling.mode) is not None or not lengths:
+        if self.unpackable(self.pooling.mode) is not None or not lengths:
             return False
         width = self._pack_width(max(lengths))
         return self._pays(self._packed_rows(place(lengths, width).rows) * width, lengths)
@@ -326,9 +331,9 @@ class SampModel:
 
     def _layouts(self, items: Sequence, packing: bool | None, **kw) -> Iterator[tuple[np.ndarray, list, Any]]:
         """`_chunks` laid out as a `PaddedBatch` or, where `packing` says (None: `packs_better`), a `PackedBatch`."""
-        if packing and (why := unpackable(self.config, self.pooling.mode)) is not None:
+        if packing and (why := self.unpackable(self.pooling.mode)) is not None:
             raise ValueError(f"packing=True: {why}")
-        packable = packing is not False and unpackable(self.config, self.pooling.mode) is None
+        packable = packing is not False and self.unpackable(self.pooling.mode) is None
         for idx, encs in self._chunks(items, **kw):
             lengths = [len(e) for e in encs]
             packed = None

@@ -51,3 +51,19 @@ def test_one_compiled_function_per_layer_mode_and_next_input(calibrated):
     assert _layer_fn.cache_info().currsize == 4
     LayerwiseModel(ckpt, "full_int8:0,fp16:1", kernels="xla")(ids, mask, types)
     assert _layer_fn.cache_info().currsize == 4
+
+
+def test_predict_on_texts_runs_padded_where_packing_would_pay(tmp_path, minilm_dir, real_sentences):
+    """`predict` packs mixed-length batches where that pays; a LayerwiseModel must pad them instead (it
+    measures plans on padded batches), and answer as the served model does."""
+    make_hf_model(tmp_path, "BertForSequenceClassification", tokenizer_from=minilm_dir, seed=2)
+    ckpt = convert_hf_checkpoint(tmp_path)
+    texts = real_sentences[:8] + [" ".join(real_sentences[:4])]  # one long text: packing would pay
+    served = SampModel(ckpt, "fp16", kernels="xla")
+    lengths = [len(e.ids) for e in served.tokenizer.encode(texts)]
+    assert served.packs_better(lengths)
+    layerwise = LayerwiseModel(ckpt, "fp16", kernels="xla")
+    assert not layerwise.packs_better(lengths)
+    got, want = layerwise.predict(texts, batch_size=16), served.predict(texts, batch_size=16, packing=False)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    np.testing.assert_allclose([g["score"] for g in got], [w["score"] for w in want], atol=1e-3)
