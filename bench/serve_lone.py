@@ -21,26 +21,14 @@ import http.client
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 if not __package__:  # `python bench/NAME.py` puts bench/ first on the path, where its module names would
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow installed ones: import `bench.*` instead
 
-from bench._timing import commit, device_name, today, write_records
+from bench._timing import commit, device_name, today, wall_ms, write_records
 from bench.serve import SERVE_FLAGS, Served, read_texts
-
-
-def median_ms(fn, n: int) -> float:
-    for _ in range(max(5, n // 10)):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(statistics.median(times) * 1e3, 4)
 
 
 def main() -> None:
@@ -69,8 +57,8 @@ def main() -> None:
     ids = jax.device_put((b.input_ids, b.attention_mask, b.token_type_ids))
     fn = model.executable("embed", *b.input_ids.shape)
     rec["shape"] = list(b.input_ids.shape)
-    rec["executable_ms"] = median_ms(lambda: jax.block_until_ready(fn(model._params, *ids)), args.n)
-    rec["embed_ms"] = median_ms(lambda: model.embed([text]), args.n)
+    rec["executable_ms"] = round(wall_ms(lambda: jax.block_until_ready(fn(model._params, *ids)), args.n), 4)
+    rec["embed_ms"] = round(wall_ms(lambda: model.embed([text]), args.n), 4)
 
     config = EngineConfig(max_input_length=128, warmup=False)
     with Engine(model, config) as engine:
@@ -79,7 +67,7 @@ def main() -> None:
         def submit() -> None:
             results.append(engine.submit(Embed([text])).result())
 
-        rec["engine_ms"] = median_ms(submit, args.n)
+        rec["engine_ms"] = round(wall_ms(submit, args.n), 4)
         tail = results[-args.n:]
         for stage in ("tokenization", "queue", "inference", "total"):
             rec[f"engine_{stage}_ms"] = round(statistics.median(getattr(r.timings, stage) for r in tail) * 1e3, 4)
@@ -101,14 +89,14 @@ def main() -> None:
             headers.append({k: float(r.getheader(k, "nan")) for k in
                             ("x-total-time", "x-tokenization-time", "x-queue-time", "x-inference-time")})
 
-        rec["http_client_ms"] = median_ms(post, args.n)
+        rec["http_client_ms"] = round(wall_ms(post, args.n), 4)
         for k in headers[0]:
             rec[f"server_{k[2:].replace('-', '_')}_ms"] = round(statistics.median(h[k] for h in headers[-args.n:]), 4)
         import httpx
 
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            rec["httpx_ms"] = median_ms(lambda: client.post("/embed", json={"inputs": text}).raise_for_status(),
-                                        args.n)
+            rec["httpx_ms"] = round(wall_ms(lambda: client.post("/embed", json={"inputs": text}).raise_for_status(),
+                                            args.n), 4)
     finally:
         server.stop()
     write_records([rec], args.out / "serve_lone.json")

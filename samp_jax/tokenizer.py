@@ -148,7 +148,7 @@ class TokenizerFrontEnd:
             raise
         for i, enc in enumerate(encodings):
             if len(enc) > limit:
-                raise InputTooLong(i, len(enc.ids), limit)
+                raise InputTooLong(i, len(enc), limit)
         return encodings
 
     def _truncating_tokenizer(self, limit: int) -> Tokenizer:
